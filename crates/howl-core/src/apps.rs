@@ -1,0 +1,189 @@
+//! The app catalogue: the built-in "Test Pattern" plus apps from the config file.
+//!
+//! App IDs must be non-zero, fit a signed 32-bit integer and stay stable across restarts:
+//! clients cache lists and box art by ID and compare it with `currentgame` (reference part 1,
+//! 3.4). We derive the ID from the title, so the same title always gets the same ID.
+
+use serde::{Deserialize, Serialize};
+
+/// Title of the built-in app that every howl lists.
+pub const TEST_PATTERN_TITLE: &str = "Test Pattern";
+
+/// What runs when an app is launched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AppKind {
+    /// A moving picture with a frame counter and a tone, drawn by the media worker.
+    TestPattern {
+        /// Tone frequency in Hz.
+        #[serde(default = "default_tone_hz")]
+        tone_hz: u32,
+    },
+    /// A program started inside the producer's display.
+    Process {
+        command: String,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        env: std::collections::BTreeMap<String, String>,
+        #[serde(default)]
+        working_dir: Option<String>,
+    },
+}
+
+fn default_tone_hz() -> u32 {
+    440
+}
+
+/// An app entry as written in the config file. Unknown keys are rejected by the flattened
+/// [`AppKind`] variant (serde cannot combine `deny_unknown_fields` with `flatten` here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppConfig {
+    pub title: String,
+    #[serde(flatten)]
+    pub kind: AppKind,
+}
+
+/// One app, with its stable ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct App {
+    pub id: i32,
+    pub title: String,
+    pub kind: AppKind,
+}
+
+/// Why a configured app list was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppError {
+    #[error("app title must not be empty")]
+    EmptyTitle,
+    #[error("app title {0:?} is longer than 256 bytes")]
+    TitleTooLong(String),
+    #[error("two apps are titled {0:?}; titles must be unique")]
+    DuplicateTitle(String),
+    #[error("app {0:?}: a process app needs a non-empty command")]
+    EmptyCommand(String),
+}
+
+/// Stable, non-zero, positive 31-bit ID from a title (SHA-256, first four bytes).
+pub fn app_id_for_title(title: &str) -> i32 {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, title.as_bytes());
+    let b = digest.as_ref();
+    let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff;
+    // Zero means "no app" to clients; map it away. The cast cannot wrap: v < 2^31.
+    if v == 0 { 1 } else { v as i32 }
+}
+
+/// The validated list of apps, in display order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCatalog {
+    apps: Vec<App>,
+}
+
+impl AppCatalog {
+    /// The built-in test pattern first, then the configured apps.
+    pub fn new(configured: &[AppConfig]) -> Result<Self, AppError> {
+        let mut apps = vec![App {
+            id: app_id_for_title(TEST_PATTERN_TITLE),
+            title: TEST_PATTERN_TITLE.to_owned(),
+            kind: AppKind::TestPattern {
+                tone_hz: default_tone_hz(),
+            },
+        }];
+        for c in configured {
+            let title = c.title.trim();
+            if title.is_empty() {
+                return Err(AppError::EmptyTitle);
+            }
+            if title.len() > 256 {
+                return Err(AppError::TitleTooLong(title.chars().take(40).collect()));
+            }
+            if let AppKind::Process { command, .. } = &c.kind
+                && command.trim().is_empty()
+            {
+                return Err(AppError::EmptyCommand(title.to_owned()));
+            }
+            if apps.iter().any(|a| a.title == title) {
+                // A configured "Test Pattern" replaces the built-in one's settings.
+                if title == TEST_PATTERN_TITLE && matches!(c.kind, AppKind::TestPattern { .. }) {
+                    apps[0].kind = c.kind.clone();
+                    continue;
+                }
+                return Err(AppError::DuplicateTitle(title.to_owned()));
+            }
+            apps.push(App {
+                id: app_id_for_title(title),
+                title: title.to_owned(),
+                kind: c.kind.clone(),
+            });
+        }
+        Ok(Self { apps })
+    }
+
+    pub fn list(&self) -> &[App] {
+        &self.apps
+    }
+
+    pub fn by_id(&self, id: i32) -> Option<&App> {
+        self.apps.iter().find(|a| a.id == id)
+    }
+
+    pub fn by_title(&self, title: &str) -> Option<&App> {
+        self.apps.iter().find(|a| a.title == title)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_pattern_is_always_first_and_ids_are_stable() {
+        let cat = AppCatalog::new(&[]).unwrap();
+        assert_eq!(cat.list()[0].title, TEST_PATTERN_TITLE);
+        assert_eq!(cat.list()[0].id, app_id_for_title(TEST_PATTERN_TITLE));
+        assert!(cat.list()[0].id > 0);
+        let again = AppCatalog::new(&[]).unwrap();
+        assert_eq!(cat, again);
+    }
+
+    #[test]
+    fn rejects_duplicates_and_empty() {
+        let p = |t: &str| AppConfig {
+            title: t.into(),
+            kind: AppKind::Process {
+                command: "xterm".into(),
+                args: vec![],
+                env: Default::default(),
+                working_dir: None,
+            },
+        };
+        assert_eq!(
+            AppCatalog::new(&[p("a"), p("a")]),
+            Err(AppError::DuplicateTitle("a".into()))
+        );
+        assert_eq!(AppCatalog::new(&[p("  ")]), Err(AppError::EmptyTitle));
+        let cat = AppCatalog::new(&[p("Desktop")]).unwrap();
+        assert_eq!(cat.list().len(), 2);
+        assert!(cat.by_title("Desktop").is_some());
+    }
+
+    #[test]
+    fn config_parses_from_toml_shape() {
+        let json = r#"{"title":"X","kind":"process","command":"xterm","args":["-e","top"]}"#;
+        let c: AppConfig = serde_json::from_str(json).unwrap();
+        assert!(matches!(c.kind, AppKind::Process { .. }));
+        let bad = r#"{"title":"X","kind":"nope"}"#;
+        assert!(serde_json::from_str::<AppConfig>(bad).is_err());
+        let typo = r#"{"title":"X","kind":"process","comand":"xterm"}"#;
+        assert!(serde_json::from_str::<AppConfig>(typo).is_err());
+    }
+
+    #[test]
+    fn ids_are_positive_for_many_titles() {
+        for i in 0..10_000 {
+            let id = app_id_for_title(&format!("app {i}"));
+            assert!(id > 0);
+        }
+    }
+}
