@@ -1,0 +1,253 @@
+//! Server configuration: defaults, then the TOML file (`--config`), then `HOWL_<KEY>`
+//! environment variables, then command-line flags. Unknown keys are errors, so a typo never
+//! silently leaves a default in place.
+
+use howl_core::apps::AppConfig;
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Every setting of `howl serve`. Field names are the TOML keys; each scalar key can also be
+/// set as `HOWL_<KEY>` (upper case), e.g. `HOWL_HTTP_PORT=48989`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the NVHTTP (HTTP and HTTPS) listeners bind to.
+    pub bind_address: IpAddr,
+    /// NVHTTP plain-HTTP port (serverinfo, pairing steps 1-4).
+    pub http_port: u16,
+    /// NVHTTP HTTPS port (mutual TLS; everything authenticated).
+    pub https_port: u16,
+    /// Management API address (REST, PIN entry). Keep it on loopback unless fronted by TLS.
+    pub api_bind: SocketAddr,
+    /// Host name shown to clients; defaults to the machine's host name.
+    pub hostname: Option<String>,
+    /// Advertise `_nvstream._tcp` over mDNS.
+    pub mdns: bool,
+    /// How long a pairing request waits for the operator's PIN, and how long the rest of the
+    /// handshake may take, in seconds.
+    pub pairing_window_secs: u64,
+    /// Deadline for a TLS handshake, in milliseconds.
+    pub tls_handshake_timeout_ms: u64,
+    /// Deadline for a client to send its complete request headers, in milliseconds.
+    pub header_timeout_ms: u64,
+    /// Deadline for answering one ordinary request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Most concurrent connections per listener; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) accepted, in bytes. Pairing step 1
+    /// sends a ~2.5 KB URL, so this must stay well above 16 KiB.
+    pub max_header_bytes: usize,
+    /// Largest request body accepted by the management API, in bytes.
+    pub max_body_bytes: usize,
+    /// Apps besides the built-in "Test Pattern".
+    pub apps: Vec<AppConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            http_port: 47989,
+            https_port: 47984,
+            api_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 47990),
+            hostname: None,
+            mdns: true,
+            pairing_window_secs: 120,
+            tls_handshake_timeout_ms: 10_000,
+            header_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            max_connections: 512,
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 64 * 1024,
+            apps: Vec::new(),
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message says which key or file is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Keys that may come from the environment: every scalar key of [`Config`].
+const ENV_KEYS: &[&str] = &[
+    "bind_address",
+    "http_port",
+    "https_port",
+    "api_bind",
+    "hostname",
+    "mdns",
+    "pairing_window_secs",
+    "tls_handshake_timeout_ms",
+    "header_timeout_ms",
+    "request_timeout_ms",
+    "max_connections",
+    "max_header_bytes",
+    "max_body_bytes",
+];
+
+impl Config {
+    /// Loads the file (if any), then overlays `HOWL_<KEY>` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            None => toml::Table::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })?
+            }
+        };
+        for (var, value) in env {
+            let Some(key) = var.strip_prefix("HOWL_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if !ENV_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            table.insert(key, env_value(&value));
+        }
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| match file {
+                Some(path) => ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.message().to_owned(),
+                },
+                None => ConfigError::Env {
+                    var: "HOWL_*".into(),
+                    message: e.message().to_owned(),
+                },
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_header_bytes < 16 * 1024 {
+            return Err(ConfigError::Invalid(
+                "max_header_bytes must be at least 16384 (pairing sends ~2.5 KB request lines)"
+                    .into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid("max_connections must be > 0".into()));
+        }
+        if self.pairing_window_secs == 0 || self.pairing_window_secs > 3600 {
+            return Err(ConfigError::Invalid(
+                "pairing_window_secs must be between 1 and 3600".into(),
+            ));
+        }
+        for (name, ms) in [
+            ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+        ] {
+            if ms == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be > 0")));
+            }
+        }
+        howl_core::AppCatalog::new(&self.apps).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(())
+    }
+
+    pub fn pairing_window(&self) -> Duration {
+        Duration::from_secs(self.pairing_window_secs)
+    }
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.tls_handshake_timeout_ms)
+    }
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// An environment value is read as a TOML value when it parses as one (numbers, booleans,
+/// quoted strings), else as a bare string (addresses, host names).
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, []).unwrap();
+        assert_eq!(c.http_port, 47989);
+        assert_eq!(c.https_port, 47984);
+        assert!(c.mdns);
+    }
+
+    #[test]
+    fn file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("howl.toml");
+        std::fs::write(
+            &p,
+            "http_port = 1000\nhostname = \"box\"\n[[apps]]\ntitle = \"Desk\"\nkind = \"process\"\ncommand = \"xterm\"\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("HOWL_HTTP_PORT".to_string(), "2000".to_string()),
+            ("HOWL_API_BIND".to_string(), "127.0.0.1:9".to_string()),
+            ("HOWL_MDNS".to_string(), "false".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let c = Config::load(Some(&p), env).unwrap();
+        assert_eq!(c.http_port, 2000);
+        assert_eq!(c.hostname.as_deref(), Some("box"));
+        assert_eq!(c.api_bind.port(), 9);
+        assert!(!c.mdns);
+        assert_eq!(c.apps.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("howl.toml");
+        std::fs::write(&p, "htp_port = 1\n").unwrap();
+        let e = Config::load(Some(&p), []).unwrap_err().to_string();
+        assert!(e.contains("htp_port") && e.contains("howl.toml"), "{e}");
+        let e = Config::load(None, [("HOWL_HTTP_PORT".into(), "lots".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HOWL_"), "{e}");
+        let e = Config::load(None, [("HOWL_MAX_HEADER_BYTES".into(), "100".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_header_bytes"), "{e}");
+        let missing = Config::load(Some(Path::new("/nonexistent/howl.toml")), []).unwrap_err();
+        assert!(missing.to_string().contains("/nonexistent/howl.toml"));
+    }
+}

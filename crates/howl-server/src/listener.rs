@@ -1,0 +1,218 @@
+//! One accept loop for every TCP listener (NVHTTP HTTP, NVHTTPS, management API), with the
+//! connection hygiene the seeds lacked (000, 001: sockets piling up in CLOSE_WAIT behind a
+//! wedged handler):
+//!
+//! - at most `max_connections` connections are served at once; further ones wait in the
+//!   kernel backlog instead of consuming fds and tasks;
+//! - the TLS handshake has a deadline;
+//! - the request head must arrive within `header_timeout` and fit `max_header_bytes`
+//!   (hyper answers 431 and closes when it does not);
+//! - every connection has an overall deadline, after which it is dropped;
+//! - one request per connection (`Connection: close`), as GameStream hosts do;
+//! - every path out of the per-connection task drops the socket, which closes it.
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Per-listener limits. See the module docs for what each protects against.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub tls_handshake_timeout: Duration,
+    pub header_timeout: Duration,
+    /// Longest a connection may live, all requests included.
+    pub connection_deadline: Duration,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+}
+
+/// What a request handler knows about the connection it arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// DER of the client certificate presented in the TLS handshake, if any.
+    pub client_cert: Option<Arc<Vec<u8>>>,
+    pub tls: bool,
+}
+
+/// Live counters of one listener.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    pub accepted: AtomicU64,
+    pub open: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    pub deadline_closes: AtomicU64,
+}
+
+/// Decrements `open` however the connection task ends.
+struct OpenGuard(Arc<ListenerStats>);
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves `listener` until `shutdown` fires, then stops accepting and returns once every
+/// connection task has ended (each is bounded by `connection_deadline`, and dropped at once on
+/// shutdown).
+pub async fn serve<F, S, B>(
+    name: &'static str,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+    stats: Arc<ListenerStats>,
+    make_service: F,
+    shutdown: CancellationToken,
+) where
+    F: Fn(ConnInfo) -> S + Send + Sync + 'static,
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let make_service = Arc::new(make_service);
+    let tracker = TaskTracker::new();
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // the semaphore is never closed; treat as shutdown
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning on the error.
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        let guard = OpenGuard(stats.clone());
+        let tls = tls.clone();
+        let limits = limits.clone();
+        let make_service = make_service.clone();
+        let stop = shutdown.clone();
+        let stats = stats.clone();
+        tracker.spawn(async move {
+            let _permit = permit;
+            let _guard = guard;
+            let work = handle_conn(stream, peer, tls, &limits, &stats, &*make_service);
+            tokio::select! {
+                r = tokio::time::timeout(limits.connection_deadline, work) => {
+                    if r.is_err() {
+                        stats.deadline_closes.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(listener = name, %peer, "connection deadline passed; closing");
+                    }
+                }
+                () = stop.cancelled() => {}
+            }
+            // The stream was moved into `work`; dropping it above closed the socket.
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+    tracing::debug!(listener = name, "stopped");
+}
+
+async fn handle_conn<F, S, B>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    limits: &Limits,
+    stats: &ListenerStats,
+    make_service: &F,
+) where
+    F: Fn(ConnInfo) -> S,
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let _ = stream.set_nodelay(true);
+    let local = match stream.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    match tls {
+        None => {
+            let info = ConnInfo {
+                peer,
+                local,
+                client_cert: None,
+                tls: false,
+            };
+            let svc = make_service(info);
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        }
+        Some(acceptor) => {
+            let tls_stream =
+                match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "TLS handshake deadline passed");
+                        return;
+                    }
+                };
+            let client_cert = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| Arc::new(c.as_ref().to_vec()));
+            let info = ConnInfo {
+                peer,
+                local,
+                client_cert,
+                tls: true,
+            };
+            let svc = make_service(info);
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(tls_stream), svc)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "https connection ended with an error");
+            }
+        }
+    }
+}

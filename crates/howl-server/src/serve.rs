@@ -1,0 +1,222 @@
+//! `howl serve`: builds the pieces from the configuration and runs them until SIGTERM/SIGINT.
+//!
+//! Order of shutdown (bounded by [`SHUTDOWN_DEADLINE`]): stop accepting on every listener,
+//! drop open connections, stop the core actor, exit. State is persisted on every change, so
+//! nothing is left to flush.
+
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::listener::{self, Limits, ListenerStats};
+use crate::nvhttp::{NvHttp, NvHttpSettings};
+use crate::statedir::StateDir;
+use crate::{core_task, mdns, tls};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The longest shutdown may take before the process exits anyway.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Errors that stop the server from starting. Each says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    StateDir(#[from] crate::statedir::StateDirError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server identity: {0}")]
+    Identity(String),
+    #[error("apps: {0}")]
+    Apps(String),
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// Runs the server until a termination signal. Returns once shut down.
+pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
+    tls::install_default_provider();
+    let sd = StateDir::open(state_dir)?;
+    let (identity, fresh) = sd.load_or_create_identity()?;
+    if fresh {
+        tracing::info!(dir = %state_dir.display(), "created a new host key and certificate");
+    }
+    let state = sd.load_or_create_state()?;
+    let token = sd.load_or_create_token()?;
+    let apps =
+        howl_core::AppCatalog::new(&cfg.apps).map_err(|e| StartError::Apps(e.to_string()))?;
+    let server_identity = howl_proto::pairing::ServerIdentity::from_pem(
+        identity.key_pem.as_bytes(),
+        identity.cert_pem.as_bytes(),
+    )
+    .map_err(|e| StartError::Identity(e.to_string()))?;
+    let tls_cfg = tls::server_config(&identity.cert_pem, &identity.key_pem)?;
+
+    let shutdown = CancellationToken::new();
+    let uniqueid = state.uniqueid.clone();
+    let (core, core_task) = core_task::spawn(
+        state,
+        sd.path(crate::statedir::STATE_FILE),
+        apps,
+        cfg.pairing_window(),
+        shutdown.clone(),
+    );
+
+    let http_addr = SocketAddr::new(cfg.bind_address, cfg.http_port);
+    let https_addr = SocketAddr::new(cfg.bind_address, cfg.https_port);
+    let http_l = bind("NVHTTP http", http_addr).await?;
+    let https_l = bind("NVHTTP https", https_addr).await?;
+    let api_l = bind("management API", cfg.api_bind).await?;
+    let https_port = https_l
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(cfg.https_port);
+    let http_port = http_l
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(cfg.http_port);
+
+    let hostname = cfg.hostname.clone().unwrap_or_else(system_hostname);
+    let nv = Arc::new(NvHttp::new(
+        NvHttpSettings {
+            hostname: hostname.clone(),
+            uniqueid,
+            http_port,
+            https_port,
+            pairing_window: cfg.pairing_window(),
+            request_timeout: cfg.request_timeout(),
+        },
+        core.clone(),
+        Arc::new(server_identity),
+    ));
+
+    // A connection may carry one pairing request that waits for the operator, so its deadline
+    // is the pairing window plus the ordinary request budget.
+    let nv_limits = Limits {
+        tls_handshake_timeout: cfg.tls_handshake_timeout(),
+        header_timeout: cfg.header_timeout(),
+        connection_deadline: cfg.pairing_window() + cfg.request_timeout(),
+        max_connections: cfg.max_connections,
+        max_header_bytes: cfg.max_header_bytes,
+    };
+    let api_limits = Limits {
+        connection_deadline: cfg.request_timeout(),
+        ..nv_limits.clone()
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let nv = nv.clone();
+        tasks.spawn(listener::serve(
+            "nvhttp",
+            http_l,
+            None,
+            nv_limits.clone(),
+            Arc::new(ListenerStats::default()),
+            move |conn| nv.clone().service(conn),
+            shutdown.clone(),
+        ));
+    }
+    {
+        let nv = nv.clone();
+        tasks.spawn(listener::serve(
+            "nvhttps",
+            https_l,
+            Some(tokio_rustls::TlsAcceptor::from(tls_cfg)),
+            nv_limits,
+            Arc::new(ListenerStats::default()),
+            move |conn| nv.clone().service(conn),
+            shutdown.clone(),
+        ));
+    }
+    {
+        let router = api::router(
+            ApiState {
+                core: core.clone(),
+                token: Arc::from(token.as_str()),
+            },
+            cfg.max_body_bytes,
+        );
+        tasks.spawn(listener::serve(
+            "api",
+            api_l,
+            None,
+            api_limits,
+            Arc::new(ListenerStats::default()),
+            move |_conn| hyper_util::service::TowerToHyperService::new(router.clone()),
+            shutdown.clone(),
+        ));
+    }
+
+    let _mdns = if cfg.mdns {
+        match mdns::advertise(&hostname, http_port) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "mDNS advertisement failed; clients must add the host by address");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    tracing::info!(
+        http = %http_addr, https = %https_addr, api = %cfg.api_bind, state_dir = %state_dir.display(),
+        "howl is serving; pair a Moonlight client and enter its PIN with `howl pin <PIN>`"
+    );
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let drain = async {
+        while tasks.join_next().await.is_some() {}
+        let _ = core_task.await;
+    };
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown deadline passed; exiting anyway");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            // Without signal handlers, Ctrl-C still works through the default action.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "howl".into())
+}
