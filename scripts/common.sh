@@ -1,0 +1,48 @@
+# Shared set-up for scripts/run.sh and scripts/test.sh. Sourced, not executed.
+# Installs what a fresh Debian 12 machine lacks, and keeps the build cache outside the clone.
+set -euo pipefail
+
+HOWL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# A warm build is fast only if the target dir survives fresh clones: keep it outside.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/howl/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# System packages the build and the tests need (Debian names).
+APT_PACKAGES=(build-essential pkg-config python3 python3-venv python3-pip procps iproute2 curl)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root for: $*"; return 1; fi
+}
+
+ensure_apt_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  command -v cargo >/dev/null || { log "Rust (cargo) is required: https://rustup.rs"; exit 1; }
+}
+
+# The interop venv: the real Moonlight client library (moonlight-python, pinned: the tests use
+# a few of its private names) and pytest.
+VENV="${HOWL_VENV:-$HOWL_ROOT/.venv}"
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import moonlight_python, pytest' 2>/dev/null; then
+    log "creating Python venv for interop tests in $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HOWL_ROOT/tests/interop/requirements.txt"
+  fi
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every check and test of howl: formatting, clippy, Rust unit/property/integration tests,
+# and the interop suite against the real Moonlight client library. Installs what it needs.
+source "$(dirname "$0")/common.sh"
+cd "$HOWL_ROOT"
+
+ensure_apt_packages
+ensure_rust
+ensure_venv
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy (-D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "sans-IO rule: howl-proto depends on no runtime, socket or media crate"
+if cargo tree -p howl-proto -e normal --locked | grep -E -o '(tokio|gstreamer|glib|axum|hyper|mio) v[0-9.]+' ; then
+  log "howl-proto must stay sans-IO"; exit 1
+fi
+log "cargo test"
+cargo test --workspace --locked
+log "building the howl binary for interop tests"
+cargo build -p howl-server --locked
+export HOWL_BIN="$CARGO_TARGET_DIR/debug/howl"
+log "interop tests (real moonlight-common-c client via moonlight-python)"
+"$VENV/bin/python" -m pytest -ra -p no:cacheprovider tests/interop "$@"
