@@ -9,5 +9,12 @@
 //! The drive-loop contract for the stateful pieces (pairing, RTSP): feed one input, then drain
 //! every output it produced before feeding the next one.
 
+pub mod audio;
+pub mod control;
+pub mod fec;
+pub mod input;
 pub mod nvhttp;
 pub mod pairing;
+pub mod rtsp;
+pub mod sdp;
+pub mod video;
