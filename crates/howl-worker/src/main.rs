@@ -1,0 +1,148 @@
+//! `howl-worker`: one killable media process per producer.
+//!
+//! The server spawns `howl-worker --socket PATH` for each producer (lobby). The worker connects to
+//! the unix stream socket the server listens on, says [`Message::Hello`] with the encoders it
+//! found, waits for [`Message::Start`], runs a GStreamer pipeline (source → encoder → parser →
+//! appsink) and streams encoded access units, Opus packets and heartbeats back, framed with
+//! `howl_media::protocol`. It is the only crate that links GStreamer: a wedged or crashing
+//! encoder costs this process, never the server (ARCHITECTURE.md, "Media plane").
+//!
+//! Threads (STYLE.md practice 13):
+//! - **main** owns the pipeline: builds it, changes its state, feeds the test-pattern `appsrc`,
+//!   polls the bus, sends heartbeats and executes commands. Every exit sets the pipeline to
+//!   `Null` first, under a watchdog deadline.
+//! - **reader** decodes frames from the socket and forwards commands to main over a bounded
+//!   channel.
+//! - **writer** encodes outgoing messages and writes them to the socket (with a write timeout).
+//! - GStreamer streaming threads run the appsink callbacks, which only copy the sample into a
+//!   message and `try_send` it (drop and count on overflow, never block).
+//!
+//! Other modes: `--probe` prints the usable encoders as JSON (the server calls it at start-up to
+//! decide which codecs to advertise); `--decode-check FILE` (hidden, for tests) decodes an
+//! elementary stream and prints the test-pattern counters it reads.
+
+mod decode_check;
+mod encoders;
+mod error;
+mod pipeline;
+mod session;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use howl_media::protocol::{Codec, Message};
+
+/// Exit status for a normal `Stop`.
+pub const EXIT_OK: u8 = 0;
+/// Exit status for a fatal error (pipeline, protocol, parameters).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit status when the server went away (socket closed or failed) without `Stop`.
+pub const EXIT_SERVER_GONE: u8 = 2;
+/// Exit status of `--decode-check` when no decoder is installed (tests treat it as "skip").
+pub const EXIT_NO_DECODER: u8 = 77;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "howl-worker",
+    version,
+    about = "howl media worker (spawned by the howl server)"
+)]
+struct Cli {
+    /// Unix stream socket of the server to connect to.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["probe", "decode_check"])]
+    socket: Option<PathBuf>,
+    /// Print the usable encoders as JSON and exit.
+    #[arg(long)]
+    probe: bool,
+    /// Decode an elementary stream file and print the test-pattern counters as JSON (tests).
+    #[arg(long, value_name = "FILE", hide = true)]
+    decode_check: Option<PathBuf>,
+    /// Codec of the `--decode-check` file: h264, hevc or av1.
+    #[arg(long, default_value = "h264", hide = true)]
+    codec: String,
+}
+
+fn main() -> ExitCode {
+    // First thing: a worker must never outlive the server that spawned it.
+    set_parent_death_signal();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HOWL_WORKER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let cli = Cli::parse();
+    if let Err(e) = gstreamer::init() {
+        tracing::error!(error = %e, "GStreamer init failed");
+        return ExitCode::from(EXIT_ERROR);
+    }
+
+    if cli.probe {
+        let list = encoders::probe();
+        let json = encoders::probe_json(&list);
+        println!("{json}");
+        return ExitCode::from(EXIT_OK);
+    }
+    if let Some(file) = cli.decode_check {
+        let Some(codec) = Codec::from_name(&cli.codec) else {
+            eprintln!("unknown codec {:?}", cli.codec);
+            return ExitCode::from(EXIT_ERROR);
+        };
+        return ExitCode::from(decode_check::run(&file, codec));
+    }
+    let Some(socket) = cli.socket else {
+        eprintln!("howl-worker: one of --socket PATH or --probe is required");
+        return ExitCode::from(EXIT_ERROR);
+    };
+    // The main thread owns the pipeline; a panic in it must still end in a defined exit code
+    // (the pipeline guard inside has already set the pipeline to Null while unwinding).
+    match std::panic::catch_unwind(|| session::run(&socket)) {
+        Ok(code) => ExitCode::from(code),
+        Err(_) => {
+            tracing::error!("worker main thread panicked");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Asks the kernel to SIGKILL this process when its parent (the server) dies, so a crashed or
+/// killed server never leaves encoders running. If the parent died before this call, the socket
+/// closes and the session exits on its own.
+#[allow(unsafe_code)]
+fn set_parent_death_signal() {
+    // SAFETY: prctl(PR_SET_PDEATHSIG, sig) takes two integer arguments and touches no memory of
+    // ours; the variadic tail is passed as unsigned longs as the kernel ABI expects.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if rc != 0 {
+        eprintln!(
+            "howl-worker: prctl(PR_SET_PDEATHSIG) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Short description of a message for logs (never the payload).
+pub fn describe(msg: &Message) -> &'static str {
+    match msg {
+        Message::Start(_) => "Start",
+        Message::RequestKeyframe => "RequestKeyframe",
+        Message::Stop => "Stop",
+        Message::Hello { .. } => "Hello",
+        Message::Started { .. } => "Started",
+        Message::Video(_) => "Video",
+        Message::Audio(_) => "Audio",
+        Message::Heartbeat { .. } => "Heartbeat",
+        Message::Error { .. } => "Error",
+    }
+}
