@@ -8,11 +8,14 @@
 pub mod apps;
 pub mod clients;
 pub mod pairing;
+pub mod routing;
+pub mod session;
 pub mod state;
 pub mod store;
 
 pub use apps::{App, AppCatalog, AppKind};
 pub use clients::{ClientRegistry, PairedClient};
 pub use pairing::{PairingBook, PendingPairing, PinError};
+pub use session::{EndReason, SessionId};
 pub use state::{PersistedState, SCHEMA_VERSION};
 pub use store::StoreError;

@@ -1,0 +1,94 @@
+//! Stream sessions as the domain sees them: identity, and the one typed reason every session
+//! ends with (seed 002: sessions that never ended because nothing owned their end).
+
+use serde::Serialize;
+use std::fmt;
+
+/// A session's handle: unique for the lifetime of the server process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// Why a session ended. Every way out goes through one place that records one of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum EndReason {
+    /// The client asked to quit the app (`/cancel`).
+    ClientQuit,
+    /// The client closed its control connection (ENet disconnect).
+    ClientDisconnected,
+    /// ENet stopped hearing from the client.
+    ControlTimeout,
+    /// The client's periodic control pings stopped while ENet stayed up.
+    ControlPingSilence,
+    /// The RTSP handshake did not finish in time.
+    RtspDeadline,
+    /// `/launch` succeeded but the client never connected its streams.
+    NeverConnected,
+    /// Nobody watched for longer than the idle timeout.
+    IdleTimeout,
+    /// An operator stopped it through the API.
+    ApiStop,
+    /// The media worker died or stopped answering.
+    WorkerDied { detail: String },
+    /// The server is shutting down.
+    Shutdown,
+    /// The client sent something the protocol does not allow.
+    ClientMisbehaved { detail: String },
+    /// Something inside howl failed.
+    Internal { detail: String },
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::ClientQuit => f.write_str("client quit the app"),
+            EndReason::ClientDisconnected => f.write_str("client disconnected"),
+            EndReason::ControlTimeout => f.write_str("control connection timed out"),
+            EndReason::ControlPingSilence => f.write_str("client stopped sending control pings"),
+            EndReason::RtspDeadline => f.write_str("RTSP handshake deadline passed"),
+            EndReason::NeverConnected => f.write_str("launched but never connected"),
+            EndReason::IdleTimeout => f.write_str("idle timeout"),
+            EndReason::ApiStop => f.write_str("stopped through the API"),
+            EndReason::WorkerDied { detail } => write!(f, "media worker died: {detail}"),
+            EndReason::Shutdown => f.write_str("server shutdown"),
+            EndReason::ClientMisbehaved { detail } => write!(f, "client misbehaved: {detail}"),
+            EndReason::Internal { detail } => write!(f, "internal error: {detail}"),
+        }
+    }
+}
+
+impl EndReason {
+    /// A stable short label, for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            EndReason::ClientQuit => "client_quit",
+            EndReason::ClientDisconnected => "client_disconnected",
+            EndReason::ControlTimeout => "control_timeout",
+            EndReason::ControlPingSilence => "control_ping_silence",
+            EndReason::RtspDeadline => "rtsp_deadline",
+            EndReason::NeverConnected => "never_connected",
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::ApiStop => "api_stop",
+            EndReason::WorkerDied { .. } => "worker_died",
+            EndReason::Shutdown => "shutdown",
+            EndReason::ClientMisbehaved { .. } => "client_misbehaved",
+            EndReason::Internal { .. } => "internal",
+        }
+    }
+
+    /// Whether the client should be told (it still listens); false when it already left.
+    /// A client that quits with `/cancel` may still have its stream open (a second device
+    /// quitting the app, or a client that cancels before disconnecting): it is told.
+    pub fn client_listens(&self) -> bool {
+        !matches!(
+            self,
+            EndReason::ClientDisconnected | EndReason::ControlTimeout
+        )
+    }
+}
