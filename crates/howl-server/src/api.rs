@@ -20,6 +20,7 @@ use std::time::Instant;
 #[derive(Clone)]
 pub struct ApiState {
     pub core: CoreHandle,
+    pub engine: crate::stream::EngineHandle,
     pub token: Arc<str>,
 }
 
@@ -100,6 +101,7 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/api/v1/pairing/pin", post(submit_pin))
         .route("/api/v1/clients", get(clients))
         .route("/api/v1/clients/{fingerprint}", delete(unpair))
+        .route("/api/v1/sessions", get(sessions))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -236,4 +238,8 @@ async fn unpair(
     let c = st.core.remove_client(&fp).await?;
     tracing::info!(fingerprint = %short(&c.fingerprint), "client unpaired through the API");
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn sessions(State(st): State<ApiState>) -> Json<Vec<crate::stream::SessionView>> {
+    Json(st.engine.sessions().await)
 }

@@ -41,6 +41,37 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Largest request body accepted by the management API, in bytes.
     pub max_body_bytes: usize,
+    /// First TCP port of the RTSP range. Each launch listens on its own port from
+    /// `rtsp_port .. rtsp_port + rtsp_port_count` (sent to the client in `sessionUrl0`); 0
+    /// picks any free port.
+    pub rtsp_port: u16,
+    /// How many RTSP ports the range holds: the most launches handshaking at once.
+    pub rtsp_port_count: u16,
+    /// Shared UDP port for video (all clients).
+    pub video_port: u16,
+    /// Shared UDP port for the ENet control stream (all clients).
+    pub control_port: u16,
+    /// Shared UDP port for audio (all clients).
+    pub audio_port: u16,
+    /// The media worker executable. Default: `HOWL_WORKER_BIN`, else `howl-worker` next to
+    /// the `howl` binary.
+    pub worker_bin: Option<PathBuf>,
+    /// Share of video FEC parity per block, in percent (Moonlight hosts use 20).
+    pub fec_percentage: u8,
+    /// FOR TESTING ONLY: drop this percentage of outgoing video/audio datagrams at random,
+    /// to exercise FEC and keyframe recovery. Keep 0 in production.
+    pub fault_drop_percent: f64,
+    /// How long an app keeps running after its client disconnected without quitting, so the
+    /// client can resume it, in seconds.
+    pub resume_linger_secs: u64,
+    /// Deadline from `/launch` to the end of the RTSP handshake, in seconds.
+    pub rtsp_deadline_secs: u64,
+    /// After the RTSP handshake, how long the client has to connect its control stream, in
+    /// seconds.
+    pub connect_deadline_secs: u64,
+    /// How long a connected client may send no control message before its session ends, in
+    /// seconds (clients ping every 100 ms).
+    pub control_silence_secs: u64,
     /// Apps besides the built-in "Test Pattern".
     pub apps: Vec<AppConfig>,
 }
@@ -61,6 +92,18 @@ impl Default for Config {
             max_connections: 512,
             max_header_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024,
+            rtsp_port: 48010,
+            rtsp_port_count: 100,
+            video_port: 47998,
+            control_port: 47999,
+            audio_port: 48000,
+            worker_bin: None,
+            fec_percentage: 20,
+            fault_drop_percent: 0.0,
+            resume_linger_secs: 60,
+            rtsp_deadline_secs: 20,
+            connect_deadline_secs: 15,
+            control_silence_secs: 10,
             apps: Vec::new(),
         }
     }
@@ -97,6 +140,18 @@ const ENV_KEYS: &[&str] = &[
     "max_connections",
     "max_header_bytes",
     "max_body_bytes",
+    "rtsp_port",
+    "rtsp_port_count",
+    "video_port",
+    "control_port",
+    "audio_port",
+    "worker_bin",
+    "fec_percentage",
+    "fault_drop_percent",
+    "resume_linger_secs",
+    "rtsp_deadline_secs",
+    "connect_deadline_secs",
+    "control_silence_secs",
 ];
 
 impl Config {
@@ -166,6 +221,25 @@ impl Config {
             ("request_timeout_ms", self.request_timeout_ms),
         ] {
             if ms == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be > 0")));
+            }
+        }
+        if self.fec_percentage > 200 {
+            return Err(ConfigError::Invalid(
+                "fec_percentage must be between 0 and 200".into(),
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.fault_drop_percent) {
+            return Err(ConfigError::Invalid(
+                "fault_drop_percent must be between 0 and 100".into(),
+            ));
+        }
+        for (name, secs) in [
+            ("rtsp_deadline_secs", self.rtsp_deadline_secs),
+            ("connect_deadline_secs", self.connect_deadline_secs),
+            ("control_silence_secs", self.control_silence_secs),
+        ] {
+            if secs == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be > 0")));
             }
         }

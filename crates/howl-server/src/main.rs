@@ -5,12 +5,17 @@ mod apiclient;
 mod cli;
 mod config;
 mod core_task;
+mod enet;
 mod listener;
 mod mdns;
+mod media;
 mod nvhttp;
+mod rtsp;
 mod serve;
 mod statedir;
+mod stream;
 mod tls;
+mod worker;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -8,10 +8,11 @@
 
 use crate::core_task::{CoreError, CoreHandle, short};
 use crate::listener::ConnInfo;
+use crate::stream::{EngineHandle, LaunchInput};
 use howl_core::{PairedClient, PinError};
 use howl_proto::nvhttp::{
-    AppList, CancelResponse, ErrorResponse, OkResponse, PairRequest, PairResponse, Query, SCM_H264,
-    ServerInfo,
+    AppList, CancelResponse, ErrorResponse, LaunchRequest, LaunchResponse, OkResponse, PairRequest,
+    PairResponse, Query, ResumeResponse, ServerInfo,
 };
 use howl_proto::pairing::{
     AwaitingClientChallenge, AwaitingClientPairingSecret, AwaitingServerChallengeResp,
@@ -45,6 +46,10 @@ pub struct NvHttpSettings {
     pub https_port: u16,
     pub pairing_window: Duration,
     pub request_timeout: Duration,
+    /// `ServerCodecModeSupport`: the codecs the media worker can encode (probed at start).
+    pub codec_mode_support: u32,
+    /// `MaxLumaPixelsHEVC`: non-zero exactly when HEVC is offered.
+    pub max_luma_pixels_hevc: u64,
 }
 
 /// The NVHTTP service shared by the HTTP and HTTPS listeners.
@@ -52,6 +57,7 @@ pub struct NvHttpSettings {
 pub struct NvHttp {
     settings: NvHttpSettings,
     core: CoreHandle,
+    engine: EngineHandle,
     identity: Arc<ServerIdentity>,
 }
 
@@ -77,10 +83,16 @@ fn core_error(e: CoreError) -> Resp {
 }
 
 impl NvHttp {
-    pub fn new(settings: NvHttpSettings, core: CoreHandle, identity: Arc<ServerIdentity>) -> Self {
+    pub fn new(
+        settings: NvHttpSettings,
+        core: CoreHandle,
+        engine: EngineHandle,
+        identity: Arc<ServerIdentity>,
+    ) -> Self {
         Self {
             settings,
             core,
+            engine,
             identity,
         }
     }
@@ -140,7 +152,7 @@ impl NvHttp {
 
     async fn http(&self, conn: &ConnInfo, path: &str, q: &Query) -> Resp {
         match path {
-            "/serverinfo" => self.serverinfo(conn, false),
+            "/serverinfo" => self.serverinfo(conn, false, 0),
             "/pair" => self.pair(conn, q).await,
             "/unpair" => {
                 // Unauthenticated: only abort an in-progress pairing, never remove a paired
@@ -167,7 +179,10 @@ impl NvHttp {
             return xml(ErrorResponse::not_paired().to_xml());
         }
         match path {
-            "/serverinfo" => self.serverinfo(conn, true),
+            "/serverinfo" => {
+                let game = self.engine.current_game(&fp).await;
+                self.serverinfo(conn, true, game)
+            }
             "/pair" => match q.get("phrase") {
                 Some("pairchallenge") => xml(PairResponse::paired().to_xml()),
                 _ => self.pair(conn, q).await,
@@ -195,14 +210,13 @@ impl NvHttp {
                 );
                 r
             }
-            "/launch" => xml(ErrorResponse::launch_failed(
-                503,
-                "this howl build cannot stream yet (launch arrives with the streaming milestone)",
-            )
-            .to_xml()),
-            "/resume" => xml(ErrorResponse::resume_failed(503, "no running app").to_xml()),
-            // Nothing runs yet, so there is nothing to end: cancelling succeeds.
-            "/cancel" => xml(CancelResponse.to_xml()),
+            "/launch" => self.launch(conn, &fp, q).await,
+            "/resume" => self.resume(conn, &fp, q).await,
+            "/cancel" => {
+                // Everything is stopped before replying: clients re-read serverinfo at once.
+                self.engine.cancel(&fp).await;
+                xml(CancelResponse.to_xml())
+            }
             "/unpair" => match self.core.remove_client(&fp).await {
                 Ok(_) | Err(CoreError::UnknownClient(_)) => xml(OkResponse.to_xml()),
                 Err(e) => core_error(e),
@@ -211,7 +225,67 @@ impl NvHttp {
         }
     }
 
-    fn serverinfo(&self, conn: &ConnInfo, paired: bool) -> Resp {
+    async fn launch(&self, conn: &ConnInfo, fp: &str, q: &Query) -> Resp {
+        let req = match LaunchRequest::from_query(q) {
+            Ok(r) => r,
+            Err(e) => return xml(ErrorResponse::launch_failed(400, e.to_string()).to_xml()),
+        };
+        let apps = match self.core.apps().await {
+            Ok(a) => a,
+            Err(e) => return core_error(e),
+        };
+        let Some(app) = apps.by_id(req.app_id).cloned() else {
+            return xml(ErrorResponse::launch_failed(
+                404,
+                format!("no app with id {}", req.app_id),
+            )
+            .to_xml());
+        };
+        let input = LaunchInput {
+            client: fp.to_owned(),
+            rikey: req.rikey,
+            rikeyid: req.rikeyid,
+            local_ip: conn.local.ip(),
+            peer_ip: conn.peer.ip(),
+        };
+        match self.engine.launch(app, input).await {
+            Ok(url) => xml(LaunchResponse { session_url: url }.to_xml()),
+            Err(e) => {
+                tracing::warn!(client = %short(fp), error = %e, "launch failed");
+                xml(ErrorResponse::launch_failed(e.status_code(), e.to_string()).to_xml())
+            }
+        }
+    }
+
+    async fn resume(&self, conn: &ConnInfo, fp: &str, q: &Query) -> Resp {
+        // /resume carries the new session key but (from some clients) no appid.
+        let rikey = q
+            .get("rikey")
+            .and_then(|h| hex::decode(h.trim()).ok())
+            .and_then(|v| <[u8; 16]>::try_from(v.as_slice()).ok());
+        let rikeyid = q.get("rikeyid").and_then(|t| {
+            let t = t.trim();
+            t.parse::<i32>()
+                .ok()
+                .or_else(|| t.parse::<u32>().ok().map(|v| v as i32))
+        });
+        let (Some(rikey), Some(rikeyid)) = (rikey, rikeyid) else {
+            return xml(ErrorResponse::resume_failed(400, "missing or bad rikey/rikeyid").to_xml());
+        };
+        let input = LaunchInput {
+            client: fp.to_owned(),
+            rikey,
+            rikeyid,
+            local_ip: conn.local.ip(),
+            peer_ip: conn.peer.ip(),
+        };
+        match self.engine.resume(input).await {
+            Ok(url) => xml(ResumeResponse { session_url: url }.to_xml()),
+            Err(e) => xml(ErrorResponse::resume_failed(e.status_code(), e.to_string()).to_xml()),
+        }
+    }
+
+    fn serverinfo(&self, conn: &ConnInfo, paired: bool, current_game: i32) -> Resp {
         let local_ip = match conn.local.ip() {
             IpAddr::V4(v4) => v4.to_string(),
             // qt ignores 127.0.0.1 and needs IPv4 here (reference part 1, 3.1.1).
@@ -230,10 +304,10 @@ impl NvHttp {
             external_ip: None,
             local_ip,
             mac: "00:00:00:00:00:00".into(),
-            max_luma_pixels_hevc: 0,
-            codec_mode_support: SCM_H264,
+            max_luma_pixels_hevc: self.settings.max_luma_pixels_hevc,
+            codec_mode_support: self.settings.codec_mode_support,
             paired,
-            current_game: 0,
+            current_game,
             display_modes: None,
         };
         xml(info.to_xml())

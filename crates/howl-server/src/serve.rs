@@ -9,7 +9,10 @@ use crate::config::Config;
 use crate::listener::{self, Limits, ListenerStats};
 use crate::nvhttp::{NvHttp, NvHttpSettings};
 use crate::statedir::StateDir;
-use crate::{core_task, mdns, tls};
+use crate::{core_task, enet, mdns, stream, tls, worker};
+use howl_proto::nvhttp::{SCM_AV1_MAIN8, SCM_H264, SCM_HEVC};
+use howl_proto::rtsp::StreamPorts;
+use howl_proto::sdp::CodecSupport;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -74,6 +77,103 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         shutdown.clone(),
     );
 
+    // The media plane: which codecs can the worker encode? Probed once, bounded.
+    let worker_bin = cfg
+        .worker_bin
+        .clone()
+        .unwrap_or_else(worker::default_worker_bin);
+    let codecs = match worker::probe(&worker_bin).await {
+        Ok(c) => {
+            tracing::info!(bin = %worker_bin.display(), codecs = ?c.iter().map(|c| c.name()).collect::<Vec<_>>(), "media worker probed");
+            c
+        }
+        Err(e) => {
+            tracing::error!(bin = %worker_bin.display(), error = %e, "media worker unusable; launches will fail");
+            Vec::new()
+        }
+    };
+    use howl_media::protocol::Codec;
+    let support = CodecSupport {
+        h264: codecs.contains(&Codec::H264),
+        hevc: codecs.contains(&Codec::Hevc),
+        av1: codecs.contains(&Codec::Av1),
+        hdr: false,
+        yuv444: false,
+    };
+    // Clients reject a host that advertises no codec at all; H.264 stays advertised so a
+    // broken worker shows up as a clear launch error instead of an unusable host.
+    let mut codec_modes = SCM_H264;
+    if support.hevc {
+        codec_modes |= SCM_HEVC;
+    }
+    if support.av1 {
+        codec_modes |= SCM_AV1_MAIN8;
+    }
+
+    let runtime_dir = state_dir.join("run");
+    std::fs::create_dir_all(&runtime_dir).map_err(|source| StartError::Bind {
+        what: "runtime directory",
+        addr: SocketAddr::new(cfg.bind_address, 0),
+        source,
+    })?;
+    let udp = |what: &'static str, port: u16| {
+        let addr = SocketAddr::new(cfg.bind_address, port);
+        async move {
+            tokio::net::UdpSocket::bind(addr)
+                .await
+                .map(Arc::new)
+                .map_err(|source| StartError::Bind { what, addr, source })
+        }
+    };
+    let video_sock = udp("video UDP", cfg.video_port).await?;
+    let audio_sock = udp("audio UDP", cfg.audio_port).await?;
+    let control_addr = SocketAddr::new(cfg.bind_address, cfg.control_port);
+    let (mut enet_host, enet_events) =
+        enet::EnetHost::start(control_addr).map_err(|source| StartError::Bind {
+            what: "ENet control UDP",
+            addr: control_addr,
+            source,
+        })?;
+    let ports = StreamPorts {
+        video: video_sock
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(cfg.video_port),
+        audio: audio_sock
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(cfg.audio_port),
+        control: enet_host.local_addr.port(),
+    };
+    let (engine, engine_task) = stream::spawn(
+        stream::EngineSettings {
+            bind_address: cfg.bind_address,
+            rtsp_port: cfg.rtsp_port,
+            rtsp_port_count: cfg.rtsp_port_count,
+            ports,
+            worker_bin,
+            runtime_dir,
+            codecs: support,
+            fec_percentage: cfg.fec_percentage,
+            fault_drop_fraction: cfg.fault_drop_percent / 100.0,
+            linger: Duration::from_secs(cfg.resume_linger_secs),
+            rtsp_deadline: Duration::from_secs(cfg.rtsp_deadline_secs),
+            connect_deadline: Duration::from_secs(cfg.connect_deadline_secs),
+            control_silence: Duration::from_secs(cfg.control_silence_secs),
+        },
+        enet_host.sender(),
+        enet_events,
+        video_sock,
+        audio_sock,
+        shutdown.clone(),
+    );
+    if cfg.fault_drop_percent > 0.0 {
+        tracing::warn!(
+            percent = cfg.fault_drop_percent,
+            "FAULT INJECTION: dropping outgoing media datagrams at random (testing only)"
+        );
+    }
+
     let http_addr = SocketAddr::new(cfg.bind_address, cfg.http_port);
     let https_addr = SocketAddr::new(cfg.bind_address, cfg.https_port);
     let http_l = bind("NVHTTP http", http_addr).await?;
@@ -97,8 +197,11 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             https_port,
             pairing_window: cfg.pairing_window(),
             request_timeout: cfg.request_timeout(),
+            codec_mode_support: codec_modes,
+            max_luma_pixels_hevc: if support.hevc { 1_869_449_984 } else { 0 },
         },
         core.clone(),
+        engine.clone(),
         Arc::new(server_identity),
     ));
 
@@ -145,6 +248,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         let router = api::router(
             ApiState {
                 core: core.clone(),
+                engine: engine.clone(),
                 token: Arc::from(token.as_str()),
             },
             cfg.max_body_bytes,
@@ -179,16 +283,35 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
 
     wait_for_signal().await;
     tracing::info!("shutting down");
-    shutdown.cancel();
     let drain = async {
+        // Sessions first, while ENet can still carry the termination messages.
+        engine.shutdown().await;
+        shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         let _ = core_task.await;
+        let _ = engine_task.await;
     };
     if tokio::time::timeout(SHUTDOWN_DEADLINE, drain)
         .await
         .is_err()
     {
         tracing::warn!("shutdown deadline passed; exiting anyway");
+        shutdown.cancel();
+    }
+    // One ENet flush for the termination messages queued above, then stop its thread
+    // (bounded by its poll interval).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    enet_host.stop();
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let st = &enet_host.stats;
+        tracing::info!(
+            connects = st.connects.load(Relaxed),
+            disconnects = st.disconnects.load(Relaxed),
+            packets_in = st.packets_in.load(Relaxed),
+            events_dropped = st.events_dropped.load(Relaxed),
+            "control host stopped"
+        );
     }
     tracing::info!("stopped");
     Ok(())

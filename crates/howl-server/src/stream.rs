@@ -1,0 +1,1093 @@
+//! The streaming engine: app instances, stream sessions, and the one path by which a session
+//! ends.
+//!
+//! One actor task owns every instance and session. It is driven by commands (from NVHTTP, the
+//! RTSP listener, the shared UDP ports, the ENet thread and worker supervisors) and by a timer
+//! tick that checks every deadline; it never awaits anything else, so no client and no worker
+//! can wedge it. Media does not pass through the actor: each session has sender tasks that
+//! subscribe to the instance's worker output and write datagrams to the shared UDP sockets.
+//!
+//! Lifecycle: `/launch` creates an *instance* (the app, later its worker) and a *session* (one
+//! client's stream of it, waiting for RTSP). ANNOUNCE starts the worker; PLAY starts the
+//! senders; UDP pings tell the senders where to send; the ENet CONNECT binds the control
+//! stream. A session ends through [`Engine::end_session`] only, with an [`EndReason`]. When a
+//! client disconnects, its instance lingers (so `/resume` works) until `linger` passes;
+//! `/cancel` ends it at once.
+
+use crate::enet::{EnetCommand, EnetEvent, EnetSender, PeerId};
+use crate::media::{self, MediaKind, SenderSettings};
+use crate::worker::{self, Worker, WorkerExit};
+use howl_core::routing::Router;
+use howl_core::{App, AppKind, EndReason, SessionId};
+use howl_media::protocol::{Codec, Source, StreamParams};
+use howl_proto::control::{
+    ClientMessage, ControlCrypto, HostMessage, IvVariant, TerminationReason,
+};
+use howl_proto::input::InputEvent;
+use howl_proto::rtsp::{
+    Event as RtspEvent, MoonlightParams, MoonlightRtsp, PingPayload, StreamPorts,
+};
+use howl_proto::rtsp::{Request, Response, StatusCode};
+use howl_proto::sdp::{CodecSupport, EncryptionFlags, HostOffer, StreamConfig, VideoCodec};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Commands into the engine (every producer of work → engine). Full queue: the NVHTTP/RTSP
+/// callers fail their request after their deadline; pings and ENet events are dropped (the
+/// client repeats pings every 500 ms; ENet retransmits reliable data).
+pub const ENGINE_COMMAND_CAPACITY: usize = 1024;
+/// How long callers wait for the engine's reply.
+pub const ENGINE_REPLY_DEADLINE: Duration = Duration::from_secs(5);
+/// How often deadlines are checked.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Tunables of the engine, from the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Address the per-launch RTSP listeners bind to.
+    pub bind_address: IpAddr,
+    /// First port of the per-launch RTSP range (0: any free port).
+    pub rtsp_port: u16,
+    /// Size of the RTSP port range: at most this many handshakes listen at once.
+    pub rtsp_port_count: u16,
+    pub ports: StreamPorts,
+    pub worker_bin: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub codecs: CodecSupport,
+    pub fec_percentage: u8,
+    /// Testing only: drop this fraction (0..1) of outgoing media datagrams at random.
+    pub fault_drop_fraction: f64,
+    /// How long an instance without a viewer is kept for `/resume`.
+    pub linger: Duration,
+    /// RTSP handshake deadline, counted from `/launch`.
+    pub rtsp_deadline: Duration,
+    /// After PLAY, how long the client has to connect its control stream.
+    pub connect_deadline: Duration,
+    /// With the control stream up, how long without any control message ends the session.
+    pub control_silence: Duration,
+}
+
+/// Why `/launch` or `/resume` failed; the status code is what clients are told.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("no running app to resume")]
+    NothingToResume,
+    #[error("the host cannot stream this app: {0}")]
+    Unsupported(String),
+    #[error("the streaming engine did not answer in time")]
+    Unavailable,
+}
+
+impl LaunchError {
+    pub fn status_code(&self) -> i64 {
+        match self {
+            LaunchError::NothingToResume => 503,
+            LaunchError::Unsupported(_) => 503,
+            LaunchError::Unavailable => 503,
+        }
+    }
+}
+
+/// What a launch needs to know about the request.
+#[derive(Debug, Clone)]
+pub struct LaunchInput {
+    pub client: String,
+    pub rikey: [u8; 16],
+    pub rikeyid: i32,
+    /// Address the HTTPS request arrived on (goes into `sessionUrl0`).
+    pub local_ip: IpAddr,
+    /// Address of the client; RTSP requests are matched by it.
+    pub peer_ip: IpAddr,
+}
+
+/// A session as the API and tests see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionView {
+    pub id: SessionId,
+    pub client: String,
+    pub app: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub codec: String,
+    pub worker_pid: Option<u32>,
+    /// The producer's latest test-pattern frame counter (freshness checks).
+    pub producer_frame_counter: u64,
+    pub frames_sent: u64,
+    pub frames_dropped: u64,
+    pub input_events: u64,
+}
+
+enum Cmd {
+    Launch {
+        app: App,
+        input: LaunchInput,
+        reply: oneshot::Sender<Result<String, LaunchError>>,
+    },
+    Resume {
+        input: LaunchInput,
+        reply: oneshot::Sender<Result<String, LaunchError>>,
+    },
+    Cancel {
+        client: String,
+        reply: oneshot::Sender<bool>,
+    },
+    CurrentGame {
+        client: String,
+        reply: oneshot::Sender<i32>,
+    },
+    Sessions {
+        reply: oneshot::Sender<Vec<SessionView>>,
+    },
+    Rtsp {
+        session: SessionId,
+        request: Request,
+        reply: oneshot::Sender<Response>,
+    },
+    Ping {
+        kind: MediaKind,
+        datagram: Vec<u8>,
+        src: SocketAddr,
+    },
+    Enet(EnetEvent),
+    WorkerReady {
+        instance: u64,
+        result: Result<Arc<Worker>, String>,
+    },
+    WorkerExited {
+        instance: u64,
+        exit: WorkerExit,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Handle to the engine.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Cmd>,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Payloads carry keys; never print them.
+        f.write_str("Cmd")
+    }
+}
+
+impl EngineHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        let fut = async {
+            self.tx.send(make(reply)).await.ok()?;
+            rx.await.ok()
+        };
+        tokio::time::timeout(ENGINE_REPLY_DEADLINE, fut)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub async fn launch(&self, app: App, input: LaunchInput) -> Result<String, LaunchError> {
+        self.ask(|reply| Cmd::Launch { app, input, reply })
+            .await
+            .unwrap_or(Err(LaunchError::Unavailable))
+    }
+
+    pub async fn resume(&self, input: LaunchInput) -> Result<String, LaunchError> {
+        self.ask(|reply| Cmd::Resume { input, reply })
+            .await
+            .unwrap_or(Err(LaunchError::Unavailable))
+    }
+
+    /// Ends the client's session and app. True when something was running.
+    pub async fn cancel(&self, client: &str) -> bool {
+        let client = client.to_owned();
+        self.ask(|reply| Cmd::Cancel { client, reply })
+            .await
+            .unwrap_or(false)
+    }
+
+    pub async fn current_game(&self, client: &str) -> i32 {
+        let client = client.to_owned();
+        self.ask(|reply| Cmd::CurrentGame { client, reply })
+            .await
+            .unwrap_or(0)
+    }
+
+    pub async fn sessions(&self) -> Vec<SessionView> {
+        self.ask(|reply| Cmd::Sessions { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    pub async fn rtsp(&self, session: SessionId, request: Request) -> Option<Response> {
+        self.ask(|reply| Cmd::Rtsp {
+            session,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Non-blocking: a ping that does not fit is dropped (the next comes in 500 ms).
+    pub fn ping(&self, kind: MediaKind, datagram: &[u8], src: SocketAddr) {
+        let _ = self.tx.try_send(Cmd::Ping {
+            kind,
+            datagram: datagram.to_vec(),
+            src,
+        });
+    }
+
+    pub async fn enet(&self, ev: EnetEvent) {
+        let _ = self.tx.send(Cmd::Enet(ev)).await;
+    }
+
+    /// Ends every session (clients are told) and stops every worker; bounded by the caller.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(|reply| Cmd::Shutdown { reply }).await;
+    }
+}
+
+/// Live counters of one session, shared with its sender tasks.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    pub frames_sent: AtomicU64,
+    pub frames_dropped: AtomicU64,
+    pub datagrams_sent: AtomicU64,
+    pub datagrams_fault_dropped: AtomicU64,
+    pub audio_packets_sent: AtomicU64,
+    pub input_events: AtomicU64,
+    pub control_messages: AtomicU64,
+    pub control_errors: AtomicU64,
+}
+
+struct Instance {
+    id: u64,
+    client: String,
+    app: App,
+    worker: Option<Arc<Worker>>,
+    /// Published to sender tasks: they (re)subscribe when it changes.
+    worker_tx: watch::Sender<Option<Arc<Worker>>>,
+    starting: bool,
+    params: Option<StreamParams>,
+    session: Option<SessionId>,
+    linger_until: Option<Instant>,
+}
+
+struct Session {
+    id: SessionId,
+    instance: u64,
+    client: String,
+    rikey: [u8; 16],
+    rikeyid: i32,
+    rtsp: MoonlightRtsp,
+    played_at: Option<Instant>,
+    enet_peer: Option<PeerId>,
+    crypto: Option<ControlCrypto>,
+    last_control: Option<Instant>,
+    video_addr: watch::Sender<Option<SocketAddr>>,
+    audio_addr: watch::Sender<Option<SocketAddr>>,
+    cancel: CancellationToken,
+    stats: Arc<SessionStats>,
+}
+
+struct Engine {
+    settings: EngineSettings,
+    self_tx: mpsc::WeakSender<Cmd>,
+    enet: EnetSender,
+    video_sock: Arc<UdpSocket>,
+    audio_sock: Arc<UdpSocket>,
+    next_id: u64,
+    instances: HashMap<u64, Instance>,
+    sessions: HashMap<SessionId, Session>,
+    by_peer: HashMap<PeerId, SessionId>,
+    router: Router<SessionId>,
+    ended: HashMap<&'static str, u64>,
+}
+
+/// Starts the engine and the UDP receive tasks for the shared media ports.
+pub fn spawn(
+    settings: EngineSettings,
+    enet: EnetSender,
+    mut enet_events: mpsc::Receiver<EnetEvent>,
+    video_sock: Arc<UdpSocket>,
+    audio_sock: Arc<UdpSocket>,
+    shutdown: CancellationToken,
+) -> (EngineHandle, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel(ENGINE_COMMAND_CAPACITY);
+    let handle = EngineHandle { tx: tx.clone() };
+    for (kind, sock) in [
+        (MediaKind::Video, video_sock.clone()),
+        (MediaKind::Audio, audio_sock.clone()),
+    ] {
+        let h = handle.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            loop {
+                tokio::select! {
+                    r = sock.recv_from(&mut buf) => match r {
+                        Ok((n, src)) => h.ping(kind, &buf[..n], src),
+                        // ICMP errors from earlier sends surface here; they are not fatal.
+                        Err(_) => continue,
+                    },
+                    () = stop.cancelled() => break,
+                }
+            }
+        });
+    }
+    {
+        let h = handle.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    ev = enet_events.recv() => match ev {
+                        Some(ev) => h.enet(ev).await,
+                        None => break,
+                    },
+                    () = stop.cancelled() => break,
+                }
+            }
+        });
+    }
+    let mut engine = Engine {
+        settings,
+        self_tx: tx.downgrade(),
+        enet,
+        video_sock,
+        audio_sock,
+        next_id: 1,
+        instances: HashMap::new(),
+        sessions: HashMap::new(),
+        by_peer: HashMap::new(),
+        router: Router::default(),
+        ended: HashMap::new(),
+    };
+    drop(tx);
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => engine.handle(cmd, Instant::now()),
+                    None => break,
+                },
+                _ = tick.tick() => engine.tick(Instant::now()),
+                () = shutdown.cancelled() => break,
+            }
+        }
+        engine.end_everything(EndReason::Shutdown);
+    });
+    (handle, task)
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut b = [0u8; N];
+    // The system RNG does not fail on Linux; an all-zero token would still be unique enough
+    // for routing because registration refuses clashes.
+    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut b);
+    b
+}
+
+impl Engine {
+    fn handle(&mut self, cmd: Cmd, now: Instant) {
+        match cmd {
+            Cmd::Launch { app, input, reply } => {
+                let _ = reply.send(self.launch(app, input, now));
+            }
+            Cmd::Resume { input, reply } => {
+                let _ = reply.send(self.resume(input, now));
+            }
+            Cmd::Cancel { client, reply } => {
+                let found = self.cancel(&client);
+                let _ = reply.send(found);
+            }
+            Cmd::CurrentGame { client, reply } => {
+                let id = self
+                    .instances
+                    .values()
+                    .find(|i| i.client == client)
+                    .map(|i| i.app.id)
+                    .unwrap_or(0);
+                let _ = reply.send(id);
+            }
+            Cmd::Sessions { reply } => {
+                let _ = reply.send(self.views());
+            }
+            Cmd::Rtsp {
+                session,
+                request,
+                reply,
+            } => {
+                let _ = reply.send(self.rtsp(session, request, now));
+            }
+            Cmd::Ping {
+                kind,
+                datagram,
+                src,
+            } => self.ping(kind, &datagram, src),
+            Cmd::Enet(ev) => self.enet_event(ev, now),
+            Cmd::WorkerReady { instance, result } => self.worker_ready(instance, result),
+            Cmd::WorkerExited { instance, exit } => self.worker_exited(instance, exit),
+            Cmd::Shutdown { reply } => {
+                self.end_everything(EndReason::Shutdown);
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn session_url(local_ip: IpAddr, port: u16) -> String {
+        match local_ip {
+            IpAddr::V4(v4) => format!("rtsp://{v4}:{port}"),
+            IpAddr::V6(v6) => format!("rtsp://[{v6}]:{port}"),
+        }
+    }
+
+    /// Binds this launch's own RTSP listener. Each launch gets its own port because the first
+    /// RTSP requests carry nothing that tells two clients on one address apart (no session id
+    /// until SETUP answers); the port in `sessionUrl0` does.
+    fn bind_rtsp(&self) -> Result<tokio::net::TcpListener, LaunchError> {
+        let base = self.settings.rtsp_port;
+        let ports: Vec<u16> = if base == 0 {
+            vec![0]
+        } else {
+            (0..self.settings.rtsp_port_count.max(1))
+                .filter_map(|i| base.checked_add(i))
+                .collect()
+        };
+        for port in ports {
+            let Ok(l) =
+                std::net::TcpListener::bind(SocketAddr::new(self.settings.bind_address, port))
+            else {
+                continue;
+            };
+            if l.set_nonblocking(true).is_err() {
+                continue;
+            }
+            if let Ok(l) = tokio::net::TcpListener::from_std(l) {
+                return Ok(l);
+            }
+        }
+        Err(LaunchError::Unsupported(format!(
+            "no free RTSP port in {base}..{}",
+            u32::from(base) + u32::from(self.settings.rtsp_port_count)
+        )))
+    }
+
+    fn launch(
+        &mut self,
+        app: App,
+        input: LaunchInput,
+        now: Instant,
+    ) -> Result<String, LaunchError> {
+        if !matches!(app.kind, AppKind::TestPattern { .. }) {
+            return Err(LaunchError::Unsupported(format!(
+                "app {:?} is a {} app; this build streams only test-pattern apps",
+                app.title,
+                match app.kind {
+                    AppKind::Process { .. } => "process",
+                    AppKind::TestPattern { .. } => "test-pattern",
+                }
+            )));
+        }
+        // A client runs one app at a time; launching again replaces what it had.
+        if let Some(old) = self.instance_of(&input.client) {
+            self.stop_instance(old, EndReason::ClientQuit);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let (worker_tx, _) = watch::channel(None);
+        tracing::info!(client = %crate::core_task::short(&input.client), peer = %input.peer_ip, app = %app.title, instance = id, "launch");
+        self.instances.insert(
+            id,
+            Instance {
+                id,
+                client: input.client.clone(),
+                app,
+                worker: None,
+                worker_tx,
+                starting: false,
+                params: None,
+                session: None,
+                linger_until: None,
+            },
+        );
+        self.new_session(id, input, now)
+    }
+
+    fn resume(&mut self, input: LaunchInput, now: Instant) -> Result<String, LaunchError> {
+        let Some(inst) = self.instance_of(&input.client) else {
+            return Err(LaunchError::NothingToResume);
+        };
+        tracing::info!(client = %crate::core_task::short(&input.client), instance = inst, "resume");
+        self.new_session(inst, input, now)
+    }
+
+    fn instance_of(&self, client: &str) -> Option<u64> {
+        self.instances
+            .values()
+            .find(|i| i.client == client)
+            .map(|i| i.id)
+    }
+
+    fn new_session(
+        &mut self,
+        instance: u64,
+        input: LaunchInput,
+        now: Instant,
+    ) -> Result<String, LaunchError> {
+        // One stream per instance: a second launch/resume replaces the first session.
+        if let Some(old) = self.instances.get(&instance).and_then(|i| i.session) {
+            self.end_session(old, EndReason::ClientQuit, now);
+        }
+        let sid = SessionId(self.next_id);
+        self.next_id += 1;
+        let mut ping = PingPayload::from_random(random_bytes::<8>());
+        let mut connect = u32::from_be_bytes(random_bytes::<4>());
+        let mut tries = 0;
+        while !self.router.register(*ping.as_bytes(), connect, sid) {
+            tries += 1;
+            if tries > 8 {
+                return Err(LaunchError::Unsupported(
+                    "cannot allocate session tokens".into(),
+                ));
+            }
+            ping = PingPayload::from_random(random_bytes::<8>());
+            connect = u32::from_be_bytes(random_bytes::<4>());
+        }
+        let offer = HostOffer {
+            codecs: self.settings.codecs,
+            feature_flags: 0,
+            encryption_supported: EncryptionFlags::ALL,
+            encryption_requested: EncryptionFlags::NONE,
+            ref_pic_invalidation: false,
+            surround: vec![howl_proto::sdp::SurroundOffer::stereo()],
+        };
+        let params = MoonlightParams {
+            offer,
+            ports: self.settings.ports,
+            ping_payload: ping,
+            connect_data: connect,
+            session_id: format!("{:016X}", u64::from_be_bytes(random_bytes::<8>())),
+            encryption_required: EncryptionFlags::NONE,
+            handshake_timeout: self.settings.rtsp_deadline,
+        };
+        let rtsp = match MoonlightRtsp::new(params, now) {
+            Ok(r) => r,
+            Err(e) => {
+                self.router.unregister(&sid);
+                return Err(LaunchError::Unsupported(e.to_string()));
+            }
+        };
+        let listener = match self.bind_rtsp() {
+            Ok(l) => l,
+            Err(e) => {
+                self.router.unregister(&sid);
+                return Err(e);
+            }
+        };
+        let rtsp_port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(self.settings.rtsp_port);
+        let cancel = CancellationToken::new();
+        if let Some(tx) = self.self_tx.upgrade() {
+            tokio::spawn(crate::rtsp::serve_session(
+                listener,
+                EngineHandle { tx },
+                sid,
+                cancel.clone(),
+            ));
+        }
+        let (video_addr, _) = watch::channel(None);
+        let (audio_addr, _) = watch::channel(None);
+        self.sessions.insert(
+            sid,
+            Session {
+                id: sid,
+                instance,
+                client: input.client.clone(),
+                rikey: input.rikey,
+                rikeyid: input.rikeyid,
+                rtsp,
+                played_at: None,
+                enet_peer: None,
+                crypto: None,
+                last_control: None,
+                video_addr,
+                audio_addr,
+                cancel,
+                stats: Arc::new(SessionStats::default()),
+            },
+        );
+        if let Some(inst) = self.instances.get_mut(&instance) {
+            inst.session = Some(sid);
+            inst.linger_until = None;
+        }
+        Ok(Self::session_url(input.local_ip, rtsp_port))
+    }
+
+    fn cancel(&mut self, client: &str) -> bool {
+        match self.instance_of(client) {
+            Some(inst) => {
+                self.stop_instance(inst, EndReason::ClientQuit);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn views(&self) -> Vec<SessionView> {
+        let mut v: Vec<SessionView> = self
+            .sessions
+            .values()
+            .map(|s| {
+                let inst = self.instances.get(&s.instance);
+                let cfg = s.rtsp.stream_config();
+                SessionView {
+                    id: s.id,
+                    client: s.client.clone(),
+                    app: inst.map(|i| i.app.title.clone()).unwrap_or_default(),
+                    width: cfg.map(|c| c.width).unwrap_or(0),
+                    height: cfg.map(|c| c.height).unwrap_or(0),
+                    fps: cfg.map(|c| c.fps).unwrap_or(0),
+                    codec: cfg
+                        .map(|c| format!("{:?}", c.codec).to_lowercase())
+                        .unwrap_or_default(),
+                    worker_pid: inst.and_then(|i| i.worker.as_ref()).map(|w| w.pid),
+                    producer_frame_counter: inst
+                        .and_then(|i| i.worker.as_ref())
+                        .map(|w| w.stats.last_frame_counter.load(Ordering::Relaxed))
+                        .unwrap_or(0),
+                    frames_sent: s.stats.frames_sent.load(Ordering::Relaxed),
+                    frames_dropped: s.stats.frames_dropped.load(Ordering::Relaxed),
+                    input_events: s.stats.input_events.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        v.sort_by_key(|s| s.id);
+        v
+    }
+
+    fn rtsp(&mut self, sid: SessionId, request: Request, now: Instant) -> Response {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return Response::for_request(&request, StatusCode::SESSION_NOT_FOUND);
+        };
+        let resp = s.rtsp.handle(request, now);
+        let mut events = Vec::new();
+        while let Some(ev) = s.rtsp.poll_event() {
+            events.push(ev);
+        }
+        for ev in events {
+            match ev {
+                RtspEvent::Announced(cfg) => self.announced(sid, cfg),
+                RtspEvent::Play => self.play(sid, now),
+                RtspEvent::Rejected { method, error } => {
+                    tracing::info!(session = %sid, method = ?method, error = %error, "RTSP request refused");
+                }
+                RtspEvent::TimedOut => self.end_session(sid, EndReason::RtspDeadline, now),
+            }
+        }
+        resp
+    }
+
+    fn announced(&mut self, sid: SessionId, cfg: StreamConfig) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let inst_id = s.instance;
+        let Some(inst) = self.instances.get_mut(&inst_id) else {
+            return;
+        };
+        let tone_hz = match inst.app.kind {
+            AppKind::TestPattern { tone_hz } => tone_hz,
+            AppKind::Process { .. } => 440,
+        };
+        let codec = match cfg.codec {
+            VideoCodec::H264 => Codec::H264,
+            VideoCodec::Hevc => Codec::Hevc,
+            VideoCodec::Av1 => Codec::Av1,
+        };
+        let params = StreamParams {
+            width: cfg.width,
+            height: cfg.height,
+            fps: cfg.fps,
+            bitrate_kbps: cfg.bitrate.configured_kbps.max(500),
+            codec,
+            audio_channels: cfg.audio.channels,
+            audio_packet_ms: u8::try_from(cfg.audio.packet_duration_ms).unwrap_or(5),
+            source: Source::TestPattern { tone_hz },
+            slices_per_frame: u8::try_from(cfg.slices_per_frame.clamp(1, 4)).unwrap_or(1),
+        };
+        if inst.worker.is_some() && inst.params.as_ref() == Some(&params) {
+            return; // resume with the same mode: keep the running producer
+        }
+        if let Some(w) = inst.worker.take() {
+            w.stop();
+        }
+        inst.params = Some(params.clone());
+        inst.starting = true;
+        // send_replace: stored even while no sender task subscribes yet.
+        inst.worker_tx.send_replace(None);
+        let bin = self.settings.worker_bin.clone();
+        let dir = self.settings.runtime_dir.clone();
+        let tx = self.self_tx.clone();
+        tokio::spawn(async move {
+            let result = worker::spawn(&bin, &dir, params)
+                .await
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+            if let Some(tx) = tx.upgrade() {
+                let _ = tx
+                    .send(Cmd::WorkerReady {
+                        instance: inst_id,
+                        result,
+                    })
+                    .await;
+            }
+        });
+    }
+
+    fn worker_ready(&mut self, instance: u64, result: Result<Arc<Worker>, String>) {
+        let Some(inst) = self.instances.get_mut(&instance) else {
+            // The instance ended while its worker started: dropping the handle stops it.
+            return;
+        };
+        inst.starting = false;
+        match result {
+            Ok(w) => {
+                let mut exit = w.exit();
+                let tx = self.self_tx.clone();
+                tokio::spawn(async move {
+                    let outcome = loop {
+                        if exit.changed().await.is_err() {
+                            break WorkerExit::Died("supervisor gone".into());
+                        }
+                        let v = exit.borrow().clone();
+                        if v != WorkerExit::Running {
+                            break v;
+                        }
+                    };
+                    if let Some(tx) = tx.upgrade() {
+                        let _ = tx
+                            .send(Cmd::WorkerExited {
+                                instance,
+                                exit: outcome,
+                            })
+                            .await;
+                    }
+                });
+                inst.worker = Some(w.clone());
+                inst.worker_tx.send_replace(Some(w));
+            }
+            Err(e) => {
+                tracing::error!(instance, error = %e, "media worker failed to start");
+                self.stop_instance(instance, EndReason::WorkerDied { detail: e });
+            }
+        }
+    }
+
+    fn worker_exited(&mut self, instance: u64, exit: WorkerExit) {
+        if !self.instances.contains_key(&instance) {
+            return;
+        }
+        if let WorkerExit::Died(detail) = exit {
+            self.stop_instance(instance, EndReason::WorkerDied { detail });
+        }
+    }
+
+    fn play(&mut self, sid: SessionId, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        s.played_at = Some(now);
+        let Some(cfg) = s.rtsp.stream_config().cloned() else {
+            return;
+        };
+        let Some(inst) = self.instances.get(&s.instance) else {
+            return;
+        };
+        let enc = cfg.ss_encryption_enabled;
+        let settings = SenderSettings {
+            packet_size: cfg.packet_size as usize,
+            fec_percentage: self.settings.fec_percentage,
+            min_required_fec_packets: cfg.min_required_fec_packets,
+            video_key: enc.contains(EncryptionFlags::VIDEO).then_some(s.rikey),
+            audio_key: (enc.contains(EncryptionFlags::AUDIO) || cfg.nv_feature_flags & 0x20 != 0)
+                .then_some(s.rikey),
+            rikeyid: s.rikeyid,
+            audio_packet_ms: cfg.audio.packet_duration_ms,
+            fault_drop_fraction: self.settings.fault_drop_fraction,
+        };
+        tracing::info!(session = %sid, width = cfg.width, height = cfg.height, fps = cfg.fps,
+            codec = ?cfg.codec, video_encrypted = settings.video_key.is_some(),
+            audio_encrypted = settings.audio_key.is_some(), "stream negotiated");
+        media::spawn_video_sender(
+            settings.clone(),
+            self.video_sock.clone(),
+            s.video_addr.subscribe(),
+            inst.worker_tx.subscribe(),
+            s.cancel.clone(),
+            s.stats.clone(),
+        );
+        media::spawn_audio_sender(
+            settings,
+            self.audio_sock.clone(),
+            s.audio_addr.subscribe(),
+            inst.worker_tx.subscribe(),
+            s.cancel.clone(),
+            s.stats.clone(),
+        );
+    }
+
+    fn ping(&mut self, kind: MediaKind, datagram: &[u8], src: SocketAddr) {
+        let Some(sid) = self.router.route_ping(datagram).copied() else {
+            return;
+        };
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let slot = match kind {
+            MediaKind::Video => &s.video_addr,
+            MediaKind::Audio => &s.audio_addr,
+        };
+        if *slot.borrow() != Some(src) {
+            tracing::debug!(session = %sid, ?kind, %src, "media destination learned from ping");
+            // send_replace: audio pings start at SETUP, before the sender subscribes at PLAY.
+            slot.send_replace(Some(src));
+        }
+    }
+
+    fn enet_event(&mut self, ev: EnetEvent, now: Instant) {
+        match ev {
+            EnetEvent::Connected { peer, addr, data } => {
+                let Some(sid) = self.router.route_connect(data).copied() else {
+                    tracing::info!(%addr, "ENet connect with an unknown token; refusing");
+                    self.enet
+                        .send(EnetCommand::DisconnectLater { peer, data: 0 });
+                    return;
+                };
+                let Some(s) = self.sessions.get_mut(&sid) else {
+                    return;
+                };
+                match ControlCrypto::new(
+                    s.rikey,
+                    IvVariant::from_advertised(EncryptionFlags::ALL.0),
+                ) {
+                    Ok(c) => s.crypto = Some(c),
+                    Err(e) => {
+                        self.end_session(
+                            sid,
+                            EndReason::Internal {
+                                detail: e.to_string(),
+                            },
+                            now,
+                        );
+                        return;
+                    }
+                }
+                s.enet_peer = Some(peer);
+                s.last_control = Some(now);
+                self.by_peer.insert(peer, sid);
+                self.enet.send(EnetCommand::SetTimeout {
+                    peer,
+                    limit: 2,
+                    min_ms: 10_000,
+                    max_ms: 10_000,
+                });
+                tracing::info!(session = %sid, %addr, "control stream connected");
+            }
+            EnetEvent::Received {
+                peer,
+                channel,
+                data,
+            } => {
+                let Some(&sid) = self.by_peer.get(&peer) else {
+                    return;
+                };
+                let Some(s) = self.sessions.get_mut(&sid) else {
+                    return;
+                };
+                let Some(crypto) = s.crypto.as_ref() else {
+                    return;
+                };
+                s.last_control = Some(now);
+                match crypto.open(&data) {
+                    Ok(msg) => {
+                        s.stats.control_messages.fetch_add(1, Ordering::Relaxed);
+                        self.control_message(sid, msg);
+                    }
+                    Err(e) => {
+                        s.stats.control_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(session = %sid, channel, error = %e, "undecryptable control message");
+                    }
+                }
+            }
+            EnetEvent::Disconnected { peer, .. } => {
+                if let Some(sid) = self.by_peer.remove(&peer) {
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.enet_peer = None;
+                    }
+                    self.end_session(sid, EndReason::ClientDisconnected, now);
+                }
+            }
+        }
+    }
+
+    fn control_message(&mut self, sid: SessionId, msg: ClientMessage) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let worker = self
+            .instances
+            .get(&s.instance)
+            .and_then(|i| i.worker.clone());
+        match msg {
+            ClientMessage::RequestIdr | ClientMessage::InvalidateReferenceFrames { .. } => {
+                // A keyframe answers both; we do not advertise reference invalidation.
+                if let Some(w) = worker {
+                    w.request_keyframe();
+                }
+            }
+            ClientMessage::Input(bytes) => {
+                s.stats.input_events.fetch_add(1, Ordering::Relaxed);
+                match InputEvent::decode(&bytes) {
+                    Ok(ev) => tracing::trace!(session = %sid, event = ?ev, "input"),
+                    Err(e) => tracing::debug!(session = %sid, error = %e, "bad input packet"),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let mut to_end = Vec::new();
+        for s in self.sessions.values_mut() {
+            s.rtsp.handle_timeout(now);
+            while let Some(ev) = s.rtsp.poll_event() {
+                if ev == RtspEvent::TimedOut {
+                    to_end.push((s.id, EndReason::RtspDeadline));
+                }
+            }
+            match (s.played_at, s.enet_peer, s.last_control) {
+                (Some(p), None, _) if now.duration_since(p) > self.settings.connect_deadline => {
+                    to_end.push((s.id, EndReason::NeverConnected));
+                }
+                (_, Some(_), Some(last))
+                    if now.duration_since(last) > self.settings.control_silence =>
+                {
+                    to_end.push((s.id, EndReason::ControlPingSilence));
+                }
+                _ => {}
+            }
+        }
+        for (sid, reason) in to_end {
+            self.end_session(sid, reason, now);
+        }
+        let lingering: Vec<u64> = self
+            .instances
+            .values()
+            .filter(|i| i.session.is_none() && i.linger_until.is_some_and(|t| now >= t))
+            .map(|i| i.id)
+            .collect();
+        for id in lingering {
+            self.stop_instance(id, EndReason::IdleTimeout);
+        }
+    }
+
+    /// The one way a session ends.
+    fn end_session(&mut self, sid: SessionId, reason: EndReason, now: Instant) {
+        let Some(mut s) = self.sessions.remove(&sid) else {
+            return;
+        };
+        s.cancel.cancel();
+        self.router.unregister(&sid);
+        if let Some(peer) = s.enet_peer.take() {
+            self.by_peer.remove(&peer);
+            if reason.client_listens() {
+                let code = match &reason {
+                    EndReason::ClientQuit
+                    | EndReason::ApiStop
+                    | EndReason::Shutdown
+                    | EndReason::IdleTimeout => TerminationReason::Graceful,
+                    // E_FAIL: the client shows an error with this code.
+                    _ => TerminationReason::Other(0x8000_4005),
+                };
+                if let Some(c) = s.crypto.as_mut()
+                    && let Ok(bytes) = c.seal(&HostMessage::Termination(code))
+                {
+                    self.enet.send(EnetCommand::Send {
+                        peer,
+                        channel: howl_proto::control::HOST_SEND_CHANNEL,
+                        data: bytes,
+                    });
+                }
+            }
+            self.enet
+                .send(EnetCommand::DisconnectLater { peer, data: 0 });
+        }
+        *self.ended.entry(reason.label()).or_insert(0) += 1;
+        tracing::info!(session = %sid, client = %crate::core_task::short(&s.client), reason = %reason,
+            frames_sent = s.stats.frames_sent.load(Ordering::Relaxed), "session ended");
+        if let Some(inst) = self.instances.get_mut(&s.instance) {
+            if inst.session == Some(sid) {
+                inst.session = None;
+            }
+            match reason {
+                // The client went away without quitting: keep the app for /resume.
+                EndReason::ClientDisconnected
+                | EndReason::ControlTimeout
+                | EndReason::ControlPingSilence => {
+                    inst.linger_until = Some(now + self.settings.linger);
+                }
+                _ => {
+                    let id = inst.id;
+                    self.stop_instance(id, reason);
+                }
+            }
+        }
+    }
+
+    /// Ends the instance's session (if any) and stops its worker.
+    fn stop_instance(&mut self, instance: u64, reason: EndReason) {
+        let now = Instant::now();
+        if let Some(sid) = self.instances.get(&instance).and_then(|i| i.session) {
+            // Detach first so end_session does not recurse into us.
+            if let Some(i) = self.instances.get_mut(&instance) {
+                i.session = None;
+            }
+            self.end_session(sid, reason.clone(), now);
+        }
+        if let Some(inst) = self.instances.remove(&instance) {
+            if let Some(w) = &inst.worker {
+                w.stop();
+            }
+            // send_replace: stored even while no sender task subscribes yet.
+            inst.worker_tx.send_replace(None);
+            tracing::info!(instance, app = %inst.app.title, reason = %reason, "app stopped");
+        }
+    }
+
+    fn end_everything(&mut self, reason: EndReason) {
+        let ids: Vec<u64> = self.instances.keys().copied().collect();
+        for id in ids {
+            self.stop_instance(id, reason.clone());
+        }
+        let sids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for sid in sids {
+            self.end_session(sid, reason.clone(), Instant::now());
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Supervision of `howl-worker` processes: the media plane, kept out of the server process.
+//!
+//! A worker is spawned in its own process group with a unix socket to talk over. The server
+//! never waits on it without a deadline: start-up, every reply and the heartbeat all have one,
+//! and a worker that misses them is SIGKILLed (seed 000/001: a wedged pipeline must cost one
+//! session, never the host). The worker's encoded output is fanned out through bounded
+//! broadcast channels: with nobody subscribed a frame is dropped at once, never kept for a
+//! later viewer (seed 004), and a subscriber that falls behind learns how much it lost and
+//! waits for the next keyframe, while the others carry on.
+
+use howl_media::protocol::{
+    self, AudioPacket, FrameDecoder, Message, OpusConfig, StreamParams, VideoFrame,
+};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// Longest a worker may take to connect, say hello and start its pipeline.
+pub const START_DEADLINE: Duration = Duration::from_secs(15);
+/// A worker that sends no heartbeat for this long is killed.
+pub const HEARTBEAT_DEADLINE: Duration = Duration::from_secs(3);
+/// After `Stop`, how long the worker may take to exit before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+/// Encoded video frames kept per subscriber before it counts as lagging (server → viewers).
+pub const VIDEO_FANOUT_CAPACITY: usize = 16;
+/// Opus packets kept per subscriber (5 ms each: 320 ms) before it counts as lagging.
+pub const AUDIO_FANOUT_CAPACITY: usize = 64;
+/// Commands server → worker (keyframe requests, stop). Overflow: the request is dropped; a
+/// keyframe request that finds the queue full is redundant anyway.
+pub const COMMAND_CAPACITY: usize = 16;
+
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot start {bin}: {source}")]
+    Spawn {
+        bin: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("worker socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("worker did not start within {0:?}")]
+    StartTimeout(Duration),
+    #[error("worker exited during start-up: {0}")]
+    ExitedEarly(String),
+    #[error("worker protocol: {0}")]
+    Protocol(String),
+    #[error("worker refused the stream: {0}")]
+    Refused(String),
+}
+
+/// How the worker ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerExit {
+    Running,
+    /// Stopped on request.
+    Stopped,
+    /// Died or was killed; the text says why.
+    Died(String),
+}
+
+/// Live counters of one worker.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub video_frames: AtomicU64,
+    pub audio_packets: AtomicU64,
+    /// Frames nobody was subscribed to (dropped at once, by design).
+    pub video_unwatched: AtomicU64,
+    pub last_frame_counter: AtomicU64,
+    pub heartbeats: AtomicU64,
+}
+
+/// A running worker. Dropping the handle stops it (Stop, grace, SIGKILL) in its own task.
+#[derive(Debug)]
+pub struct Worker {
+    pub pid: u32,
+    pub opus: OpusConfig,
+    commands: mpsc::Sender<Message>,
+    video: broadcast::Sender<Arc<VideoFrame>>,
+    audio: broadcast::Sender<Arc<AudioPacket>>,
+    exit: watch::Receiver<WorkerExit>,
+    pub stats: Arc<WorkerStats>,
+}
+
+impl Worker {
+    /// A new video subscription; it sees only frames produced from now on.
+    pub fn subscribe_video(&self) -> broadcast::Receiver<Arc<VideoFrame>> {
+        self.video.subscribe()
+    }
+
+    pub fn subscribe_audio(&self) -> broadcast::Receiver<Arc<AudioPacket>> {
+        self.audio.subscribe()
+    }
+
+    /// Asks for a keyframe; never waits.
+    pub fn request_keyframe(&self) {
+        let _ = self.commands.try_send(Message::RequestKeyframe);
+    }
+
+    /// Watches the worker's exit.
+    pub fn exit(&self) -> watch::Receiver<WorkerExit> {
+        self.exit.clone()
+    }
+
+    /// Asks the worker to stop; the supervising task enforces the grace period.
+    pub fn stop(&self) {
+        let _ = self.commands.try_send(Message::Stop);
+    }
+}
+
+/// Where to find the worker binary: `HOWL_WORKER_BIN`, else `howl-worker` beside this binary.
+pub fn default_worker_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("HOWL_WORKER_BIN") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("howl-worker")))
+        .unwrap_or_else(|| PathBuf::from("howl-worker"))
+}
+
+static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
+
+/// Spawns a worker, hands it `params` and waits (bounded) until its pipeline runs.
+pub async fn spawn(
+    bin: &Path,
+    runtime_dir: &Path,
+    params: StreamParams,
+) -> Result<Worker, WorkerError> {
+    let n = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+    let sock_path = runtime_dir.join(format!("worker-{}-{n}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock_path);
+    let listener = UnixListener::bind(&sock_path).map_err(|source| WorkerError::Socket {
+        path: sock_path.clone(),
+        source,
+    })?;
+    // The socket file is only needed until the worker connects.
+    let _unlink = UnlinkOnDrop(sock_path.clone());
+    let mut child = tokio::process::Command::new(bin)
+        .arg("--socket")
+        .arg(&sock_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        // Its own process group: a signal meant for the server's terminal never reaches it,
+        // and the group can be reaped as a whole.
+        .process_group(0)
+        // Dropping the Child before it is reaped sends SIGKILL: no orphan on any error path.
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| WorkerError::Spawn {
+            bin: bin.to_path_buf(),
+            source,
+        })?;
+    let pid = child.id().unwrap_or(0);
+
+    let handshake = async {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => r.map_err(|source| WorkerError::Socket { path: sock_path.clone(), source })?,
+            status = child.wait() => {
+                return Err(WorkerError::ExitedEarly(format!("{status:?}")));
+            }
+        };
+        let mut stream = stream;
+        let mut dec = FrameDecoder::new();
+        let hello = read_message(&mut stream, &mut dec).await?;
+        match hello {
+            Message::Hello { version, .. } if version == protocol::PROTOCOL_VERSION => {}
+            Message::Hello { version, .. } => {
+                return Err(WorkerError::Protocol(format!(
+                    "worker speaks protocol {version}, server {}",
+                    protocol::PROTOCOL_VERSION
+                )));
+            }
+            other => {
+                return Err(WorkerError::Protocol(format!(
+                    "expected Hello, got {other:?}"
+                )));
+            }
+        }
+        write_message(&mut stream, &Message::Start(params)).await?;
+        loop {
+            match read_message(&mut stream, &mut dec).await? {
+                Message::Started { opus_config, .. } => return Ok((stream, dec, opus_config)),
+                Message::Error { message, .. } => return Err(WorkerError::Refused(message)),
+                Message::Heartbeat { .. } => continue,
+                other => {
+                    return Err(WorkerError::Protocol(format!(
+                        "expected Started, got {}",
+                        short_name(&other)
+                    )));
+                }
+            }
+        }
+    };
+    let (stream, dec, opus) = match tokio::time::timeout(START_DEADLINE, handshake).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(WorkerError::StartTimeout(START_DEADLINE)),
+    };
+    drop(listener);
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (video_tx, _) = broadcast::channel(VIDEO_FANOUT_CAPACITY);
+    let (audio_tx, _) = broadcast::channel(AUDIO_FANOUT_CAPACITY);
+    let (exit_tx, exit_rx) = watch::channel(WorkerExit::Running);
+    let stats = Arc::new(WorkerStats::default());
+    tokio::spawn(supervise(
+        child,
+        stream,
+        dec,
+        cmd_rx,
+        video_tx.clone(),
+        audio_tx.clone(),
+        exit_tx,
+        stats.clone(),
+    ));
+    tracing::info!(pid, "media worker started");
+    Ok(Worker {
+        pid,
+        opus,
+        commands: cmd_tx,
+        video: video_tx,
+        audio: audio_tx,
+        exit: exit_rx,
+        stats,
+    })
+}
+
+struct UnlinkOnDrop(PathBuf);
+impl Drop for UnlinkOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn short_name(m: &Message) -> &'static str {
+    match m {
+        Message::Start(_) => "Start",
+        Message::RequestKeyframe => "RequestKeyframe",
+        Message::Stop => "Stop",
+        Message::Hello { .. } => "Hello",
+        Message::Started { .. } => "Started",
+        Message::Video(_) => "Video",
+        Message::Audio(_) => "Audio",
+        Message::Heartbeat { .. } => "Heartbeat",
+        Message::Error { .. } => "Error",
+    }
+}
+
+async fn read_message(
+    stream: &mut tokio::net::UnixStream,
+    dec: &mut FrameDecoder,
+) -> Result<Message, WorkerError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match dec.next() {
+            Ok(Some(m)) => return Ok(m),
+            Ok(None) => {}
+            Err(e) => return Err(WorkerError::Protocol(e.to_string())),
+        }
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| WorkerError::Protocol(e.to_string()))?;
+        if n == 0 {
+            return Err(WorkerError::Protocol("worker closed the socket".into()));
+        }
+        dec.push(&buf[..n]);
+    }
+}
+
+async fn write_message(
+    stream: &mut tokio::net::UnixStream,
+    msg: &Message,
+) -> Result<(), WorkerError> {
+    let mut out = Vec::new();
+    protocol::encode(msg, &mut out).map_err(|e| WorkerError::Protocol(e.to_string()))?;
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| WorkerError::Protocol(e.to_string()))
+}
+
+/// Owns the child and its socket for the worker's whole life. Every exit path reaps the
+/// child (or SIGKILLs it) and publishes why.
+#[allow(clippy::too_many_arguments)]
+async fn supervise(
+    mut child: tokio::process::Child,
+    stream: tokio::net::UnixStream,
+    mut dec: FrameDecoder,
+    mut commands: mpsc::Receiver<Message>,
+    video: broadcast::Sender<Arc<VideoFrame>>,
+    audio: broadcast::Sender<Arc<AudioPacket>>,
+    exit: watch::Sender<WorkerExit>,
+    stats: Arc<WorkerStats>,
+) {
+    let pid = child.id().unwrap_or(0);
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut last_heartbeat = Instant::now();
+    let mut watchdog = tokio::time::interval(HEARTBEAT_DEADLINE / 6);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut out = Vec::new();
+    let outcome: WorkerExit = 'run: loop {
+        // Drain complete messages before reading more.
+        loop {
+            match dec.next() {
+                Ok(Some(msg)) => match msg {
+                    Message::Video(f) => {
+                        stats.video_frames.fetch_add(1, Ordering::Relaxed);
+                        stats
+                            .last_frame_counter
+                            .store(u64::from(f.frame_counter), Ordering::Relaxed);
+                        if video.send(Arc::new(f)).is_err() {
+                            stats.video_unwatched.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Message::Audio(a) => {
+                        stats.audio_packets.fetch_add(1, Ordering::Relaxed);
+                        let _ = audio.send(Arc::new(a));
+                    }
+                    Message::Heartbeat { .. } => {
+                        stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                        last_heartbeat = Instant::now();
+                    }
+                    Message::Error { fatal, message } => {
+                        if fatal {
+                            break 'run WorkerExit::Died(format!("worker error: {message}"));
+                        }
+                        tracing::warn!(pid, %message, "worker reported an error");
+                    }
+                    other => {
+                        tracing::debug!(pid, msg = short_name(&other), "unexpected worker message")
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => break 'run WorkerExit::Died(format!("protocol error: {e}")),
+            }
+        }
+        tokio::select! {
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break 'run WorkerExit::Died("worker closed its socket".into()),
+                Ok(n) => {
+                    dec.push(&buf[..n]);
+                    // Reading counts as liveness too: a worker busy sending frames is alive.
+                    last_heartbeat = Instant::now();
+                }
+            },
+            cmd = commands.recv() => {
+                let stop = matches!(cmd, None | Some(Message::Stop));
+                let msg = cmd.unwrap_or(Message::Stop);
+                out.clear();
+                if protocol::encode(&msg, &mut out).is_ok() {
+                    // Bounded: a worker that stops reading its socket is a wedged worker.
+                    let w = tokio::time::timeout(Duration::from_millis(500), wr.write_all(&out)).await;
+                    if !matches!(w, Ok(Ok(()))) && !stop {
+                        break 'run WorkerExit::Died("worker stopped reading commands".into());
+                    }
+                }
+                if stop {
+                    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+                        Ok(_) => break 'run WorkerExit::Stopped,
+                        Err(_) => {
+                            tracing::warn!(pid, "worker ignored Stop; killing it");
+                            break 'run WorkerExit::Stopped;
+                        }
+                    }
+                }
+            }
+            status = child.wait() => {
+                break 'run WorkerExit::Died(match status {
+                    Ok(s) => format!("exited: {s}"),
+                    Err(e) => format!("wait failed: {e}"),
+                });
+            }
+            _ = watchdog.tick() => {
+                if last_heartbeat.elapsed() > HEARTBEAT_DEADLINE {
+                    break 'run WorkerExit::Died(format!(
+                        "no heartbeat for {:?}; killed", HEARTBEAT_DEADLINE
+                    ));
+                }
+            }
+        }
+    };
+    // Whatever happened, the process must be gone before we report.
+    if child.try_wait().ok().flatten().is_none() {
+        let _ = child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+    }
+    match &outcome {
+        WorkerExit::Died(why) => tracing::warn!(pid, reason = %why, "media worker died"),
+        _ => tracing::info!(pid, "media worker stopped"),
+    }
+    let _ = exit.send(outcome);
+}
+
+/// Codecs the worker can encode, from `howl-worker --probe` (bounded by a deadline).
+pub async fn probe(bin: &Path) -> Result<Vec<howl_media::protocol::Codec>, WorkerError> {
+    let out = tokio::time::timeout(
+        START_DEADLINE,
+        tokio::process::Command::new(bin)
+            .arg("--probe")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| WorkerError::StartTimeout(START_DEADLINE))?
+    .map_err(|source| WorkerError::Spawn {
+        bin: bin.to_path_buf(),
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(WorkerError::ExitedEarly(format!("--probe: {}", out.status)));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| WorkerError::Protocol(format!("--probe output: {e}")))?;
+    let mut codecs: Vec<howl_media::protocol::Codec> = v
+        .get("encoders")
+        .and_then(|e| e.as_array())
+        .map(|list| {
+            list.iter()
+                .filter_map(|e| e.get("codec").and_then(|c| c.as_str()))
+                .filter_map(howl_media::protocol::Codec::from_name)
+                .collect()
+        })
+        .unwrap_or_default();
+    codecs.sort_by_key(|c| c.name());
+    codecs.dedup();
+    Ok(codecs)
+}
