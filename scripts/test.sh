@@ -16,10 +16,11 @@ log "sans-IO rule: howl-proto depends on no runtime, socket or media crate"
 if cargo tree -p howl-proto -e normal --locked | grep -E -o '(tokio|gstreamer|glib|axum|hyper|mio) v[0-9.]+' ; then
   log "howl-proto must stay sans-IO"; exit 1
 fi
+# One build of every target (binaries included) with one feature resolution, reused below.
+log "cargo build (all targets)"
+cargo build --workspace --all-targets --locked
 log "cargo test"
 cargo test --workspace --locked
-log "building the howl binary for interop tests"
-cargo build -p howl-server --locked
 export HOWL_BIN="$CARGO_TARGET_DIR/debug/howl"
 log "interop tests (real moonlight-common-c client via moonlight-python)"
 "$VENV/bin/python" -m pytest -ra -p no:cacheprovider tests/interop "$@"
