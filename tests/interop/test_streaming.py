@@ -15,11 +15,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import pytest
 
-from conftest import https_get, make_client, server_info  # noqa: F401
+from conftest import https_get, make_client, server_info
 
 HERE = os.path.dirname(__file__)
 
@@ -172,8 +171,8 @@ def test_worker_kill_terminates_only_that_session(howl, tmp_path):
     status, sessions = howl.api("GET", "/api/v1/sessions")
     assert len(sessions) == 1 and sessions[0]["worker_pid"], sessions
     worker = sessions[0]["worker_pid"]
-    # HTTPS keeps answering throughout.
-    probe = make_client(tmp_path / "probe")
+    # HTTPS keeps answering throughout: the same (paired) certificate polls /serverinfo.
+    probe = make_client(tmp_path / "c")
     info = server_info(probe, howl.http_port)
     t_kill = time.monotonic()
     kill_wall = time.time()
@@ -181,8 +180,9 @@ def test_worker_kill_terminates_only_that_session(howl, tmp_path):
     latencies = []
     while time.monotonic() - t_kill < 3:
         t0 = time.monotonic()
-        urllib.request.urlopen(howl.http_url("/serverinfo"), timeout=5).read()
+        xml = https_get(probe, info, "serverinfo")
         latencies.append(time.monotonic() - t0)
+        assert "<PairStatus>1</PairStatus>" in xml
     out, err = p.communicate(timeout=60)
     res = parse_result(out, err, howl)
     assert res.get("terminated_after") is not None, ("client was never told", res)

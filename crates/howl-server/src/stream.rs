@@ -170,6 +170,28 @@ enum Cmd {
     },
 }
 
+/// The audio layouts offered in DESCRIBE: exactly what the worker's Opus encoder produces
+/// (`OpusConfig::for_channels`), so the client's decoder is set up for the real stream.
+/// Surround is offered in normal quality only; the worker encodes no high-quality layout.
+fn surround_offer() -> Vec<howl_proto::sdp::SurroundOffer> {
+    use howl_media::protocol::OpusConfig;
+    use howl_proto::sdp::{OpusMultistream, SurroundOffer};
+    let mut offers = vec![SurroundOffer::stereo()];
+    for channels in [6u8, 8] {
+        let layout = OpusConfig::for_channels(channels).and_then(|c| {
+            OpusMultistream::new(channels, c.streams, c.coupled_streams, &c.mapping).ok()
+        });
+        match layout {
+            Some(normal) => offers.push(SurroundOffer {
+                normal,
+                high_quality: None,
+            }),
+            None => tracing::warn!(channels, "no Opus layout for this channel count"),
+        }
+    }
+    offers
+}
+
 /// Handle to the engine.
 #[derive(Clone, Debug)]
 pub struct EngineHandle {
@@ -573,7 +595,7 @@ impl Engine {
             encryption_supported: EncryptionFlags::ALL,
             encryption_requested: EncryptionFlags::NONE,
             ref_pic_invalidation: false,
-            surround: vec![howl_proto::sdp::SurroundOffer::stereo()],
+            surround: surround_offer(),
         };
         let params = MoonlightParams {
             offer,
@@ -1088,6 +1110,24 @@ impl Engine {
         let sids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for sid in sids {
             self.end_session(sid, reason.clone(), Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_offers_the_workers_surround_layouts() {
+        let offers = surround_offer();
+        let channels: Vec<u8> = offers.iter().map(|o| o.normal.channels()).collect();
+        assert_eq!(channels, vec![2, 6, 8]);
+        for o in &offers[1..] {
+            let c = howl_media::protocol::OpusConfig::for_channels(o.normal.channels()).unwrap();
+            assert_eq!(o.normal.streams(), c.streams);
+            assert_eq!(o.normal.coupled_streams(), c.coupled_streams);
+            assert_eq!(o.normal.mapping(), c.mapping.as_slice());
         }
     }
 }
