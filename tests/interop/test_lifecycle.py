@@ -1,0 +1,49 @@
+"""Lifecycle guarantees the seeds lacked, with the real client streaming:
+seed 001 (shutdown with a wedged worker is bounded and leaves no worker) and the heartbeat
+watchdog (a SIGSTOPped worker is killed and its client told)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from test_streaming import parse_result, pids_of, run_client, wait_until
+
+
+def start_streaming(h, tmp_path, wait=20):
+    ready = tmp_path / "ready"
+    p = run_client(h, tmp_path / "c", "--frames", 30, "--wait-termination", wait,
+                   "--ready-file", ready, background=True)
+    assert wait_until(ready.exists, 60), h.log()[-3000:]
+    status, sessions = h.api("GET", "/api/v1/sessions")
+    assert len(sessions) == 1 and sessions[0]["worker_pid"], sessions
+    return p, sessions[0]["worker_pid"]
+
+
+def test_seed001_sigterm_with_a_stopped_worker_exits_cleanly(howl, tmp_path):
+    p, worker = start_streaming(howl, tmp_path)
+    os.kill(worker, signal.SIGSTOP)
+    t0 = time.monotonic()
+    howl.proc.send_signal(signal.SIGTERM)
+    code = howl.proc.wait(timeout=15)
+    took = time.monotonic() - t0
+    assert code == 0, howl.log()[-3000:]
+    assert took < 10, took
+    assert wait_until(lambda: not pids_of("howl-worker"), 5), pids_of("howl-worker")
+    res = parse_result(*p.communicate(timeout=60), howl)
+    assert res.get("terminated_after") is not None, res
+    print(f"SIGTERM with a stopped worker: exit 0 in {took:.2f}s; client told")
+
+
+def test_stopped_worker_is_killed_by_the_heartbeat_watchdog(howl, tmp_path):
+    p, worker = start_streaming(howl, tmp_path)
+    t0 = time.monotonic()
+    os.kill(worker, signal.SIGSTOP)
+    assert wait_until(lambda: not os.path.exists(f"/proc/{worker}") or
+                      open(f"/proc/{worker}/stat").read().split()[2] == "Z", 10)
+    res = parse_result(*p.communicate(timeout=60), howl)
+    assert res.get("terminated_after") is not None, res
+    assert "no heartbeat" in howl.log()
+    print(f"stopped worker killed and client told after {time.monotonic() - t0:.2f}s")
+    assert howl.api("GET", "/api/v1/sessions")[1] == []
