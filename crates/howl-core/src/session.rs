@@ -20,6 +20,8 @@ impl fmt::Display for SessionId {
 pub enum EndReason {
     /// The client asked to quit the app (`/cancel`).
     ClientQuit,
+    /// The same client started a newer stream of the same app (resume, rejoin).
+    Replaced,
     /// The client closed its control connection (ENet disconnect).
     ClientDisconnected,
     /// ENet stopped hearing from the client.
@@ -48,6 +50,7 @@ impl fmt::Display for EndReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EndReason::ClientQuit => f.write_str("client quit the app"),
+            EndReason::Replaced => f.write_str("replaced by a newer stream of the same client"),
             EndReason::ClientDisconnected => f.write_str("client disconnected"),
             EndReason::ControlTimeout => f.write_str("control connection timed out"),
             EndReason::ControlPingSilence => f.write_str("client stopped sending control pings"),
@@ -68,6 +71,7 @@ impl EndReason {
     pub fn label(&self) -> &'static str {
         match self {
             EndReason::ClientQuit => "client_quit",
+            EndReason::Replaced => "replaced",
             EndReason::ClientDisconnected => "client_disconnected",
             EndReason::ControlTimeout => "control_timeout",
             EndReason::ControlPingSilence => "control_ping_silence",

@@ -102,6 +102,9 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/api/v1/clients", get(clients))
         .route("/api/v1/clients/{fingerprint}", delete(unpair))
         .route("/api/v1/sessions", get(sessions))
+        .route("/api/v1/sessions/{id}", delete(stop_session))
+        .route("/api/v1/lobbies", get(lobbies).post(create_lobby))
+        .route("/api/v1/lobbies/{id}", delete(stop_lobby))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -242,4 +245,50 @@ async fn unpair(
 
 async fn sessions(State(st): State<ApiState>) -> Json<Vec<crate::stream::SessionView>> {
     Json(st.engine.sessions().await)
+}
+
+async fn stop_session(
+    State(st): State<ApiState>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    if st.engine.stop_session(id).await {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no session {id}")))
+    }
+}
+
+async fn lobbies(State(st): State<ApiState>) -> Json<Vec<crate::stream::LobbyView>> {
+    Json(st.engine.lobbies().await)
+}
+
+async fn create_lobby(
+    State(st): State<ApiState>,
+    body: Result<Json<crate::stream::LobbySpec>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<crate::stream::LobbyView>), ApiError> {
+    let Json(spec) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let apps = st.core.apps().await?;
+    let app = apps.by_title(spec.app.trim()).cloned();
+    let view = st
+        .engine
+        .create_lobby(spec, app)
+        .await
+        .map_err(|e| match e {
+            crate::stream::LobbyError::Invalid(m) => ApiError::BadRequest(m),
+            crate::stream::LobbyError::Exists(_) => ApiError::Conflict(e.to_string()),
+            crate::stream::LobbyError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            crate::stream::LobbyError::Unavailable => ApiError::Unavailable(e.to_string()),
+        })?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn stop_lobby(
+    State(st): State<ApiState>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    st.engine.stop_lobby(id).await.map_err(|e| match e {
+        crate::stream::LobbyError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        other => ApiError::Unavailable(other.to_string()),
+    })?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -188,8 +188,8 @@ impl NvHttp {
                 _ => self.pair(conn, q).await,
             },
             "/applist" => match self.core.apps().await {
-                Ok(apps) => xml(AppList {
-                    apps: apps
+                Ok(apps) => {
+                    let mut list: Vec<howl_proto::nvhttp::App> = apps
                         .list()
                         .iter()
                         .map(|a| howl_proto::nvhttp::App {
@@ -197,9 +197,17 @@ impl NvHttp {
                             title: a.title.clone(),
                             hdr_supported: false,
                         })
-                        .collect(),
+                        .collect();
+                    // Lobbies this client may join appear as apps; launching one joins it.
+                    list.extend(self.engine.lobby_apps(&fp).await.into_iter().map(
+                        |(id, title)| howl_proto::nvhttp::App {
+                            id,
+                            title,
+                            hdr_supported: false,
+                        },
+                    ));
+                    xml(AppList { apps: list }.to_xml())
                 }
-                .to_xml()),
                 Err(e) => core_error(e),
             },
             "/appasset" => {
@@ -234,21 +242,16 @@ impl NvHttp {
             Ok(a) => a,
             Err(e) => return core_error(e),
         };
-        let Some(app) = apps.by_id(req.app_id).cloned() else {
-            return xml(ErrorResponse::launch_failed(
-                404,
-                format!("no app with id {}", req.app_id),
-            )
-            .to_xml());
-        };
+        let app = apps.by_id(req.app_id).cloned();
         let input = LaunchInput {
             client: fp.to_owned(),
             rikey: req.rikey,
             rikeyid: req.rikeyid,
             local_ip: conn.local.ip(),
             peer_ip: conn.peer.ip(),
+            mode: req.mode.map(|m| (m.width, m.height, m.fps)),
         };
-        match self.engine.launch(app, input).await {
+        match self.engine.launch(req.app_id, app, input).await {
             Ok(url) => xml(LaunchResponse { session_url: url }.to_xml()),
             Err(e) => {
                 tracing::warn!(client = %short(fp), error = %e, "launch failed");
@@ -278,6 +281,7 @@ impl NvHttp {
             rikeyid,
             local_ip: conn.local.ip(),
             peer_ip: conn.peer.ip(),
+            mode: None,
         };
         match self.engine.resume(input).await {
             Ok(url) => xml(ResumeResponse { session_url: url }.to_xml()),

@@ -77,6 +77,12 @@ pub struct EngineSettings {
 /// Why `/launch` or `/resume` failed; the status code is what clients are told.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
+    #[error("unknown app id {0}")]
+    UnknownApp(i32),
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("{0}")]
+    WrongMode(String),
     #[error("no running app to resume")]
     NothingToResume,
     #[error("the host cannot stream this app: {0}")]
@@ -88,6 +94,9 @@ pub enum LaunchError {
 impl LaunchError {
     pub fn status_code(&self) -> i64 {
         match self {
+            LaunchError::UnknownApp(_) => 404,
+            LaunchError::NotAllowed(_) => 403,
+            LaunchError::WrongMode(_) => 400,
             LaunchError::NothingToResume => 503,
             LaunchError::Unsupported(_) => 503,
             LaunchError::Unavailable => 503,
@@ -103,8 +112,87 @@ pub struct LaunchInput {
     pub rikeyid: i32,
     /// Address the HTTPS request arrived on (goes into `sessionUrl0`).
     pub local_ip: IpAddr,
-    /// Address of the client; RTSP requests are matched by it.
+    /// Address of the client (for logs).
     pub peer_ip: IpAddr,
+    /// `mode` of the launch request (width, height, fps), when given.
+    pub mode: Option<(u32, u32, u32)>,
+}
+
+/// What an operator asks for when creating a shared lobby.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LobbySpec {
+    /// Shown to clients as the app title; unique among lobbies.
+    pub name: String,
+    /// Title of the app the lobby runs.
+    pub app: String,
+    #[serde(default = "default_width")]
+    pub width: u32,
+    #[serde(default = "default_height")]
+    pub height: u32,
+    #[serde(default = "default_fps")]
+    pub fps: u32,
+    #[serde(default = "default_bitrate")]
+    pub bitrate_kbps: u32,
+    /// `h264` (default), `hevc` or `av1`; viewers must ask for the same codec.
+    #[serde(default)]
+    pub codec: Option<String>,
+    /// Fingerprints of the paired clients that may join; empty or absent = every paired client.
+    #[serde(default)]
+    pub clients: Vec<String>,
+    /// Stop the lobby once its last viewer has left and `idle_timeout_secs` passed.
+    #[serde(default)]
+    pub stop_when_everyone_leaves: bool,
+    #[serde(default = "default_idle")]
+    pub idle_timeout_secs: u64,
+}
+
+fn default_width() -> u32 {
+    1280
+}
+fn default_height() -> u32 {
+    720
+}
+fn default_fps() -> u32 {
+    60
+}
+fn default_bitrate() -> u32 {
+    8000
+}
+fn default_idle() -> u64 {
+    300
+}
+
+/// A lobby as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LobbyView {
+    pub id: u64,
+    pub name: String,
+    /// The app id clients see in their app list.
+    pub app_id: i32,
+    pub app: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub codec: String,
+    pub viewers: usize,
+    pub worker_pid: Option<u32>,
+    pub producer_frame_counter: u64,
+    pub clients: Vec<String>,
+    pub stop_when_everyone_leaves: bool,
+}
+
+/// Why a lobby could not be created or stopped (the operator's mistakes, or a busy engine).
+#[derive(Debug, thiserror::Error)]
+pub enum LobbyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a lobby named {0:?} exists already")]
+    Exists(String),
+    #[error("no lobby with id {0}")]
+    NotFound(u64),
+    #[error("the streaming engine did not answer in time")]
+    Unavailable,
 }
 
 /// A session as the API and tests see it.
@@ -126,8 +214,29 @@ pub struct SessionView {
 }
 
 enum Cmd {
+    CreateLobby {
+        spec: LobbySpec,
+        app: Option<App>,
+        reply: oneshot::Sender<Result<LobbyView, LobbyError>>,
+    },
+    Lobbies {
+        reply: oneshot::Sender<Vec<LobbyView>>,
+    },
+    StopLobby {
+        id: u64,
+        reply: oneshot::Sender<Result<(), LobbyError>>,
+    },
+    LobbyApps {
+        client: String,
+        reply: oneshot::Sender<Vec<(i32, String)>>,
+    },
+    StopSession {
+        id: u64,
+        reply: oneshot::Sender<bool>,
+    },
     Launch {
-        app: App,
+        app_id: i32,
+        app: Option<App>,
         input: LaunchInput,
         reply: oneshot::Sender<Result<String, LaunchError>>,
     },
@@ -168,6 +277,24 @@ enum Cmd {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// Only test-pattern apps stream in this build; others get a clear error.
+fn check_streamable(app: &App) -> Result<(), LaunchError> {
+    match app.kind {
+        AppKind::TestPattern { .. } => Ok(()),
+        AppKind::Process { .. } => Err(LaunchError::Unsupported(format!(
+            "app {:?} is a process app; this build streams only test-pattern apps",
+            app.title
+        ))),
+    }
+}
+
+fn source_of(app: &App) -> Source {
+    match app.kind {
+        AppKind::TestPattern { tone_hz } => Source::TestPattern { tone_hz },
+        AppKind::Process { .. } => Source::TestPattern { tone_hz: 440 },
+    }
 }
 
 /// The audio layouts offered in DESCRIBE: exactly what the worker's Opus encoder produces
@@ -218,10 +345,59 @@ impl EngineHandle {
             .flatten()
     }
 
-    pub async fn launch(&self, app: App, input: LaunchInput) -> Result<String, LaunchError> {
-        self.ask(|reply| Cmd::Launch { app, input, reply })
+    /// Launches `app_id`: a lobby with that id is joined; otherwise `app` (from the catalogue)
+    /// is started privately for the client.
+    pub async fn launch(
+        &self,
+        app_id: i32,
+        app: Option<App>,
+        input: LaunchInput,
+    ) -> Result<String, LaunchError> {
+        self.ask(|reply| Cmd::Launch {
+            app_id,
+            app,
+            input,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(LaunchError::Unavailable))
+    }
+
+    pub async fn create_lobby(
+        &self,
+        spec: LobbySpec,
+        app: Option<App>,
+    ) -> Result<LobbyView, LobbyError> {
+        self.ask(|reply| Cmd::CreateLobby { spec, app, reply })
             .await
-            .unwrap_or(Err(LaunchError::Unavailable))
+            .unwrap_or(Err(LobbyError::Unavailable))
+    }
+
+    pub async fn lobbies(&self) -> Vec<LobbyView> {
+        self.ask(|reply| Cmd::Lobbies { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    pub async fn stop_lobby(&self, id: u64) -> Result<(), LobbyError> {
+        self.ask(|reply| Cmd::StopLobby { id, reply })
+            .await
+            .unwrap_or(Err(LobbyError::Unavailable))
+    }
+
+    /// Lobbies `client` may join, as (app id, title) for its app list.
+    pub async fn lobby_apps(&self, client: &str) -> Vec<(i32, String)> {
+        let client = client.to_owned();
+        self.ask(|reply| Cmd::LobbyApps { client, reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Ends one session (reason: API stop). False when there was none.
+    pub async fn stop_session(&self, id: u64) -> bool {
+        self.ask(|reply| Cmd::StopSession { id, reply })
+            .await
+            .unwrap_or(false)
     }
 
     pub async fn resume(&self, input: LaunchInput) -> Result<String, LaunchError> {
@@ -292,17 +468,37 @@ pub struct SessionStats {
     pub control_errors: AtomicU64,
 }
 
+/// A shared producer created through the API.
+struct Lobby {
+    name: String,
+    /// The id clients launch to join.
+    app_id: i32,
+    clients: Vec<String>,
+    stop_when_everyone_leaves: bool,
+    idle_timeout: Duration,
+}
+
 struct Instance {
     id: u64,
+    /// The client that launched a private instance; empty for a lobby.
     client: String,
+    lobby: Option<Lobby>,
     app: App,
     worker: Option<Arc<Worker>>,
     /// Published to sender tasks: they (re)subscribe when it changes.
     worker_tx: watch::Sender<Option<Arc<Worker>>>,
     starting: bool,
     params: Option<StreamParams>,
-    session: Option<SessionId>,
+    /// Sessions watching this producer (at most one for a private instance).
+    viewers: std::collections::BTreeSet<SessionId>,
     linger_until: Option<Instant>,
+}
+
+impl Instance {
+    /// The id clients see for this producer: the lobby's entry, or the app's.
+    fn listed_id(&self) -> i32 {
+        self.lobby.as_ref().map(|l| l.app_id).unwrap_or(self.app.id)
+    }
 }
 
 struct Session {
@@ -426,8 +622,47 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 impl Engine {
     fn handle(&mut self, cmd: Cmd, now: Instant) {
         match cmd {
-            Cmd::Launch { app, input, reply } => {
-                let _ = reply.send(self.launch(app, input, now));
+            Cmd::Launch {
+                app_id,
+                app,
+                input,
+                reply,
+            } => {
+                let _ = reply.send(self.launch(app_id, app, input, now));
+            }
+            Cmd::CreateLobby { spec, app, reply } => {
+                let _ = reply.send(self.create_lobby(spec, app));
+            }
+            Cmd::Lobbies { reply } => {
+                let _ = reply.send(self.lobby_views());
+            }
+            Cmd::StopLobby { id, reply } => {
+                let r = match self.instances.get(&id) {
+                    Some(i) if i.lobby.is_some() => {
+                        self.stop_instance(id, EndReason::ApiStop);
+                        Ok(())
+                    }
+                    _ => Err(LobbyError::NotFound(id)),
+                };
+                let _ = reply.send(r);
+            }
+            Cmd::LobbyApps { client, reply } => {
+                let apps = self
+                    .instances
+                    .values()
+                    .filter_map(|i| i.lobby.as_ref())
+                    .filter(|l| l.clients.is_empty() || l.clients.contains(&client))
+                    .map(|l| (l.app_id, l.name.clone()))
+                    .collect();
+                let _ = reply.send(apps);
+            }
+            Cmd::StopSession { id, reply } => {
+                let sid = SessionId(id);
+                let found = self.sessions.contains_key(&sid);
+                if found {
+                    self.end_session(sid, EndReason::ApiStop, now);
+                }
+                let _ = reply.send(found);
             }
             Cmd::Resume { input, reply } => {
                 let _ = reply.send(self.resume(input, now));
@@ -437,13 +672,19 @@ impl Engine {
                 let _ = reply.send(found);
             }
             Cmd::CurrentGame { client, reply } => {
-                let id = self
-                    .instances
+                // The app the client watches (a lobby's id while it views one), else its own
+                // running app: what makes clients /resume instead of /launch.
+                let watching = self
+                    .sessions
                     .values()
-                    .find(|i| i.client == client)
-                    .map(|i| i.app.id)
-                    .unwrap_or(0);
-                let _ = reply.send(id);
+                    .find(|s| s.client == client)
+                    .and_then(|s| self.instances.get(&s.instance))
+                    .map(Instance::listed_id);
+                let own = self
+                    .instance_of(&client)
+                    .and_then(|i| self.instances.get(&i))
+                    .map(|i| i.app.id);
+                let _ = reply.send(watching.or(own).unwrap_or(0));
             }
             Cmd::Sessions { reply } => {
                 let _ = reply.send(self.views());
@@ -510,21 +751,24 @@ impl Engine {
 
     fn launch(
         &mut self,
-        app: App,
+        app_id: i32,
+        app: Option<App>,
         input: LaunchInput,
         now: Instant,
     ) -> Result<String, LaunchError> {
-        if !matches!(app.kind, AppKind::TestPattern { .. }) {
-            return Err(LaunchError::Unsupported(format!(
-                "app {:?} is a {} app; this build streams only test-pattern apps",
-                app.title,
-                match app.kind {
-                    AppKind::Process { .. } => "process",
-                    AppKind::TestPattern { .. } => "test-pattern",
-                }
-            )));
+        if let Some(lobby) = self
+            .instances
+            .values()
+            .find(|i| i.lobby.as_ref().is_some_and(|l| l.app_id == app_id))
+            .map(|i| i.id)
+        {
+            return self.join_lobby(lobby, input, now);
         }
-        // A client runs one app at a time; launching again replaces what it had.
+        let Some(app) = app else {
+            return Err(LaunchError::UnknownApp(app_id));
+        };
+        check_streamable(&app)?;
+        // A client runs one app of its own at a time; launching again replaces it.
         if let Some(old) = self.instance_of(&input.client) {
             self.stop_instance(old, EndReason::ClientQuit);
         }
@@ -537,16 +781,193 @@ impl Engine {
             Instance {
                 id,
                 client: input.client.clone(),
+                lobby: None,
                 app,
                 worker: None,
                 worker_tx,
                 starting: false,
                 params: None,
-                session: None,
+                viewers: Default::default(),
                 linger_until: None,
             },
         );
         self.new_session(id, input, now)
+    }
+
+    fn join_lobby(
+        &mut self,
+        id: u64,
+        input: LaunchInput,
+        now: Instant,
+    ) -> Result<String, LaunchError> {
+        let Some(inst) = self.instances.get(&id) else {
+            return Err(LaunchError::UnknownApp(0));
+        };
+        let Some(lobby) = &inst.lobby else {
+            return Err(LaunchError::UnknownApp(0));
+        };
+        if !lobby.clients.is_empty() && !lobby.clients.contains(&input.client) {
+            return Err(LaunchError::NotAllowed(format!(
+                "this client may not join lobby {:?}",
+                lobby.name
+            )));
+        }
+        if let (Some(p), Some((w, h, _fps))) = (&inst.params, input.mode)
+            && (p.width, p.height) != (w, h)
+        {
+            return Err(LaunchError::WrongMode(format!(
+                "lobby {:?} streams {}x{} at {} fps; set the client to that resolution to join",
+                lobby.name, p.width, p.height, p.fps
+            )));
+        }
+        // One stream per client and lobby: a rejoin replaces the old stream.
+        let old: Vec<SessionId> = inst
+            .viewers
+            .iter()
+            .filter(|s| {
+                self.sessions
+                    .get(s)
+                    .is_some_and(|s| s.client == input.client)
+            })
+            .copied()
+            .collect();
+        for sid in old {
+            self.end_session(sid, EndReason::Replaced, now);
+        }
+        tracing::info!(client = %crate::core_task::short(&input.client), lobby = id, "join lobby");
+        self.new_session(id, input, now)
+    }
+
+    fn create_lobby(&mut self, spec: LobbySpec, app: Option<App>) -> Result<LobbyView, LobbyError> {
+        let name = spec.name.trim().to_owned();
+        if name.is_empty() || name.len() > 128 {
+            return Err(LobbyError::Invalid(
+                "name must be 1 to 128 characters".into(),
+            ));
+        }
+        let Some(app) = app else {
+            return Err(LobbyError::Invalid(format!("no app titled {:?}", spec.app)));
+        };
+        check_streamable(&app).map_err(|e| LobbyError::Invalid(e.to_string()))?;
+        if self
+            .instances
+            .values()
+            .any(|i| i.lobby.as_ref().is_some_and(|l| l.name == name))
+        {
+            return Err(LobbyError::Exists(name));
+        }
+        let codec = match spec.codec.as_deref().unwrap_or("h264") {
+            "h264" => Codec::H264,
+            "hevc" if self.settings.codecs.hevc => Codec::Hevc,
+            "av1" if self.settings.codecs.av1 => Codec::Av1,
+            other => {
+                return Err(LobbyError::Invalid(format!(
+                    "codec {other:?} is not available (h264{}{})",
+                    if self.settings.codecs.hevc {
+                        ", hevc"
+                    } else {
+                        ""
+                    },
+                    if self.settings.codecs.av1 {
+                        ", av1"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        };
+        for fp in &spec.clients {
+            if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(LobbyError::Invalid(format!(
+                    "client {fp:?} is not a 64-hex-digit certificate fingerprint"
+                )));
+            }
+        }
+        let params = StreamParams {
+            width: spec.width,
+            height: spec.height,
+            fps: spec.fps,
+            bitrate_kbps: spec.bitrate_kbps,
+            codec,
+            audio_channels: 2,
+            audio_packet_ms: 5,
+            source: source_of(&app),
+            slices_per_frame: 1,
+        };
+        params
+            .validate()
+            .map_err(|e| LobbyError::Invalid(e.to_string()))?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let (worker_tx, _) = watch::channel(None);
+        let lobby = Lobby {
+            app_id: howl_core::apps::app_id_for_title(&format!("lobby\u{0}{name}")),
+            name,
+            clients: spec
+                .clients
+                .iter()
+                .map(|c| c.to_ascii_lowercase())
+                .collect(),
+            stop_when_everyone_leaves: spec.stop_when_everyone_leaves,
+            idle_timeout: Duration::from_secs(spec.idle_timeout_secs.max(1)),
+        };
+        tracing::info!(lobby = id, name = %lobby.name, app = %app.title, "lobby created");
+        self.instances.insert(
+            id,
+            Instance {
+                id,
+                client: String::new(),
+                lobby: Some(lobby),
+                app,
+                worker: None,
+                worker_tx,
+                starting: false,
+                params: None,
+                viewers: Default::default(),
+                linger_until: None,
+            },
+        );
+        // The producer starts now and outlives its viewers.
+        self.start_worker(id, params);
+        self.lobby_views()
+            .into_iter()
+            .find(|l| l.id == id)
+            .ok_or(LobbyError::NotFound(id))
+    }
+
+    fn lobby_views(&self) -> Vec<LobbyView> {
+        let mut v: Vec<LobbyView> = self
+            .instances
+            .values()
+            .filter_map(|i| {
+                let l = i.lobby.as_ref()?;
+                Some(LobbyView {
+                    id: i.id,
+                    name: l.name.clone(),
+                    app_id: l.app_id,
+                    app: i.app.title.clone(),
+                    width: i.params.as_ref().map(|p| p.width).unwrap_or(0),
+                    height: i.params.as_ref().map(|p| p.height).unwrap_or(0),
+                    fps: i.params.as_ref().map(|p| p.fps).unwrap_or(0),
+                    codec: i
+                        .params
+                        .as_ref()
+                        .map(|p| p.codec.name().to_owned())
+                        .unwrap_or_default(),
+                    viewers: i.viewers.len(),
+                    worker_pid: i.worker.as_ref().map(|w| w.pid),
+                    producer_frame_counter: i
+                        .worker
+                        .as_ref()
+                        .map(|w| w.stats.last_frame_counter.load(Ordering::Relaxed))
+                        .unwrap_or(0),
+                    clients: l.clients.clone(),
+                    stop_when_everyone_leaves: l.stop_when_everyone_leaves,
+                })
+            })
+            .collect();
+        v.sort_by_key(|l| l.id);
+        v
     }
 
     fn resume(&mut self, input: LaunchInput, now: Instant) -> Result<String, LaunchError> {
@@ -557,10 +978,11 @@ impl Engine {
         self.new_session(inst, input, now)
     }
 
+    /// The client's own (private) instance.
     fn instance_of(&self, client: &str) -> Option<u64> {
         self.instances
             .values()
-            .find(|i| i.client == client)
+            .find(|i| i.lobby.is_none() && i.client == client)
             .map(|i| i.id)
     }
 
@@ -570,9 +992,15 @@ impl Engine {
         input: LaunchInput,
         now: Instant,
     ) -> Result<String, LaunchError> {
-        // One stream per instance: a second launch/resume replaces the first session.
-        if let Some(old) = self.instances.get(&instance).and_then(|i| i.session) {
-            self.end_session(old, EndReason::ClientQuit, now);
+        // A private instance has one stream: a second launch/resume replaces the first.
+        let old: Vec<SessionId> = self
+            .instances
+            .get(&instance)
+            .filter(|i| i.lobby.is_none())
+            .map(|i| i.viewers.iter().copied().collect())
+            .unwrap_or_default();
+        for sid in old {
+            self.end_session(sid, EndReason::Replaced, now);
         }
         let sid = SessionId(self.next_id);
         self.next_id += 1;
@@ -655,20 +1083,37 @@ impl Engine {
             },
         );
         if let Some(inst) = self.instances.get_mut(&instance) {
-            inst.session = Some(sid);
+            inst.viewers.insert(sid);
             inst.linger_until = None;
         }
         Ok(Self::session_url(input.local_ip, rtsp_port))
     }
 
+    /// `/cancel`: stops the client's own app; in a lobby it only ends the client's stream
+    /// (the lobby belongs to its operator).
     fn cancel(&mut self, client: &str) -> bool {
-        match self.instance_of(client) {
-            Some(inst) => {
-                self.stop_instance(inst, EndReason::ClientQuit);
-                true
-            }
-            None => false,
+        let now = Instant::now();
+        let lobby_sessions: Vec<SessionId> = self
+            .sessions
+            .values()
+            .filter(|s| {
+                s.client == client
+                    && self
+                        .instances
+                        .get(&s.instance)
+                        .is_some_and(|i| i.lobby.is_some())
+            })
+            .map(|s| s.id)
+            .collect();
+        let mut found = !lobby_sessions.is_empty();
+        for sid in lobby_sessions {
+            self.end_session(sid, EndReason::ClientQuit, now);
         }
+        if let Some(inst) = self.instance_of(client) {
+            self.stop_instance(inst, EndReason::ClientQuit);
+            found = true;
+        }
+        found
     }
 
     fn views(&self) -> Vec<SessionView> {
@@ -707,14 +1152,24 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return Response::for_request(&request, StatusCode::SESSION_NOT_FOUND);
         };
-        let resp = s.rtsp.handle(request, now);
+        let refusal = Response::for_request(&request, StatusCode::BAD_REQUEST);
+        let mut resp = s.rtsp.handle(request, now);
         let mut events = Vec::new();
         while let Some(ev) = s.rtsp.poll_event() {
             events.push(ev);
         }
         for ev in events {
             match ev {
-                RtspEvent::Announced(cfg) => self.announced(sid, cfg),
+                RtspEvent::Announced(cfg) => {
+                    if let Err(why) = self.announced(sid, cfg) {
+                        tracing::info!(session = %sid, reason = %why, "ANNOUNCE refused");
+                        resp = refusal.clone().with_header("X-Howl-Error", why.clone());
+                        if let Some(s) = self.sessions.get_mut(&sid) {
+                            s.rtsp.abort();
+                        }
+                        self.end_session(sid, EndReason::ClientMisbehaved { detail: why }, now);
+                    }
+                }
                 RtspEvent::Play => self.play(sid, now),
                 RtspEvent::Rejected { method, error } => {
                     tracing::info!(session = %sid, method = ?method, error = %error, "RTSP request refused");
@@ -725,23 +1180,39 @@ impl Engine {
         resp
     }
 
-    fn announced(&mut self, sid: SessionId, cfg: StreamConfig) {
+    /// ANNOUNCE accepted: start the private producer in the negotiated mode, or check that a
+    /// lobby viewer asked for what the lobby's producer makes.
+    fn announced(&mut self, sid: SessionId, cfg: StreamConfig) -> Result<(), String> {
         let Some(s) = self.sessions.get(&sid) else {
-            return;
+            return Ok(());
         };
         let inst_id = s.instance;
         let Some(inst) = self.instances.get_mut(&inst_id) else {
-            return;
-        };
-        let tone_hz = match inst.app.kind {
-            AppKind::TestPattern { tone_hz } => tone_hz,
-            AppKind::Process { .. } => 440,
+            return Ok(());
         };
         let codec = match cfg.codec {
             VideoCodec::H264 => Codec::H264,
             VideoCodec::Hevc => Codec::Hevc,
             VideoCodec::Av1 => Codec::Av1,
         };
+        if let Some(lobby) = &inst.lobby {
+            // Encode once: every viewer gets the producer's stream, so it must fit them all.
+            if let Some(p) = &inst.params
+                && ((p.width, p.height) != (cfg.width, cfg.height) || p.codec != codec)
+            {
+                return Err(format!(
+                    "lobby {:?} streams {} {}x{}; the client asked for {} {}x{}",
+                    lobby.name,
+                    p.codec.name(),
+                    p.width,
+                    p.height,
+                    codec.name(),
+                    cfg.width,
+                    cfg.height
+                ));
+            }
+            return Ok(());
+        }
         let params = StreamParams {
             width: cfg.width,
             height: cfg.height,
@@ -750,12 +1221,21 @@ impl Engine {
             codec,
             audio_channels: cfg.audio.channels,
             audio_packet_ms: u8::try_from(cfg.audio.packet_duration_ms).unwrap_or(5),
-            source: Source::TestPattern { tone_hz },
+            source: source_of(&inst.app),
             slices_per_frame: u8::try_from(cfg.slices_per_frame.clamp(1, 4)).unwrap_or(1),
         };
         if inst.worker.is_some() && inst.params.as_ref() == Some(&params) {
-            return; // resume with the same mode: keep the running producer
+            return Ok(()); // resume with the same mode: keep the running producer
         }
+        self.start_worker(inst_id, params);
+        Ok(())
+    }
+
+    /// (Re)starts the instance's worker with `params`; the result arrives as `WorkerReady`.
+    fn start_worker(&mut self, inst_id: u64, params: StreamParams) {
+        let Some(inst) = self.instances.get_mut(&inst_id) else {
+            return;
+        };
         if let Some(w) = inst.worker.take() {
             w.stop();
         }
@@ -1021,7 +1501,7 @@ impl Engine {
         let lingering: Vec<u64> = self
             .instances
             .values()
-            .filter(|i| i.session.is_none() && i.linger_until.is_some_and(|t| now >= t))
+            .filter(|i| i.viewers.is_empty() && i.linger_until.is_some_and(|t| now >= t))
             .map(|i| i.id)
             .collect();
         for id in lingering {
@@ -1041,6 +1521,7 @@ impl Engine {
             if reason.client_listens() {
                 let code = match &reason {
                     EndReason::ClientQuit
+                    | EndReason::Replaced
                     | EndReason::ApiStop
                     | EndReason::Shutdown
                     | EndReason::IdleTimeout => TerminationReason::Graceful,
@@ -1063,43 +1544,50 @@ impl Engine {
         *self.ended.entry(reason.label()).or_insert(0) += 1;
         tracing::info!(session = %sid, client = %crate::core_task::short(&s.client), reason = %reason,
             frames_sent = s.stats.frames_sent.load(Ordering::Relaxed), "session ended");
-        if let Some(inst) = self.instances.get_mut(&s.instance) {
-            if inst.session == Some(sid) {
-                inst.session = None;
+        let Some(inst) = self.instances.get_mut(&s.instance) else {
+            return;
+        };
+        inst.viewers.remove(&sid);
+        let empty = inst.viewers.is_empty();
+        match &inst.lobby {
+            // Producers outlive viewers: a lobby only stops by policy, after its idle timeout.
+            Some(l) => {
+                if empty && l.stop_when_everyone_leaves {
+                    inst.linger_until = Some(now + l.idle_timeout);
+                }
             }
-            match reason {
+            None => match reason {
                 // The client went away without quitting: keep the app for /resume.
                 EndReason::ClientDisconnected
                 | EndReason::ControlTimeout
                 | EndReason::ControlPingSilence => {
                     inst.linger_until = Some(now + self.settings.linger);
                 }
+                // A newer stream of the same client took over; the app keeps running.
+                EndReason::Replaced => {}
                 _ => {
                     let id = inst.id;
                     self.stop_instance(id, reason);
                 }
-            }
+            },
         }
     }
 
-    /// Ends the instance's session (if any) and stops its worker.
+    /// Ends every viewer's session and stops the worker.
     fn stop_instance(&mut self, instance: u64, reason: EndReason) {
         let now = Instant::now();
-        if let Some(sid) = self.instances.get(&instance).and_then(|i| i.session) {
-            // Detach first so end_session does not recurse into us.
-            if let Some(i) = self.instances.get_mut(&instance) {
-                i.session = None;
-            }
-            self.end_session(sid, reason.clone(), now);
+        // Removed first, so the sessions ended below find no instance to act on.
+        let Some(inst) = self.instances.remove(&instance) else {
+            return;
+        };
+        for sid in &inst.viewers {
+            self.end_session(*sid, reason.clone(), now);
         }
-        if let Some(inst) = self.instances.remove(&instance) {
-            if let Some(w) = &inst.worker {
-                w.stop();
-            }
-            // send_replace: stored even while no sender task subscribes yet.
-            inst.worker_tx.send_replace(None);
-            tracing::info!(instance, app = %inst.app.title, reason = %reason, "app stopped");
+        if let Some(w) = &inst.worker {
+            w.stop();
         }
+        inst.worker_tx.send_replace(None);
+        tracing::info!(instance, app = %inst.app.title, reason = %reason, "app stopped");
     }
 
     fn end_everything(&mut self, reason: EndReason) {

@@ -17,7 +17,13 @@ use howl_media::protocol::{
 
 const WORKER: &str = env!("CARGO_BIN_EXE_howl-worker");
 
+/// One real-time encoder at a time: on a 2-core machine, parallel 720p60 encodes starve each
+/// other and the worker (correctly) drops frames, which would make the exact-counter checks
+/// below depend on scheduling.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Harness {
+    _serial: std::sync::MutexGuard<'static, ()>,
     _dir: tempfile::TempDir,
     child: Child,
     stream: UnixStream,
@@ -26,6 +32,7 @@ struct Harness {
 
 impl Harness {
     fn spawn() -> Harness {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("worker.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -52,6 +59,7 @@ impl Harness {
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         Harness {
+            _serial: serial,
             _dir: dir,
             child,
             stream,
