@@ -412,6 +412,21 @@ pub enum Message {
 }
 
 impl Message {
+    /// The message's name, for logs (never its payload).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Start(_) => "Start",
+            Message::RequestKeyframe => "RequestKeyframe",
+            Message::Stop => "Stop",
+            Message::Hello { .. } => "Hello",
+            Message::Started { .. } => "Started",
+            Message::Video(_) => "Video",
+            Message::Audio(_) => "Audio",
+            Message::Heartbeat { .. } => "Heartbeat",
+            Message::Error { .. } => "Error",
+        }
+    }
+
     /// The type byte on the wire.
     pub fn type_byte(&self) -> u8 {
         match self {

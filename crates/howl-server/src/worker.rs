@@ -195,7 +195,7 @@ pub async fn spawn(
                 other => {
                     return Err(WorkerError::Protocol(format!(
                         "expected Started, got {}",
-                        short_name(&other)
+                        other.name()
                     )));
                 }
             }
@@ -239,20 +239,6 @@ struct UnlinkOnDrop(PathBuf);
 impl Drop for UnlinkOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn short_name(m: &Message) -> &'static str {
-    match m {
-        Message::Start(_) => "Start",
-        Message::RequestKeyframe => "RequestKeyframe",
-        Message::Stop => "Stop",
-        Message::Hello { .. } => "Hello",
-        Message::Started { .. } => "Started",
-        Message::Video(_) => "Video",
-        Message::Audio(_) => "Audio",
-        Message::Heartbeat { .. } => "Heartbeat",
-        Message::Error { .. } => "Error",
     }
 }
 
@@ -339,7 +325,7 @@ async fn supervise(
                         tracing::warn!(pid, %message, "worker reported an error");
                     }
                     other => {
-                        tracing::debug!(pid, msg = short_name(&other), "unexpected worker message")
+                        tracing::debug!(pid, msg = other.name(), "unexpected worker message")
                     }
                 },
                 Ok(None) => break,

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use howl_media::protocol::{Codec, Message};
+use howl_media::protocol::Codec;
 
 /// Exit status for a normal `Stop`.
 pub const EXIT_OK: u8 = 0;
@@ -129,20 +129,5 @@ fn set_parent_death_signal() {
             "howl-worker: prctl(PR_SET_PDEATHSIG) failed: {}",
             std::io::Error::last_os_error()
         );
-    }
-}
-
-/// Short description of a message for logs (never the payload).
-pub fn describe(msg: &Message) -> &'static str {
-    match msg {
-        Message::Start(_) => "Start",
-        Message::RequestKeyframe => "RequestKeyframe",
-        Message::Stop => "Stop",
-        Message::Hello { .. } => "Hello",
-        Message::Started { .. } => "Started",
-        Message::Video(_) => "Video",
-        Message::Audio(_) => "Audio",
-        Message::Heartbeat { .. } => "Heartbeat",
-        Message::Error { .. } => "Error",
     }
 }

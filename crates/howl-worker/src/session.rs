@@ -19,7 +19,7 @@ use howl_media::protocol::{
 
 use crate::error::WorkerError;
 use crate::pipeline::{MediaPipeline, Shared};
-use crate::{EXIT_ERROR, EXIT_OK, EXIT_SERVER_GONE, describe, encoders};
+use crate::{EXIT_ERROR, EXIT_OK, EXIT_SERVER_GONE, encoders};
 
 /// Worker → server messages waiting for the writer thread. Producers (appsink callbacks, main)
 /// never block on it: media is dropped when it is full (≈ 0.4 s of 60 fps video plus 5 ms audio),
@@ -296,17 +296,14 @@ fn reader_loop(mut sock: UnixStream, cmd_tx: &SyncSender<Command>) {
             let cmd = match decoder.next() {
                 Ok(None) => break,
                 Ok(Some(msg)) if msg.direction() == Direction::WorkerToServer => {
-                    tracing::warn!(
-                        msg = describe(&msg),
-                        "server sent a worker message; ignored"
-                    );
+                    tracing::warn!(msg = msg.name(), "server sent a worker message; ignored");
                     continue;
                 }
                 Ok(Some(Message::Start(p))) => Command::Start(p),
                 Ok(Some(Message::RequestKeyframe)) => Command::RequestKeyframe,
                 Ok(Some(Message::Stop)) => Command::Stop,
                 Ok(Some(other)) => {
-                    tracing::warn!(msg = describe(&other), "unexpected message; ignored");
+                    tracing::warn!(msg = other.name(), "unexpected message; ignored");
                     continue;
                 }
                 Err(e) if e.is_fatal() => {
@@ -333,7 +330,7 @@ fn writer_loop(mut sock: UnixStream, out_rx: &Receiver<Message>, cmd_tx: &SyncSe
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             if let Err(e) = protocol::encode(&msg, &mut buf) {
-                tracing::error!(error = %e, msg = describe(&msg), "cannot encode; dropped");
+                tracing::error!(error = %e, msg = msg.name(), "cannot encode; dropped");
             }
             if buf.len() < WRITE_BATCH_BYTES {
                 next = out_rx.try_recv().ok();
