@@ -6,5 +6,5 @@ source "$(dirname "$0")/common.sh"
 cd "$HOWL_ROOT"
 ensure_apt_packages
 ensure_rust
-cargo build --release -p howl-server --locked
+cargo build --release -p howl-server -p howl-worker -p howl-client --locked
 exec "$CARGO_TARGET_DIR/release/howl" serve "$@"
