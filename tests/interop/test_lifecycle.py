@@ -47,3 +47,21 @@ def test_stopped_worker_is_killed_by_the_heartbeat_watchdog(howl, tmp_path):
     assert "no heartbeat" in howl.log()
     print(f"stopped worker killed and client told after {time.monotonic() - t0:.2f}s")
     assert howl.api("GET", "/api/v1/sessions")[1] == []
+
+
+def test_seed001_server_sigkill_leaves_no_worker_and_restart_serves(howl_factory, tmp_path):
+    """SIGKILL of the server (no chance to clean up) takes its workers with it: each worker
+    asked the kernel to kill it when its parent dies (PR_SET_PDEATHSIG), even when stopped.
+    A restart on the same state directory then serves the same client again."""
+    h = howl_factory()
+    p, worker = start_streaming(h, tmp_path)
+    os.kill(worker, signal.SIGSTOP)
+    h.proc.send_signal(signal.SIGKILL)
+    h.proc.wait(timeout=10)
+    h.proc = None  # killed on purpose: the fixture must not expect a clean exit from it
+    assert wait_until(lambda: not pids_of("howl-worker"), 5), pids_of("howl-worker")
+    p.kill()
+    p.communicate(timeout=10)
+    h2 = howl_factory(state_dir=h.state_dir)
+    res = run_client(h2, tmp_path / "c", "--frames", 30)
+    assert res["ok"], res

@@ -93,6 +93,13 @@ def test_h264_720p60_frames_audio_idr_and_clean_stop(howl, tmp_path):
     assert wait_until(lambda: fds_of(pid) <= base_fds, 5), (fds_of(pid), base_fds)
     assert wait_until(lambda: threads_of(pid) <= base_threads, 5), (threads_of(pid), base_threads)
     assert howl.api("GET", "/api/v1/sessions")[1] == []
+    status, st = howl.api("GET", "/api/v1/status")
+    assert status == 200, st
+    eng = st["engine"]
+    assert (eng["sessions"], eng["instances"], eng["workers"], eng["viewers"]) == (0, 0, 0, 0), eng
+    assert eng["sessions_ended"].get("client_quit", 0) + eng["sessions_ended"].get(
+        "client_disconnected", 0) >= 1, eng
+    assert st["enet"]["connects"] >= 1 and st["listeners"]["nvhttps"]["open"] <= 1, st
 
 
 def codec_modes(howl, tmp_path):

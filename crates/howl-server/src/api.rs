@@ -21,6 +21,9 @@ use std::time::Instant;
 pub struct ApiState {
     pub core: CoreHandle,
     pub engine: crate::stream::EngineHandle,
+    /// Counters of the listeners and the ENet host, read for `/api/v1/status`.
+    pub listeners: Arc<Vec<(&'static str, Arc<crate::listener::ListenerStats>)>>,
+    pub enet: Arc<crate::enet::EnetStats>,
     pub token: Arc<str>,
 }
 
@@ -101,6 +104,7 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/api/v1/pairing/pin", post(submit_pin))
         .route("/api/v1/clients", get(clients))
         .route("/api/v1/clients/{fingerprint}", delete(unpair))
+        .route("/api/v1/status", get(status))
         .route("/api/v1/sessions", get(sessions))
         .route("/api/v1/sessions/{id}", delete(stop_session))
         .route("/api/v1/lobbies", get(lobbies).post(create_lobby))
@@ -291,4 +295,38 @@ async fn stop_lobby(
         other => ApiError::Unavailable(other.to_string()),
     })?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Live counts of everything the server owns: the figures operators alert on.
+async fn status(State(st): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let engine = st.engine.counters().await.ok_or_else(|| {
+        ApiError::Unavailable("the streaming engine did not answer in time".into())
+    })?;
+    let listeners: serde_json::Map<String, serde_json::Value> = st
+        .listeners
+        .iter()
+        .map(|(name, s)| {
+            (
+                (*name).to_owned(),
+                serde_json::json!({
+                    "accepted": s.accepted.load(Relaxed),
+                    "open": s.open.load(Relaxed),
+                    "tls_handshake_failures": s.tls_handshake_failures.load(Relaxed),
+                    "deadline_closes": s.deadline_closes.load(Relaxed),
+                }),
+            )
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "engine": engine,
+        "listeners": listeners,
+        "enet": {
+            "connects": st.enet.connects.load(Relaxed),
+            "disconnects": st.enet.disconnects.load(Relaxed),
+            "packets_in": st.enet.packets_in.load(Relaxed),
+            "events_dropped": st.enet.events_dropped.load(Relaxed),
+        },
+    })))
 }

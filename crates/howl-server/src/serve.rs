@@ -219,6 +219,9 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         ..nv_limits.clone()
     };
 
+    let http_stats = Arc::new(ListenerStats::default());
+    let https_stats = Arc::new(ListenerStats::default());
+    let api_stats = Arc::new(ListenerStats::default());
     let mut tasks = tokio::task::JoinSet::new();
     {
         let nv = nv.clone();
@@ -227,7 +230,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             http_l,
             None,
             nv_limits.clone(),
-            Arc::new(ListenerStats::default()),
+            http_stats.clone(),
             move |conn| nv.clone().service(conn),
             shutdown.clone(),
         ));
@@ -239,7 +242,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             https_l,
             Some(tokio_rustls::TlsAcceptor::from(tls_cfg)),
             nv_limits,
-            Arc::new(ListenerStats::default()),
+            https_stats.clone(),
             move |conn| nv.clone().service(conn),
             shutdown.clone(),
         ));
@@ -249,6 +252,12 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             ApiState {
                 core: core.clone(),
                 engine: engine.clone(),
+                listeners: Arc::new(vec![
+                    ("nvhttp", http_stats),
+                    ("nvhttps", https_stats),
+                    ("api", api_stats.clone()),
+                ]),
+                enet: enet_host.stats.clone(),
                 token: Arc::from(token.as_str()),
             },
             cfg.max_body_bytes,
@@ -258,7 +267,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             api_l,
             None,
             api_limits,
-            Arc::new(ListenerStats::default()),
+            api_stats,
             move |_conn| hyper_util::service::TowerToHyperService::new(router.clone()),
             shutdown.clone(),
         ));

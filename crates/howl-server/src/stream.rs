@@ -182,6 +182,27 @@ pub struct LobbyView {
     pub stop_when_everyone_leaves: bool,
 }
 
+/// Live counts of what the engine owns (issue 5: every owned thing is counted).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EngineCounters {
+    pub instances: usize,
+    pub lobbies: usize,
+    pub sessions: usize,
+    pub workers: usize,
+    pub workers_starting: usize,
+    pub viewers: usize,
+    pub frames_sent: u64,
+    pub frames_dropped: u64,
+    pub frames_unwatched: u64,
+    pub datagrams_sent: u64,
+    pub datagrams_fault_dropped: u64,
+    pub audio_packets_sent: u64,
+    pub input_events: u64,
+    pub control_errors: u64,
+    /// Sessions ended since start, by reason label.
+    pub sessions_ended: std::collections::BTreeMap<String, u64>,
+}
+
 /// Why a lobby could not be created or stopped (the operator's mistakes, or a busy engine).
 #[derive(Debug, thiserror::Error)]
 pub enum LobbyError {
@@ -254,6 +275,9 @@ enum Cmd {
     },
     Sessions {
         reply: oneshot::Sender<Vec<SessionView>>,
+    },
+    Counters {
+        reply: oneshot::Sender<EngineCounters>,
     },
     Rtsp {
         session: SessionId,
@@ -419,6 +443,10 @@ impl EngineHandle {
         self.ask(|reply| Cmd::CurrentGame { client, reply })
             .await
             .unwrap_or(0)
+    }
+
+    pub async fn counters(&self) -> Option<EngineCounters> {
+        self.ask(|reply| Cmd::Counters { reply }).await
     }
 
     pub async fn sessions(&self) -> Vec<SessionView> {
@@ -688,6 +716,9 @@ impl Engine {
             }
             Cmd::Sessions { reply } => {
                 let _ = reply.send(self.views());
+            }
+            Cmd::Counters { reply } => {
+                let _ = reply.send(self.counters());
             }
             Cmd::Rtsp {
                 session,
@@ -1114,6 +1145,45 @@ impl Engine {
             found = true;
         }
         found
+    }
+
+    fn counters(&self) -> EngineCounters {
+        let mut c = EngineCounters {
+            instances: self.instances.len(),
+            lobbies: self
+                .instances
+                .values()
+                .filter(|i| i.lobby.is_some())
+                .count(),
+            sessions: self.sessions.len(),
+            workers: self
+                .instances
+                .values()
+                .filter(|i| i.worker.is_some())
+                .count(),
+            workers_starting: self.instances.values().filter(|i| i.starting).count(),
+            viewers: self.instances.values().map(|i| i.viewers.len()).sum(),
+            sessions_ended: self
+                .ended
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            ..Default::default()
+        };
+        for s in self.sessions.values() {
+            let st = &s.stats;
+            c.frames_sent += st.frames_sent.load(Ordering::Relaxed);
+            c.frames_dropped += st.frames_dropped.load(Ordering::Relaxed);
+            c.datagrams_sent += st.datagrams_sent.load(Ordering::Relaxed);
+            c.datagrams_fault_dropped += st.datagrams_fault_dropped.load(Ordering::Relaxed);
+            c.audio_packets_sent += st.audio_packets_sent.load(Ordering::Relaxed);
+            c.input_events += st.input_events.load(Ordering::Relaxed);
+            c.control_errors += st.control_errors.load(Ordering::Relaxed);
+        }
+        for w in self.instances.values().filter_map(|i| i.worker.as_ref()) {
+            c.frames_unwatched += w.stats.video_unwatched.load(Ordering::Relaxed);
+        }
+        c
     }
 
     fn views(&self) -> Vec<SessionView> {
