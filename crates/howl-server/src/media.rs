@@ -69,6 +69,46 @@ async fn wait_ready(
     }
 }
 
+/// What a sender does next.
+enum Next<T> {
+    /// An item (or the news that the sender lagged behind).
+    Item(Result<T, broadcast::error::RecvError>),
+    /// The worker or the destination went away or changed: wait and subscribe again.
+    Resubscribe,
+    /// The session ended.
+    Stop,
+}
+
+/// Waits for the next item of a subscription while following the session's destination
+/// (updated in `addr`) and worker; shared by the video and audio senders.
+async fn next_item<T: Clone>(
+    items: &mut broadcast::Receiver<T>,
+    worker_rx: &mut watch::Receiver<Option<Arc<Worker>>>,
+    addr_rx: &mut watch::Receiver<Option<SocketAddr>>,
+    addr: &mut SocketAddr,
+    cancel: &CancellationToken,
+) -> Next<T> {
+    loop {
+        tokio::select! {
+            r = items.recv() => return Next::Item(r),
+            r = worker_rx.changed() => {
+                return if r.is_err() { Next::Stop } else { Next::Resubscribe };
+            }
+            r = addr_rx.changed() => {
+                if r.is_err() {
+                    return Next::Stop;
+                }
+                match *addr_rx.borrow_and_update() {
+                    // A NAT rebinding moves the client: follow it.
+                    Some(a) => *addr = a,
+                    None => return Next::Resubscribe,
+                }
+            }
+            () = cancel.cancelled() => return Next::Stop,
+        }
+    }
+}
+
 fn fault_drop(fraction: f64) -> bool {
     fraction > 0.0 && rand::random::<f64>() < fraction
 }
@@ -105,20 +145,18 @@ pub fn spawn_video_sender(
             worker.request_keyframe();
             let mut need_keyframe = true;
             loop {
-                let frame = tokio::select! {
-                    r = frames.recv() => r,
-                    r = worker_rx.changed() => {
-                        if r.is_err() { return; }
-                        continue 'outer;
-                    }
-                    r = addr_rx.changed() => {
-                        if r.is_err() { return; }
-                        match *addr_rx.borrow_and_update() {
-                            Some(a) => { addr = a; continue; }
-                            None => continue 'outer,
-                        }
-                    }
-                    () = cancel.cancelled() => return,
+                let frame = match next_item(
+                    &mut frames,
+                    &mut worker_rx,
+                    &mut addr_rx,
+                    &mut addr,
+                    &cancel,
+                )
+                .await
+                {
+                    Next::Item(r) => r,
+                    Next::Resubscribe => continue 'outer,
+                    Next::Stop => return,
                 };
                 let frame = match frame {
                     Ok(f) => f,
@@ -207,20 +245,18 @@ pub fn spawn_audio_sender(
             };
             let mut packets = worker.subscribe_audio();
             loop {
-                let packet = tokio::select! {
-                    r = packets.recv() => r,
-                    r = worker_rx.changed() => {
-                        if r.is_err() { return; }
-                        continue 'outer;
-                    }
-                    r = addr_rx.changed() => {
-                        if r.is_err() { return; }
-                        match *addr_rx.borrow_and_update() {
-                            Some(a) => { addr = a; continue; }
-                            None => continue 'outer,
-                        }
-                    }
-                    () = cancel.cancelled() => return,
+                let packet = match next_item(
+                    &mut packets,
+                    &mut worker_rx,
+                    &mut addr_rx,
+                    &mut addr,
+                    &cancel,
+                )
+                .await
+                {
+                    Next::Item(r) => r,
+                    Next::Resubscribe => continue 'outer,
+                    Next::Stop => return,
                 };
                 let packet = match packet {
                     Ok(p) => p,
