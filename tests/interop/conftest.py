@@ -32,8 +32,8 @@ def howl_bin() -> str:
     return str(Path(target) / "debug" / "howl")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def free_port(kind=socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -138,6 +138,11 @@ def howl_factory(tmp_path):
         sd = state_dir or (tmp_path / f"state{len(servers)}")
         e = dict(os.environ)
         e.setdefault("HOWL_LOG", "info")
+        # Free ports for the media plane too, so a test never collides with a howl already
+        # running on this machine (or with another test run).
+        e.setdefault("HOWL_RTSP_PORT", "0")
+        for key in ("HOWL_VIDEO_PORT", "HOWL_CONTROL_PORT", "HOWL_AUDIO_PORT"):
+            e.setdefault(key, str(free_port(socket.SOCK_DGRAM)))
         e.update(env or {})
         hp, sp, ap = ports or (free_port(), free_port(), free_port())
         h = Howl(state_dir=sd, http_port=hp, https_port=sp, api_port=ap, env=e,

@@ -187,6 +187,56 @@ impl Client {
         })
     }
 
+    /// Load for the control plane: `requests` HTTPS GETs of `paths` (round robin), at most
+    /// `concurrency` in flight, each on a new connection as Moonlight clients do (TLS sessions
+    /// are resumed, as client libraries do). Returns each request's latency and XML status.
+    pub async fn hammer(
+        &self,
+        addr: SocketAddr,
+        paths: &[String],
+        requests: usize,
+        concurrency: usize,
+    ) -> Result<Vec<(Duration, Option<i64>)>, ClientError> {
+        let host = self.resolve(addr).await?;
+        let pinned = self.pinned(&host)?;
+        let tls = tls_connector(&self.identity, &pinned)?;
+        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..requests {
+            let permit = sem
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| ClientError::Crypto("semaphore closed".into()))?;
+            let path = paths
+                .get(i % paths.len().max(1))
+                .cloned()
+                .unwrap_or_default();
+            let target = Self::target(&path, &self.base_query()?);
+            let req = build_request("GET", &host.https_addr.to_string(), &target, &[], b"");
+            let tls = tls.clone();
+            let peer = host.https_addr;
+            tasks.spawn(async move {
+                let _permit = permit;
+                let t0 = std::time::Instant::now();
+                let r = https_request(&tls, peer, "hammer", req, REQUEST_DEADLINE).await;
+                let status = r.ok().and_then(|resp| {
+                    howl_proto::nvhttp::XmlDoc::parse(&resp.body)
+                        .ok()
+                        .map(|d| d.status_code)
+                });
+                (t0.elapsed(), status)
+            });
+        }
+        let mut out = Vec::with_capacity(requests);
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(x) = r {
+                out.push(x);
+            }
+        }
+        Ok(out)
+    }
+
     /// `/serverinfo` over HTTPS with the client certificate: `paired` tells whether the host
     /// accepts this client.
     pub async fn server_info_tls(&self, addr: SocketAddr) -> Result<ServerInfo, ClientError> {

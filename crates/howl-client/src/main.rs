@@ -42,6 +42,23 @@ enum Command {
     Quit(HostArg),
     /// Run several viewers at once and print one summary per viewer plus totals.
     Load(LoadArgs),
+    /// Load the HTTPS control plane: many requests, many in flight; prints latency figures.
+    Hammer(HammerArgs),
+}
+
+#[derive(Debug, Args)]
+struct HammerArgs {
+    #[command(flatten)]
+    host: HostArg,
+    /// How many requests in total.
+    #[arg(long, default_value_t = 1000)]
+    requests: usize,
+    /// How many in flight at once.
+    #[arg(long, default_value_t = 100)]
+    concurrency: usize,
+    /// Paths to request, round robin.
+    #[arg(long, value_delimiter = ',', default_value = "/serverinfo,/applist")]
+    paths: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -233,7 +250,39 @@ async fn run(command: Command, dir: PathBuf) -> Result<ExitCode, ClientError> {
             })
         }
         Command::Load(a) => load(a, dir).await,
+        Command::Hammer(a) => hammer(a, dir).await,
     }
+}
+
+async fn hammer(a: HammerArgs, dir: PathBuf) -> Result<ExitCode, ClientError> {
+    let client = Client::new(&dir)?;
+    let t0 = std::time::Instant::now();
+    let results = client
+        .hammer(a.host.host, &a.paths, a.requests, a.concurrency)
+        .await?;
+    let wall = t0.elapsed();
+    let mut lat: Vec<Duration> = results.iter().map(|r| r.0).collect();
+    lat.sort();
+    let ok = results.iter().filter(|r| r.1 == Some(200)).count();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    println!(
+        "hammer: {} requests, {} in flight, {ok} answered 200, {:.0} req/s, p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        results.len(),
+        a.concurrency,
+        results.len() as f64 / wall.as_secs_f64(),
+        pct(0.50),
+        pct(0.95),
+        pct(1.0),
+    );
+    Ok(if ok == results.len() && ok == a.requests {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 async fn pair(a: PairArgs, dir: PathBuf) -> Result<ExitCode, ClientError> {
