@@ -39,7 +39,7 @@ def test_seed004_rejoining_a_lobby_gets_fresh_frames_and_the_same_producer(howl,
     c.connect("127.0.0.1", howl.http_port)
     assert "Shared" in [a.name for a in c.apps()], "the lobby is in the client's app list"
     pid = None
-    for _ in range(10):
+    for _ in range(100):
         status, lobbies = howl.api("GET", "/api/v1/lobbies")
         before = lobbies[0]["producer_frame_counter"]
         pid = pid or lobbies[0]["worker_pid"]
