@@ -65,3 +65,22 @@ def test_seed001_server_sigkill_leaves_no_worker_and_restart_serves(howl_factory
     h2 = howl_factory(state_dir=h.state_dir)
     res = run_client(h2, tmp_path / "c", "--frames", 30)
     assert res["ok"], res
+
+
+def test_orphaned_worker_of_this_state_dir_is_reaped_at_start(howl_factory, tmp_path):
+    """Workers die with their server; a process that still looks like one of this state
+    directory's workers when the server starts (here a stand-in) is killed at start."""
+    import subprocess
+    import sys
+    state = tmp_path / "state"
+    (state / "run").mkdir(parents=True)
+    name = str(tmp_path / "howl-worker")
+    sock = str(state / "run" / "worker-1-1.sock")
+    # A sleeping Python whose argv[0] and arguments look like an orphaned worker's.
+    code = ("import os, sys; os.execv(sys.executable, "
+            f"[{name!r}, '-c', 'import time; time.sleep(60)', '--socket', {sock!r}])")
+    p = subprocess.Popen([sys.executable, "-c", code])
+    assert wait_until(lambda: open(f"/proc/{p.pid}/cmdline", "rb").read().startswith(name.encode()), 5)
+    h = howl_factory(state_dir=state)
+    assert p.wait(timeout=10) == -9
+    assert "left by a previous run" in h.log()

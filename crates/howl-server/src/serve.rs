@@ -116,6 +116,10 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         addr: SocketAddr::new(cfg.bind_address, 0),
         source,
     })?;
+    let reaped = worker::reap_orphans(&runtime_dir);
+    if !reaped.is_empty() {
+        tracing::warn!(pids = ?reaped, "killed media workers left by a previous run");
+    }
     let udp = |what: &'static str, port: u16| {
         let addr = SocketAddr::new(cfg.bind_address, port);
         async move {

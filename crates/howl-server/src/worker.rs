@@ -425,3 +425,77 @@ pub async fn probe(bin: &Path) -> Result<Vec<howl_media::protocol::Codec>, Worke
     codecs.dedup();
     Ok(codecs)
 }
+
+/// Finds `howl-worker` processes left by an earlier server on this state directory (their
+/// `--socket` lies in `runtime_dir`) and SIGKILLs them. Workers normally die with their server
+/// (`PR_SET_PDEATHSIG`); this start-up sweep is the second line for anything that escaped.
+/// Returns the PIDs it killed.
+pub fn reap_orphans(runtime_dir: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    let mut killed = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return killed;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if is_orphan_worker(&cmdline, runtime_dir) {
+            // Ours by construction: a worker of this state directory whose server is gone.
+            let status = std::process::Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if status.is_ok_and(|s| s.success()) {
+                killed.push(pid);
+            }
+        }
+    }
+    killed
+}
+
+/// Whether a NUL-separated command line is `howl-worker --socket <runtime_dir>/...`.
+fn is_orphan_worker(cmdline: &[u8], runtime_dir: &Path) -> bool {
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let Some(argv0) = args.first() else {
+        return false;
+    };
+    if !argv0.ends_with(b"howl-worker") {
+        return false;
+    }
+    let dir = runtime_dir.as_os_str().as_encoded_bytes();
+    args.windows(2)
+        .any(|w| w[0] == b"--socket" && w[1].starts_with(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_workers_of_this_state_dir_are_orphans() {
+        let dir = Path::new("/var/lib/howl/run");
+        assert!(is_orphan_worker(
+            b"/usr/bin/howl-worker\0--socket\0/var/lib/howl/run/worker-1-1.sock\0",
+            dir
+        ));
+        assert!(!is_orphan_worker(
+            b"/usr/bin/howl-worker\0--socket\0/other/run/worker-1-1.sock\0",
+            dir
+        ));
+        assert!(!is_orphan_worker(b"/usr/bin/howl-worker\0--probe\0", dir));
+        assert!(!is_orphan_worker(
+            b"/bin/sleep\0--socket\0/var/lib/howl/run/x\0",
+            dir
+        ));
+        assert!(!is_orphan_worker(b"", dir));
+    }
+}
