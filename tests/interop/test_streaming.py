@@ -100,6 +100,9 @@ def test_h264_720p60_frames_audio_idr_and_clean_stop(howl, tmp_path):
     assert eng["sessions_ended"].get("client_quit", 0) + eng["sessions_ended"].get(
         "client_disconnected", 0) >= 1, eng
     assert st["enet"]["connects"] >= 1 and st["listeners"]["nvhttps"]["open"] <= 1, st
+    # Cumulative counters keep what the ended session sent.
+    assert eng["frames_sent"] >= 150 and eng["bytes_sent"] > 0, eng
+    assert eng["max_video_queue_depth"] == 0, eng
 
 
 def codec_modes(howl, tmp_path):

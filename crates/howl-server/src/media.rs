@@ -162,14 +162,22 @@ pub fn spawn_video_sender(
                     Ok(f) => f,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         stats.frames_dropped.fetch_add(n, Ordering::Relaxed);
+                        stats.frames_dropped_lagged.fetch_add(n, Ordering::Relaxed);
                         need_keyframe = true;
                         worker.request_keyframe();
                         continue;
                     }
                     Err(broadcast::error::RecvError::Closed) => continue 'outer,
                 };
+                // How far behind the producer this viewer is, in frames (a live gauge).
+                stats
+                    .video_queue_depth
+                    .store(frames.len() as u64, Ordering::Relaxed);
                 if need_keyframe && !frame.keyframe {
                     stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .frames_dropped_awaiting_keyframe
+                        .fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 need_keyframe = false;
@@ -193,6 +201,9 @@ pub fn spawn_video_sender(
                         tracing::warn!(error = %e, len = frame.data.len(), "frame cannot be packetized; dropped");
                         frame_index = frame_index.wrapping_sub(1);
                         stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                        stats
+                            .frames_dropped_unpacketizable
+                            .fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                 };
@@ -206,6 +217,9 @@ pub fn spawn_video_sender(
                     // A full socket buffer or an ICMP error costs this datagram only.
                     if sock.send_to(d, addr).await.is_ok() {
                         stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+                        stats
+                            .bytes_sent
+                            .fetch_add(d.len() as u64, Ordering::Relaxed);
                     }
                 }
                 stats.frames_sent.fetch_add(1, Ordering::Relaxed);
@@ -279,7 +293,11 @@ pub fn spawn_audio_sender(
                             .fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    let _ = sock.send_to(d, addr).await;
+                    if sock.send_to(d, addr).await.is_ok() {
+                        stats
+                            .bytes_sent
+                            .fetch_add(d.len() as u64, Ordering::Relaxed);
+                    }
                 }
                 stats.audio_packets_sent.fetch_add(1, Ordering::Relaxed);
             }

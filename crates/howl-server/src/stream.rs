@@ -193,6 +193,11 @@ pub struct EngineCounters {
     pub viewers: usize,
     pub frames_sent: u64,
     pub frames_dropped: u64,
+    /// Dropped frames by reason: lagged, awaiting_keyframe, unpacketizable.
+    pub frames_dropped_by_reason: std::collections::BTreeMap<&'static str, u64>,
+    /// The deepest any viewer is behind its producer right now, in frames.
+    pub max_video_queue_depth: u64,
+    pub bytes_sent: u64,
     pub frames_unwatched: u64,
     pub datagrams_sent: u64,
     pub datagrams_fault_dropped: u64,
@@ -301,6 +306,53 @@ enum Cmd {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// Folds an ended session's counters into the retired totals.
+fn retire(into: &SessionStats, from: &SessionStats) {
+    for (to, v) in [
+        (&into.frames_sent, &from.frames_sent),
+        (&into.frames_dropped, &from.frames_dropped),
+        (&into.frames_dropped_lagged, &from.frames_dropped_lagged),
+        (
+            &into.frames_dropped_awaiting_keyframe,
+            &from.frames_dropped_awaiting_keyframe,
+        ),
+        (
+            &into.frames_dropped_unpacketizable,
+            &from.frames_dropped_unpacketizable,
+        ),
+        (&into.datagrams_sent, &from.datagrams_sent),
+        (&into.bytes_sent, &from.bytes_sent),
+        (&into.datagrams_fault_dropped, &from.datagrams_fault_dropped),
+        (&into.audio_packets_sent, &from.audio_packets_sent),
+        (&into.input_events, &from.input_events),
+        (&into.control_messages, &from.control_messages),
+        (&into.control_errors, &from.control_errors),
+    ] {
+        to.fetch_add(v.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+/// Adds one session's counters to the engine totals.
+fn add_session_stats(c: &mut EngineCounters, st: &SessionStats) {
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    c.frames_sent += get(&st.frames_sent);
+    c.frames_dropped += get(&st.frames_dropped);
+    for (reason, v) in [
+        ("lagged", &st.frames_dropped_lagged),
+        ("awaiting_keyframe", &st.frames_dropped_awaiting_keyframe),
+        ("unpacketizable", &st.frames_dropped_unpacketizable),
+    ] {
+        *c.frames_dropped_by_reason.entry(reason).or_insert(0) += get(v);
+    }
+    c.max_video_queue_depth = c.max_video_queue_depth.max(get(&st.video_queue_depth));
+    c.bytes_sent += get(&st.bytes_sent);
+    c.datagrams_sent += get(&st.datagrams_sent);
+    c.datagrams_fault_dropped += get(&st.datagrams_fault_dropped);
+    c.audio_packets_sent += get(&st.audio_packets_sent);
+    c.input_events += get(&st.input_events);
+    c.control_errors += get(&st.control_errors);
 }
 
 /// Only test-pattern apps stream in this build; others get a clear error.
@@ -488,7 +540,17 @@ impl EngineHandle {
 pub struct SessionStats {
     pub frames_sent: AtomicU64,
     pub frames_dropped: AtomicU64,
+    /// Frames skipped because this viewer fell behind the producer's fan-out.
+    pub frames_dropped_lagged: AtomicU64,
+    /// Deltas skipped while waiting for a keyframe (after joining or lagging).
+    pub frames_dropped_awaiting_keyframe: AtomicU64,
+    /// Frames too large for the packetizer.
+    pub frames_dropped_unpacketizable: AtomicU64,
+    /// Frames this viewer is behind the producer (gauge).
+    pub video_queue_depth: AtomicU64,
     pub datagrams_sent: AtomicU64,
+    /// Video and audio payload bytes sent to this client.
+    pub bytes_sent: AtomicU64,
     pub datagrams_fault_dropped: AtomicU64,
     pub audio_packets_sent: AtomicU64,
     pub input_events: AtomicU64,
@@ -558,6 +620,8 @@ struct Engine {
     by_peer: HashMap<PeerId, SessionId>,
     router: Router<SessionId>,
     ended: HashMap<&'static str, u64>,
+    /// Counters of sessions that ended (their queue-depth gauge stays 0).
+    retired: SessionStats,
 }
 
 /// Starts the engine and the UDP receive tasks for the shared media ports.
@@ -618,6 +682,7 @@ pub fn spawn(
         by_peer: HashMap::new(),
         router: Router::default(),
         ended: HashMap::new(),
+        retired: SessionStats::default(),
     };
     drop(tx);
     let task = tokio::spawn(async move {
@@ -1170,15 +1235,10 @@ impl Engine {
                 .collect(),
             ..Default::default()
         };
+        // Cumulative counters: sessions that ended, plus the live ones.
+        add_session_stats(&mut c, &self.retired);
         for s in self.sessions.values() {
-            let st = &s.stats;
-            c.frames_sent += st.frames_sent.load(Ordering::Relaxed);
-            c.frames_dropped += st.frames_dropped.load(Ordering::Relaxed);
-            c.datagrams_sent += st.datagrams_sent.load(Ordering::Relaxed);
-            c.datagrams_fault_dropped += st.datagrams_fault_dropped.load(Ordering::Relaxed);
-            c.audio_packets_sent += st.audio_packets_sent.load(Ordering::Relaxed);
-            c.input_events += st.input_events.load(Ordering::Relaxed);
-            c.control_errors += st.control_errors.load(Ordering::Relaxed);
+            add_session_stats(&mut c, &s.stats);
         }
         for w in self.instances.values().filter_map(|i| i.worker.as_ref()) {
             c.frames_unwatched += w.stats.video_unwatched.load(Ordering::Relaxed);
@@ -1612,6 +1672,8 @@ impl Engine {
                 .send(EnetCommand::DisconnectLater { peer, data: 0 });
         }
         *self.ended.entry(reason.label()).or_insert(0) += 1;
+        s.stats.video_queue_depth.store(0, Ordering::Relaxed);
+        retire(&self.retired, &s.stats);
         tracing::info!(session = %sid, client = %crate::core_task::short(&s.client), reason = %reason,
             frames_sent = s.stats.frames_sent.load(Ordering::Relaxed), "session ended");
         let Some(inst) = self.instances.get_mut(&s.instance) else {
