@@ -173,8 +173,23 @@ struct LoadArgs {
     /// needs --api.
     #[arg(long, default_value_t = 2)]
     viewers: usize,
+    /// PID of the howl server on this machine: report its CPU time over the run.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
     #[command(flatten)]
     api: ApiArgs,
+}
+
+/// User + system CPU seconds of a process, from /proc (Linux).
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some((utime + stime) / 100.0)
 }
 
 fn default_config_dir() -> PathBuf {
@@ -444,6 +459,8 @@ async fn load(a: LoadArgs, dir: PathBuf) -> Result<ExitCode, ClientError> {
         }
         clients.push(Arc::new(client));
     }
+    let cpu_start = a.server_pid.and_then(process_cpu_seconds);
+    let wall_start = std::time::Instant::now();
     let gate = Arc::new(tokio::sync::Mutex::new(()));
     let mut tasks = Vec::with_capacity(a.viewers);
     for client in clients {
@@ -478,6 +495,17 @@ async fn load(a: LoadArgs, dir: PathBuf) -> Result<ExitCode, ClientError> {
         "load: {} viewers, {} without frames, {} frames in total",
         a.viewers, failures, total_frames
     );
+    if let (Some(pid), Some(start)) = (a.server_pid, cpu_start)
+        && let Some(end) = process_cpu_seconds(pid)
+    {
+        let wall = wall_start.elapsed().as_secs_f64();
+        let cpu = end - start;
+        println!(
+            "server CPU: {cpu:.2} s over {wall:.1} s = {:.1} % of one core, {:.2} ms/s per viewer",
+            100.0 * cpu / wall,
+            1000.0 * cpu / wall / a.viewers.max(1) as f64
+        );
+    }
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {
