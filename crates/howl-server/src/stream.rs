@@ -308,32 +308,6 @@ enum Cmd {
     },
 }
 
-/// Folds an ended session's counters into the retired totals.
-fn retire(into: &SessionStats, from: &SessionStats) {
-    for (to, v) in [
-        (&into.frames_sent, &from.frames_sent),
-        (&into.frames_dropped, &from.frames_dropped),
-        (&into.frames_dropped_lagged, &from.frames_dropped_lagged),
-        (
-            &into.frames_dropped_awaiting_keyframe,
-            &from.frames_dropped_awaiting_keyframe,
-        ),
-        (
-            &into.frames_dropped_unpacketizable,
-            &from.frames_dropped_unpacketizable,
-        ),
-        (&into.datagrams_sent, &from.datagrams_sent),
-        (&into.bytes_sent, &from.bytes_sent),
-        (&into.datagrams_fault_dropped, &from.datagrams_fault_dropped),
-        (&into.audio_packets_sent, &from.audio_packets_sent),
-        (&into.input_events, &from.input_events),
-        (&into.control_messages, &from.control_messages),
-        (&into.control_errors, &from.control_errors),
-    ] {
-        to.fetch_add(v.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-}
-
 /// Adds one session's counters to the engine totals.
 fn add_session_stats(c: &mut EngineCounters, st: &SessionStats) {
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -620,8 +594,8 @@ struct Engine {
     by_peer: HashMap<PeerId, SessionId>,
     router: Router<SessionId>,
     ended: HashMap<&'static str, u64>,
-    /// Counters of sessions that ended (their queue-depth gauge stays 0).
-    retired: SessionStats,
+    /// Cumulative counters of sessions that ended (gauges and counts of live things stay 0).
+    retired: EngineCounters,
 }
 
 /// Starts the engine and the UDP receive tasks for the shared media ports.
@@ -682,7 +656,7 @@ pub fn spawn(
         by_peer: HashMap::new(),
         router: Router::default(),
         ended: HashMap::new(),
-        retired: SessionStats::default(),
+        retired: EngineCounters::default(),
     };
     drop(tx);
     let task = tokio::spawn(async move {
@@ -1233,10 +1207,9 @@ impl Engine {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
-            ..Default::default()
+            // Cumulative counters start from the sessions that ended; live ones add below.
+            ..self.retired.clone()
         };
-        // Cumulative counters: sessions that ended, plus the live ones.
-        add_session_stats(&mut c, &self.retired);
         for s in self.sessions.values() {
             add_session_stats(&mut c, &s.stats);
         }
@@ -1673,7 +1646,7 @@ impl Engine {
         }
         *self.ended.entry(reason.label()).or_insert(0) += 1;
         s.stats.video_queue_depth.store(0, Ordering::Relaxed);
-        retire(&self.retired, &s.stats);
+        add_session_stats(&mut self.retired, &s.stats);
         tracing::info!(session = %sid, client = %crate::core_task::short(&s.client), reason = %reason,
             frames_sent = s.stats.frames_sent.load(Ordering::Relaxed), "session ended");
         let Some(inst) = self.instances.get_mut(&s.instance) else {
