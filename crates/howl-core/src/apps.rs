@@ -44,12 +44,35 @@ pub struct AppConfig {
     pub kind: AppKind,
 }
 
+/// Where an app was defined; only API-created apps can be changed through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppSource {
+    Builtin,
+    Config,
+    Api,
+}
+
+/// An app created through the management API, as persisted in the state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredApp {
+    pub title: String,
+    #[serde(flatten)]
+    pub kind: AppKind,
+    /// The tenant that created it; `None` for the admin.
+    #[serde(default)]
+    pub owner: Option<u64>,
+}
+
 /// One app, with its stable ID.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct App {
     pub id: i32,
     pub title: String,
     pub kind: AppKind,
+    pub source: AppSource,
+    /// The tenant that owns it (API-created by a tenant token); `None`: the operator's.
+    pub owner: Option<u64>,
 }
 
 /// Why a configured app list was refused.
@@ -83,30 +106,49 @@ pub struct AppCatalog {
 impl AppCatalog {
     /// The built-in test pattern first, then the configured apps.
     pub fn new(configured: &[AppConfig]) -> Result<Self, AppError> {
+        Self::build(configured, &[])
+    }
+
+    /// The built-in test pattern, the configured apps, then the API-created ones. Titles are
+    /// unique across all three (clients pick apps by title and ID).
+    pub fn build(configured: &[AppConfig], stored: &[StoredApp]) -> Result<Self, AppError> {
         let mut apps = vec![App {
             id: app_id_for_title(TEST_PATTERN_TITLE),
             title: TEST_PATTERN_TITLE.to_owned(),
             kind: AppKind::TestPattern {
                 tone_hz: default_tone_hz(),
             },
+            source: AppSource::Builtin,
+            owner: None,
         }];
-        for c in configured {
-            let title = c.title.trim();
+        let entries = configured
+            .iter()
+            .map(|c| (&c.title, &c.kind, AppSource::Config, None))
+            .chain(
+                stored
+                    .iter()
+                    .map(|s| (&s.title, &s.kind, AppSource::Api, s.owner)),
+            );
+        for (title, kind, source, owner) in entries {
+            let title = title.trim();
             if title.is_empty() {
                 return Err(AppError::EmptyTitle);
             }
             if title.len() > 256 {
                 return Err(AppError::TitleTooLong(title.chars().take(40).collect()));
             }
-            if let AppKind::Process { command, .. } = &c.kind
+            if let AppKind::Process { command, .. } = kind
                 && command.trim().is_empty()
             {
                 return Err(AppError::EmptyCommand(title.to_owned()));
             }
             if apps.iter().any(|a| a.title == title) {
                 // A configured "Test Pattern" replaces the built-in one's settings.
-                if title == TEST_PATTERN_TITLE && matches!(c.kind, AppKind::TestPattern { .. }) {
-                    apps[0].kind = c.kind.clone();
+                if title == TEST_PATTERN_TITLE
+                    && source == AppSource::Config
+                    && matches!(kind, AppKind::TestPattern { .. })
+                {
+                    apps[0].kind = kind.clone();
                     continue;
                 }
                 return Err(AppError::DuplicateTitle(title.to_owned()));
@@ -114,7 +156,9 @@ impl AppCatalog {
             apps.push(App {
                 id: app_id_for_title(title),
                 title: title.to_owned(),
-                kind: c.kind.clone(),
+                kind: kind.clone(),
+                source,
+                owner,
             });
         }
         Ok(Self { apps })

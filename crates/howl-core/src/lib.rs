@@ -12,10 +12,12 @@ pub mod routing;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod tenants;
 
-pub use apps::{App, AppCatalog, AppKind};
+pub use apps::{App, AppCatalog, AppKind, AppSource, StoredApp};
 pub use clients::{ClientRegistry, PairedClient};
 pub use pairing::{PairingBook, PendingPairing, PinError};
 pub use session::{EndReason, SessionId};
 pub use state::{PersistedState, SCHEMA_VERSION};
 pub use store::StoreError;
+pub use tenants::TenantRecord;

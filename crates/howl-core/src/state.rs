@@ -2,14 +2,18 @@
 //!
 //! Version history (add a migration arm to [`PersistedState::from_json`] when bumping):
 //! - 1: host `uniqueid` and paired clients.
+//! - 2: adds API-created `apps` and `tenants` (tenant tokens, stored as SHA-256 digests).
+//!   A version-1 file reads as version 2 with both lists empty.
 
+use crate::apps::StoredApp;
 use crate::clients::PairedClient;
 use crate::store::{StoreError, atomic_write, read_optional};
+use crate::tenants::TenantRecord;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The schema version this build writes and the newest it reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Everything howl must remember across restarts, except key material (kept in PEM files).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +24,12 @@ pub struct PersistedState {
     pub uniqueid: String,
     #[serde(default)]
     pub clients: Vec<PairedClient>,
+    /// Apps created through the management API (config-file apps are not stored here).
+    #[serde(default)]
+    pub apps: Vec<StoredApp>,
+    /// Tenants and the digests of their API tokens.
+    #[serde(default)]
+    pub tenants: Vec<TenantRecord>,
 }
 
 #[derive(Deserialize)]
@@ -33,6 +43,8 @@ impl PersistedState {
             schema: SCHEMA_VERSION,
             uniqueid,
             clients: Vec::new(),
+            apps: Vec::new(),
+            tenants: Vec::new(),
         }
     }
 
@@ -53,7 +65,10 @@ impl PersistedState {
             }),
             Some(0) => Err(corrupt("schema 0 is not a valid version".into())),
             Some(_) => {
-                let s: Self = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+                // Version 1 lacks `apps` and `tenants`; serde defaults them (the migration).
+                let mut s: Self =
+                    serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+                s.schema = SCHEMA_VERSION;
                 if s.uniqueid.trim().is_empty() {
                     return Err(corrupt("empty \"uniqueid\"".into()));
                 }
@@ -111,6 +126,17 @@ mod tests {
         assert!(matches!(e, StoreError::TooNew { found: 99, .. }));
         let e = PersistedState::from_json(p, br#"{"uniqueid":"a"}"#).unwrap_err();
         assert!(matches!(e, StoreError::Corrupt { .. }));
+    }
+
+    #[test]
+    fn a_version_1_file_migrates_to_version_2() {
+        let s = PersistedState::from_json(
+            Path::new("s"),
+            br#"{"schema":1,"uniqueid":"A","clients":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.schema, 2);
+        assert!(s.apps.is_empty() && s.tenants.is_empty());
     }
 
     proptest::proptest! {

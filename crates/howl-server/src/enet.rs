@@ -48,7 +48,12 @@ pub enum EnetEvent {
     },
     /// The peer disconnected or timed out (ENet's own liveness check).
     Disconnected { peer: PeerId },
+    /// ENet's smoothed round-trip time to a connected peer, reported every [`RTT_REPORT`].
+    Rtt { peer: PeerId, rtt_ms: u32 },
 }
+
+/// How often the ENet thread reports each connected peer's round-trip time.
+pub const RTT_REPORT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the router asks of the ENet thread.
 #[derive(Debug)]
@@ -229,7 +234,17 @@ fn run(
             stats.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
     };
+    let mut last_rtt_report = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if last_rtt_report.elapsed() >= RTT_REPORT {
+            last_rtt_report = std::time::Instant::now();
+            for p in host.connected_peers() {
+                emit(EnetEvent::Rtt {
+                    peer: p.id().0,
+                    rtt_ms: u32::try_from(p.round_trip_time().as_millis()).unwrap_or(u32::MAX),
+                });
+            }
+        }
         loop {
             match host.service() {
                 Ok(Some(ev)) => match ev.no_ref() {

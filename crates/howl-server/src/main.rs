@@ -2,14 +2,17 @@
 
 mod api;
 mod apiclient;
+mod auth;
 mod cli;
 mod config;
 mod core_task;
 mod enet;
+mod events;
 mod listener;
 mod mdns;
 mod media;
 mod nvhttp;
+mod procinfo;
 mod rtsp;
 mod serve;
 mod statedir;

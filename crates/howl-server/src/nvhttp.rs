@@ -391,9 +391,20 @@ impl NvHttp {
             }
             Err(e) => {
                 tracing::info!(id, error = %e, "pairing failed after PIN entry");
+                self.pairing_failed(requester, e.to_string());
                 xml(PairResponse::failed().to_xml())
             }
         }
+    }
+
+    fn pairing_failed(&self, requester: &str, reason: String) {
+        self.core.events().publish(
+            crate::events::Audience::AdminOnly,
+            crate::events::Event::PairingFailed {
+                requester: requester.to_owned(),
+                reason,
+            },
+        );
     }
 
     async fn pair_next(&self, requester: &str, device: &str, request: PairRequest) -> Resp {
@@ -404,6 +415,7 @@ impl NvHttp {
         let step = request.step_name();
         let fail = |why: String| {
             tracing::info!(%requester, step, reason = %why, "pairing failed");
+            self.pairing_failed(requester, format!("{step}: {why}"));
             self.core.end_pairing(requester);
             xml(PairResponse::failed().to_xml())
         };
@@ -456,6 +468,7 @@ impl NvHttp {
                     }
                     Err(e) => {
                         tracing::info!(%requester, error = %e, "pairing failed at the final step (wrong PIN or bad signature)");
+                        self.pairing_failed(requester, "wrong PIN or bad signature".into());
                         xml(PairResponse::failed().to_xml())
                     }
                 };

@@ -58,8 +58,6 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
     }
     let state = sd.load_or_create_state()?;
     let token = sd.load_or_create_token()?;
-    let apps =
-        howl_core::AppCatalog::new(&cfg.apps).map_err(|e| StartError::Apps(e.to_string()))?;
     let server_identity = howl_proto::pairing::ServerIdentity::from_pem(
         identity.key_pem.as_bytes(),
         identity.cert_pem.as_bytes(),
@@ -69,13 +67,16 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
 
     let shutdown = CancellationToken::new();
     let uniqueid = state.uniqueid.clone();
+    let events = crate::events::EventBus::new();
     let (core, core_task) = core_task::spawn(
         state,
         sd.path(crate::statedir::STATE_FILE),
-        apps,
+        cfg.apps.clone(),
         cfg.pairing_window(),
+        events.clone(),
         shutdown.clone(),
-    );
+    )
+    .map_err(|e| StartError::Apps(e.to_string()))?;
 
     // The media plane: which codecs can the worker encode? Probed once, bounded.
     let worker_bin = cfg
@@ -93,6 +94,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         }
     };
     use howl_media::protocol::Codec;
+    let encoder_names: Vec<String> = codecs.iter().map(|c| c.name().to_owned()).collect();
     let support = CodecSupport {
         h264: codecs.contains(&Codec::H264),
         hevc: codecs.contains(&Codec::Hevc),
@@ -164,6 +166,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             rtsp_deadline: Duration::from_secs(cfg.rtsp_deadline_secs),
             connect_deadline: Duration::from_secs(cfg.connect_deadline_secs),
             control_silence: Duration::from_secs(cfg.control_silence_secs),
+            events: events.clone(),
         },
         enet_host.sender(),
         enet_events,
@@ -219,7 +222,11 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         max_header_bytes: cfg.max_header_bytes,
     };
     let api_limits = Limits {
-        connection_deadline: cfg.request_timeout(),
+        // Event streams live up to EVENT_STREAM_LIFETIME; other API requests end far sooner
+        // (every handler waits on the core or the engine with a 5 s deadline).
+        connection_deadline: cfg
+            .request_timeout()
+            .max(api::EVENT_STREAM_LIFETIME + Duration::from_secs(5)),
         ..nv_limits.clone()
     };
 
@@ -263,6 +270,22 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
                 ]),
                 enet: enet_host.stats.clone(),
                 token: Arc::from(token.as_str()),
+                events: events.clone(),
+                shutdown: shutdown.clone(),
+                server: Arc::new(api::ServerInfoView {
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    encoders: encoder_names.clone(),
+                    limits: api::ServerLimits {
+                        max_connections: cfg.max_connections,
+                        max_body_bytes: cfg.max_body_bytes,
+                        rtsp_deadline_secs: cfg.rtsp_deadline_secs,
+                        connect_deadline_secs: cfg.connect_deadline_secs,
+                        control_silence_secs: cfg.control_silence_secs,
+                        resume_linger_secs: cfg.resume_linger_secs,
+                        shutdown_deadline_secs: SHUTDOWN_DEADLINE.as_secs(),
+                    },
+                    started: Some(std::time::Instant::now()),
+                }),
             },
             cfg.max_body_bytes,
         );

@@ -15,6 +15,7 @@
 //! `/cancel` ends it at once.
 
 use crate::enet::{EnetCommand, EnetEvent, EnetSender, PeerId};
+use crate::events::{Audience, Event};
 use crate::media::{self, MediaKind, SenderSettings};
 use crate::worker::{self, Worker, WorkerExit};
 use howl_core::routing::Router;
@@ -72,6 +73,8 @@ pub struct EngineSettings {
     pub connect_deadline: Duration,
     /// With the control stream up, how long without any control message ends the session.
     pub control_silence: Duration,
+    /// Where session, lobby and worker events go (operators' live view).
+    pub events: crate::events::EventBus,
 }
 
 /// Why `/launch` or `/resume` failed; the status code is what clients are told.
@@ -119,7 +122,7 @@ pub struct LaunchInput {
 }
 
 /// What an operator asks for when creating a shared lobby.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LobbySpec {
     /// Shown to clients as the app title; unique among lobbies.
@@ -145,6 +148,9 @@ pub struct LobbySpec {
     pub stop_when_everyone_leaves: bool,
     #[serde(default = "default_idle")]
     pub idle_timeout_secs: u64,
+    /// The tenant creating the lobby (set by the API from the caller's token, never the body).
+    #[serde(skip)]
+    pub owner: Option<u64>,
 }
 
 fn default_width() -> u32 {
@@ -164,7 +170,7 @@ fn default_idle() -> u64 {
 }
 
 /// A lobby as the API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct LobbyView {
     pub id: u64,
     pub name: String,
@@ -180,6 +186,27 @@ pub struct LobbyView {
     pub producer_frame_counter: u64,
     pub clients: Vec<String>,
     pub stop_when_everyone_leaves: bool,
+    pub idle_timeout_secs: u64,
+    /// The tenant that owns the lobby; `None`: the operator's.
+    pub tenant: Option<u64>,
+}
+
+/// A media worker as the API shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct WorkerView {
+    pub pid: u32,
+    pub instance: u64,
+    pub lobby_id: Option<u64>,
+    pub app: String,
+    /// `running`, or `stopping` while its instance lingers without viewers.
+    pub state: &'static str,
+    pub viewers: usize,
+    /// How long ago its last heartbeat arrived.
+    pub last_heartbeat_ms_ago: u64,
+    pub heartbeats: u64,
+    pub video_frames: u64,
+    pub uptime_secs: u64,
+    pub tenant: Option<u64>,
 }
 
 /// Live counts of what the engine owns (issue 5: every owned thing is counted).
@@ -222,8 +249,9 @@ pub enum LobbyError {
 }
 
 /// A session as the API and tests see it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct SessionView {
+    #[schema(value_type = u64)]
     pub id: SessionId,
     pub client: String,
     pub app: String,
@@ -237,6 +265,15 @@ pub struct SessionView {
     pub frames_sent: u64,
     pub frames_dropped: u64,
     pub input_events: u64,
+    /// The lobby it watches; `None` for a private stream.
+    pub lobby_id: Option<u64>,
+    /// The encoder bitrate the client asked for.
+    pub bitrate_kbps: u32,
+    /// ENet's smoothed round-trip time to the client; `None` before the control stream.
+    pub rtt_ms: Option<u32>,
+    pub uptime_secs: u64,
+    /// The tenant owning the lobby it watches.
+    pub tenant: Option<u64>,
 }
 
 enum Cmd {
@@ -251,6 +288,14 @@ enum Cmd {
     StopLobby {
         id: u64,
         reply: oneshot::Sender<Result<(), LobbyError>>,
+    },
+    SetLobbyClients {
+        id: u64,
+        clients: Vec<String>,
+        reply: oneshot::Sender<Result<LobbyView, LobbyError>>,
+    },
+    Workers {
+        reply: oneshot::Sender<Vec<WorkerView>>,
     },
     LobbyApps {
         client: String,
@@ -429,6 +474,21 @@ impl EngineHandle {
             .unwrap_or_default()
     }
 
+    /// Replaces the list of clients allowed to join (empty: every paired client).
+    pub async fn set_lobby_clients(
+        &self,
+        id: u64,
+        clients: Vec<String>,
+    ) -> Result<LobbyView, LobbyError> {
+        self.ask(|reply| Cmd::SetLobbyClients { id, clients, reply })
+            .await
+            .unwrap_or(Err(LobbyError::Unavailable))
+    }
+
+    pub async fn workers(&self) -> Option<Vec<WorkerView>> {
+        self.ask(|reply| Cmd::Workers { reply }).await
+    }
+
     pub async fn stop_lobby(&self, id: u64) -> Result<(), LobbyError> {
         self.ask(|reply| Cmd::StopLobby { id, reply })
             .await
@@ -530,6 +590,8 @@ pub struct SessionStats {
     pub input_events: AtomicU64,
     pub control_messages: AtomicU64,
     pub control_errors: AtomicU64,
+    /// Latest ENet round-trip time in ms; 0 until the first report.
+    pub rtt_ms: AtomicU64,
 }
 
 /// A shared producer created through the API.
@@ -540,6 +602,7 @@ struct Lobby {
     clients: Vec<String>,
     stop_when_everyone_leaves: bool,
     idle_timeout: Duration,
+    owner: Option<u64>,
 }
 
 struct Instance {
@@ -580,6 +643,7 @@ struct Session {
     audio_addr: watch::Sender<Option<SocketAddr>>,
     cancel: CancellationToken,
     stats: Arc<SessionStats>,
+    started_at: Instant,
 }
 
 struct Engine {
@@ -677,6 +741,40 @@ pub fn spawn(
     (handle, task)
 }
 
+/// Returns free heap pages to the OS (glibc keeps them in its arenas otherwise).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn release_freed_heap() {
+    // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it has no
+    // preconditions and returns whether it released anything.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_heap() {}
+
+/// Who sees events about something owned by `owner`.
+fn audience(owner: Option<u64>) -> Audience {
+    owner.map_or(Audience::AdminOnly, Audience::Tenant)
+}
+
+/// Lower-cased fingerprints, or why one is not a fingerprint.
+fn check_fingerprints(list: &[String]) -> Result<Vec<String>, LobbyError> {
+    list.iter()
+        .map(|fp| {
+            if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Err(LobbyError::Invalid(format!(
+                    "client {fp:?} is not a 64-hex-digit certificate fingerprint"
+                )))
+            } else {
+                Ok(fp.to_ascii_lowercase())
+            }
+        })
+        .collect()
+}
+
 fn random_bytes<const N: usize>() -> [u8; N] {
     use aws_lc_rs::rand::SecureRandom;
     let mut b = [0u8; N];
@@ -712,6 +810,12 @@ impl Engine {
                     _ => Err(LobbyError::NotFound(id)),
                 };
                 let _ = reply.send(r);
+            }
+            Cmd::SetLobbyClients { id, clients, reply } => {
+                let _ = reply.send(self.set_lobby_clients(id, clients));
+            }
+            Cmd::Workers { reply } => {
+                let _ = reply.send(self.worker_views(now));
             }
             Cmd::LobbyApps { client, reply } => {
                 let apps = self
@@ -754,7 +858,7 @@ impl Engine {
                 let _ = reply.send(watching.or(own).unwrap_or(0));
             }
             Cmd::Sessions { reply } => {
-                let _ = reply.send(self.views());
+                let _ = reply.send(self.views(now));
             }
             Cmd::Counters { reply } => {
                 let _ = reply.send(self.counters());
@@ -946,13 +1050,7 @@ impl Engine {
                 )));
             }
         };
-        for fp in &spec.clients {
-            if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(LobbyError::Invalid(format!(
-                    "client {fp:?} is not a 64-hex-digit certificate fingerprint"
-                )));
-            }
-        }
+        let clients = check_fingerprints(&spec.clients)?;
         let params = StreamParams {
             width: spec.width,
             height: spec.height,
@@ -973,15 +1071,20 @@ impl Engine {
         let lobby = Lobby {
             app_id: howl_core::apps::app_id_for_title(&format!("lobby\u{0}{name}")),
             name,
-            clients: spec
-                .clients
-                .iter()
-                .map(|c| c.to_ascii_lowercase())
-                .collect(),
+            clients,
             stop_when_everyone_leaves: spec.stop_when_everyone_leaves,
             idle_timeout: Duration::from_secs(spec.idle_timeout_secs.max(1)),
+            owner: spec.owner,
         };
         tracing::info!(lobby = id, name = %lobby.name, app = %app.title, "lobby created");
+        self.settings.events.publish(
+            audience(lobby.owner),
+            Event::LobbyCreated {
+                id,
+                name: lobby.name.clone(),
+                app: app.title.clone(),
+            },
+        );
         self.instances.insert(
             id,
             Instance {
@@ -1033,10 +1136,64 @@ impl Engine {
                         .unwrap_or(0),
                     clients: l.clients.clone(),
                     stop_when_everyone_leaves: l.stop_when_everyone_leaves,
+                    idle_timeout_secs: l.idle_timeout.as_secs(),
+                    tenant: l.owner,
                 })
             })
             .collect();
         v.sort_by_key(|l| l.id);
+        v
+    }
+
+    fn set_lobby_clients(
+        &mut self,
+        id: u64,
+        clients: Vec<String>,
+    ) -> Result<LobbyView, LobbyError> {
+        let clients = check_fingerprints(&clients)?;
+        let Some(l) = self.instances.get_mut(&id).and_then(|i| i.lobby.as_mut()) else {
+            return Err(LobbyError::NotFound(id));
+        };
+        l.clients = clients;
+        tracing::info!(
+            lobby = id,
+            allowed = l.clients.len(),
+            "lobby membership changed"
+        );
+        self.lobby_views()
+            .into_iter()
+            .find(|l| l.id == id)
+            .ok_or(LobbyError::NotFound(id))
+    }
+
+    fn worker_views(&self, now: Instant) -> Vec<WorkerView> {
+        let mut v: Vec<WorkerView> = self
+            .instances
+            .values()
+            .filter_map(|i| {
+                let w = i.worker.as_ref()?;
+                let last = Duration::from_millis(w.stats.last_heartbeat_ms.load(Ordering::Relaxed));
+                let age = now.saturating_duration_since(w.started_at + last);
+                Some(WorkerView {
+                    pid: w.pid,
+                    instance: i.id,
+                    lobby_id: i.lobby.as_ref().map(|_| i.id),
+                    app: i.app.title.clone(),
+                    state: if i.linger_until.is_some() {
+                        "lingering"
+                    } else {
+                        "running"
+                    },
+                    viewers: i.viewers.len(),
+                    last_heartbeat_ms_ago: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                    heartbeats: w.stats.heartbeats.load(Ordering::Relaxed),
+                    video_frames: w.stats.video_frames.load(Ordering::Relaxed),
+                    uptime_secs: now.saturating_duration_since(w.started_at).as_secs(),
+                    tenant: i.lobby.as_ref().and_then(|l| l.owner),
+                })
+            })
+            .collect();
+        v.sort_by_key(|w| w.instance);
         v
     }
 
@@ -1150,11 +1307,22 @@ impl Engine {
                 audio_addr,
                 cancel,
                 stats: Arc::new(SessionStats::default()),
+                started_at: now,
             },
         );
         if let Some(inst) = self.instances.get_mut(&instance) {
             inst.viewers.insert(sid);
             inst.linger_until = None;
+            let lobby = inst.lobby.as_ref();
+            self.settings.events.publish(
+                audience(lobby.and_then(|l| l.owner)),
+                Event::SessionStarted {
+                    id: sid.0,
+                    client: input.client.clone(),
+                    app: inst.app.title.clone(),
+                    lobby_id: lobby.map(|_| instance),
+                },
+            );
         }
         Ok(Self::session_url(input.local_ip, rtsp_port))
     }
@@ -1219,7 +1387,7 @@ impl Engine {
         c
     }
 
-    fn views(&self) -> Vec<SessionView> {
+    fn views(&self, now: Instant) -> Vec<SessionView> {
         let mut v: Vec<SessionView> = self
             .sessions
             .values()
@@ -1244,6 +1412,14 @@ impl Engine {
                     frames_sent: s.stats.frames_sent.load(Ordering::Relaxed),
                     frames_dropped: s.stats.frames_dropped.load(Ordering::Relaxed),
                     input_events: s.stats.input_events.load(Ordering::Relaxed),
+                    lobby_id: inst.filter(|i| i.lobby.is_some()).map(|i| i.id),
+                    bitrate_kbps: cfg.map(|c| c.bitrate.maximum_kbps).unwrap_or(0),
+                    rtt_ms: match s.stats.rtt_ms.load(Ordering::Relaxed) {
+                        0 => None,
+                        v => Some(u32::try_from(v).unwrap_or(u32::MAX)),
+                    },
+                    uptime_secs: now.saturating_duration_since(s.started_at).as_secs(),
+                    tenant: inst.and_then(|i| i.lobby.as_ref()).and_then(|l| l.owner),
                 }
             })
             .collect();
@@ -1394,11 +1570,28 @@ impl Engine {
                             .await;
                     }
                 });
+                self.settings.events.publish(
+                    audience(inst.lobby.as_ref().and_then(|l| l.owner)),
+                    Event::WorkerStarted {
+                        pid: w.pid,
+                        app: inst.app.title.clone(),
+                        lobby_id: inst.lobby.as_ref().map(|_| instance),
+                    },
+                );
                 inst.worker = Some(w.clone());
                 inst.worker_tx.send_replace(Some(w));
             }
             Err(e) => {
                 tracing::error!(instance, error = %e, "media worker failed to start");
+                self.settings.events.publish(
+                    audience(inst.lobby.as_ref().and_then(|l| l.owner)),
+                    Event::WorkerDied {
+                        pid: None,
+                        app: inst.app.title.clone(),
+                        lobby_id: inst.lobby.as_ref().map(|_| instance),
+                        reason: format!("failed to start: {e}"),
+                    },
+                );
                 self.stop_instance(instance, EndReason::WorkerDied { detail: e });
             }
         }
@@ -1409,6 +1602,17 @@ impl Engine {
             return;
         }
         if let WorkerExit::Died(detail) = exit {
+            if let Some(inst) = self.instances.get(&instance) {
+                self.settings.events.publish(
+                    audience(inst.lobby.as_ref().and_then(|l| l.owner)),
+                    Event::WorkerDied {
+                        pid: inst.worker.as_ref().map(|w| w.pid),
+                        app: inst.app.title.clone(),
+                        lobby_id: inst.lobby.as_ref().map(|_| instance),
+                        reason: detail.clone(),
+                    },
+                );
+            }
             self.stop_instance(instance, EndReason::WorkerDied { detail });
         }
     }
@@ -1540,6 +1744,18 @@ impl Engine {
                     }
                 }
             }
+            EnetEvent::Rtt { peer, rtt_ms } => {
+                if let Some(s) = self
+                    .by_peer
+                    .get(&peer)
+                    .and_then(|sid| self.sessions.get(sid))
+                {
+                    // Stored +1 so that 0 keeps meaning "no report yet".
+                    s.stats
+                        .rtt_ms
+                        .store(u64::from(rtt_ms).max(1), Ordering::Relaxed);
+                }
+            }
             EnetEvent::Disconnected { peer, .. } => {
                 if let Some(sid) = self.by_peer.remove(&peer) {
                     if let Some(s) = self.sessions.get_mut(&sid) {
@@ -1649,6 +1865,20 @@ impl Engine {
         add_session_stats(&mut self.retired, &s.stats);
         tracing::info!(session = %sid, client = %crate::core_task::short(&s.client), reason = %reason,
             frames_sent = s.stats.frames_sent.load(Ordering::Relaxed), "session ended");
+        {
+            let inst = self.instances.get(&s.instance);
+            let lobby = inst.and_then(|i| i.lobby.as_ref());
+            self.settings.events.publish(
+                audience(lobby.and_then(|l| l.owner)),
+                Event::SessionEnded {
+                    id: sid.0,
+                    client: s.client.clone(),
+                    app: inst.map(|i| i.app.title.clone()).unwrap_or_default(),
+                    lobby_id: lobby.map(|_| s.instance),
+                    reason: reason.to_string(),
+                },
+            );
+        }
         let Some(inst) = self.instances.get_mut(&s.instance) else {
             return;
         };
@@ -1693,6 +1923,22 @@ impl Engine {
         }
         inst.worker_tx.send_replace(None);
         tracing::info!(instance, app = %inst.app.title, reason = %reason, "app stopped");
+        if self.instances.is_empty() {
+            // Idle now: hand the heap freed by this producer's frames back to the OS, so RSS
+            // returns to its baseline between bursts (seed 002) instead of staying at the
+            // high-water mark in glibc's per-thread arenas.
+            tokio::task::spawn_blocking(release_freed_heap);
+        }
+        if let Some(l) = &inst.lobby {
+            self.settings.events.publish(
+                audience(l.owner),
+                Event::LobbyStopped {
+                    id: instance,
+                    name: l.name.clone(),
+                    reason: reason.to_string(),
+                },
+            );
+        }
     }
 
     fn end_everything(&mut self, reason: EndReason) {

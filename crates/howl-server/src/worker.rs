@@ -76,12 +76,15 @@ pub struct WorkerStats {
     pub video_unwatched: AtomicU64,
     pub last_frame_counter: AtomicU64,
     pub heartbeats: AtomicU64,
+    /// When the last heartbeat arrived, in ms after [`Worker::started_at`].
+    pub last_heartbeat_ms: AtomicU64,
 }
 
 /// A running worker. Dropping the handle stops it (Stop, grace, SIGKILL) in its own task.
 #[derive(Debug)]
 pub struct Worker {
     pub pid: u32,
+    pub started_at: Instant,
     pub opus: OpusConfig,
     commands: mpsc::Sender<Message>,
     video: broadcast::Sender<Arc<VideoFrame>>,
@@ -213,6 +216,7 @@ pub async fn spawn(
     let (audio_tx, _) = broadcast::channel(AUDIO_FANOUT_CAPACITY);
     let (exit_tx, exit_rx) = watch::channel(WorkerExit::Running);
     let stats = Arc::new(WorkerStats::default());
+    let started_at = Instant::now();
     tokio::spawn(supervise(
         child,
         stream,
@@ -222,10 +226,12 @@ pub async fn spawn(
         audio_tx.clone(),
         exit_tx,
         stats.clone(),
+        started_at,
     ));
     tracing::info!(pid, "media worker started");
     Ok(Worker {
         pid,
+        started_at,
         opus,
         commands: cmd_tx,
         video: video_tx,
@@ -288,6 +294,7 @@ async fn supervise(
     audio: broadcast::Sender<Arc<AudioPacket>>,
     exit: watch::Sender<WorkerExit>,
     stats: Arc<WorkerStats>,
+    started_at: Instant,
 ) {
     let pid = child.id().unwrap_or(0);
     let (mut rd, mut wr) = stream.into_split();
@@ -317,6 +324,10 @@ async fn supervise(
                     Message::Heartbeat { .. } => {
                         stats.heartbeats.fetch_add(1, Ordering::Relaxed);
                         last_heartbeat = Instant::now();
+                        stats.last_heartbeat_ms.store(
+                            u64::try_from(started_at.elapsed().as_millis()).unwrap_or(u64::MAX),
+                            Ordering::Relaxed,
+                        );
                     }
                     Message::Error { fatal, message } => {
                         if fatal {

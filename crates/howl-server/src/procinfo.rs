@@ -1,0 +1,56 @@
+//! Process figures from /proc for the workers view: resident memory and CPU time.
+
+/// (RSS in kB, user+system CPU seconds) of `pid`, `None` where /proc does not say (the
+/// process is gone, or this is not Linux).
+pub fn sample(pid: u32) -> (Option<u64>, Option<f64>) {
+    (rss_kb(pid), cpu_seconds(pid))
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Clock ticks per second of /proc/<pid>/stat times. Linux fixes USER_HZ at 100 for
+/// userspace on every architecture it runs on.
+const USER_HZ: f64 = 100.0;
+
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat).map(|t| t as f64 / USER_HZ)
+}
+
+/// utime + stime from a /proc/<pid>/stat line. The command name (field 2) may contain spaces
+/// and parentheses, so fields are counted from the last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // After ")" come field 3 (state) onwards; utime is field 14, stime field 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_with_odd_names_parse() {
+        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
+        assert_eq!(parse_cpu_ticks(line), Some(300));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+        assert_eq!(parse_cpu_ticks("1 (x) S 1"), None);
+    }
+
+    #[test]
+    fn this_process_has_figures() {
+        let (rss, cpu) = sample(std::process::id());
+        assert!(rss.is_some_and(|r| r > 0));
+        assert!(cpu.is_some());
+    }
+}
