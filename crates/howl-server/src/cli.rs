@@ -8,6 +8,10 @@ use std::path::PathBuf;
 ///
 /// Run `howl` (or `howl serve`) to start the server with the built-in "Test Pattern" app. When
 /// a Moonlight client starts pairing, it shows a PIN; enter it with `howl pin <PIN>`.
+///
+/// The other commands talk to a running server through its management API (address from
+/// --api, token from <state-dir>/api-token): `howl status`, `howl sessions`, `howl lobbies`,
+/// `howl clients`. Each takes --json for scripts.
 #[derive(Debug, Parser)]
 #[command(name = "howl", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -22,7 +26,29 @@ pub enum Command {
     /// Run the server (the default when no command is given).
     Serve(ServeArgs),
     /// Submit the PIN a Moonlight client shows, completing its pairing request.
+    #[command(after_help = "Example:\n  howl pin 1234\n  howl pin 1234 --client 3f2a9c")]
     Pin(PinArgs),
+    /// Show the running server's version and live counters.
+    #[command(after_help = "Example:\n  howl status\n  howl status --json | jq .engine.sessions")]
+    Status(StatusArgs),
+    /// List the streaming sessions, or stop one.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Example:\n  howl sessions\n  howl sessions --json\n  howl sessions stop 3"
+    )]
+    Sessions(SessionsArgs),
+    /// List the shared lobbies, create one, or stop one.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Example:\n  howl lobbies\n  howl lobbies create --name \"Movie night\" --app \"Test Pattern\"\n  howl lobbies stop 2"
+    )]
+    Lobbies(LobbiesArgs),
+    /// List the paired clients, or unpair one.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Example:\n  howl clients\n  howl clients --json\n  howl clients unpair 3f2a9c41"
+    )]
+    Clients(ClientsArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -52,15 +78,10 @@ pub struct ServeArgs {
     pub api_bind: Option<SocketAddr>,
 }
 
+/// How a client command reaches the running server: shared by every command but `serve`.
 #[derive(Debug, Args, Clone)]
-pub struct PinArgs {
-    /// The 4-digit PIN shown by the Moonlight client.
-    pub pin: String,
-    /// Which pending request, when several clients wait: its id, a fingerprint prefix or its
-    /// name (list them with GET /api/v1/pairing/pending).
-    #[arg(long)]
-    pub client: Option<String>,
-    /// State directory of the running server (to read its API token).
+pub struct ClientArgs {
+    /// State directory of the running server (its API token is read from DIR/api-token).
     /// [default: $XDG_STATE_HOME/howl, else ~/.local/state/howl]
     #[arg(long, env = "HOWL_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -72,4 +93,215 @@ pub struct PinArgs {
         default_value = "127.0.0.1:47990"
     )]
     pub api: SocketAddr,
+}
+
+/// Options of a listing: where the server is and whether to print JSON.
+#[derive(Debug, Args, Clone)]
+pub struct ListArgs {
+    /// Print the API's JSON (pretty) instead of a table, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PinArgs {
+    /// The 4-digit PIN shown by the Moonlight client.
+    pub pin: String,
+    /// Which pending request, when several clients wait: its id, a fingerprint prefix or its
+    /// name (list them with GET /api/v1/pairing/pending).
+    #[arg(long)]
+    pub client: Option<String>,
+    #[command(flatten)]
+    pub conn: ClientArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SessionsArgs {
+    #[command(subcommand)]
+    pub action: Option<SessionsAction>,
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum SessionsAction {
+    /// End a session; its client is told the stream ended.
+    #[command(after_help = "Example:\n  howl sessions stop 3")]
+    Stop(StopArgs),
+}
+
+/// A command aimed at one numbered thing (a session or a lobby).
+#[derive(Debug, Args, Clone)]
+pub struct StopArgs {
+    /// Its id, as `howl sessions` / `howl lobbies` show it.
+    pub id: u64,
+    #[command(flatten)]
+    pub conn: ClientArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LobbiesArgs {
+    #[command(subcommand)]
+    pub action: Option<LobbiesAction>,
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum LobbiesAction {
+    /// Create a shared lobby: one encoder whose stream every allowed client can join.
+    #[command(
+        after_help = "Example:\n  howl lobbies create --name \"Movie night\" --app \"Test Pattern\" \\\n      --width 1920 --height 1080 --fps 60 --client 3f2a9c41 --stop-when-empty"
+    )]
+    Create(LobbyCreateArgs),
+    /// Stop a lobby; its viewers are told the stream ended.
+    #[command(after_help = "Example:\n  howl lobbies stop 2")]
+    Stop(StopArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LobbyCreateArgs {
+    /// The title clients see in their app list; unique among lobbies.
+    #[arg(long)]
+    pub name: String,
+    /// Title of the app the lobby runs (e.g. "Test Pattern").
+    #[arg(long)]
+    pub app: String,
+    /// Stream width in pixels. [server default: 1280]
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Stream height in pixels. [server default: 720]
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// Frames per second. [server default: 60]
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// Encoder bitrate in kbit/s.
+    #[arg(long)]
+    pub bitrate_kbps: Option<u32>,
+    /// h264, hevc or av1; viewers must ask for the same codec. [server default: h264]
+    #[arg(long)]
+    pub codec: Option<String>,
+    /// A paired client allowed to join: fingerprint, unique prefix (>= 6 hex) or exact name.
+    /// Repeat for several; without any, every paired client may join.
+    #[arg(long = "client", value_name = "CLIENT")]
+    pub clients: Vec<String>,
+    /// Stop the lobby once its last viewer left and the idle timeout passed.
+    #[arg(long)]
+    pub stop_when_empty: bool,
+    /// Seconds an empty lobby waits before stopping (with --stop-when-empty).
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    #[command(flatten)]
+    pub conn: ClientArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ClientsArgs {
+    #[command(subcommand)]
+    pub action: Option<ClientsAction>,
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum ClientsAction {
+    /// Unpair a client: its certificate is forgotten and it must pair again.
+    #[command(
+        after_help = "CLIENT is a full fingerprint, a unique fingerprint prefix of at least 6 hex digits,\nor the client's exact name (as `howl clients` shows them).\n\nExample:\n  howl clients unpair 3f2a9c41\n  howl clients unpair \"Living room\""
+    )]
+    Unpair(UnpairArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct UnpairArgs {
+    /// Fingerprint, unique fingerprint prefix (>= 6 hex digits) or exact name.
+    pub client: String,
+    #[command(flatten)]
+    pub conn: ClientArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(args)
+            .expect("parses")
+            .command
+            .expect("a subcommand")
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn client_options_work_after_the_action() {
+        let Command::Sessions(s) =
+            parse(&["howl", "sessions", "stop", "5", "--api", "127.0.0.1:9"])
+        else {
+            panic!("not sessions");
+        };
+        let Some(SessionsAction::Stop(stop)) = s.action else {
+            panic!("not stop");
+        };
+        assert_eq!(stop.id, 5);
+        assert_eq!(stop.conn.api.port(), 9);
+    }
+
+    #[test]
+    fn listing_takes_json_and_shared_options() {
+        let Command::Clients(c) = parse(&["howl", "clients", "--json", "--state-dir", "/x"]) else {
+            panic!("not clients");
+        };
+        assert!(c.action.is_none() && c.list.json);
+        assert_eq!(
+            c.list.client.state_dir.as_deref(),
+            Some(std::path::Path::new("/x"))
+        );
+    }
+
+    #[test]
+    fn lobby_create_repeats_client() {
+        let Command::Lobbies(l) = parse(&[
+            "howl",
+            "lobbies",
+            "create",
+            "--name",
+            "n",
+            "--app",
+            "a",
+            "--client",
+            "abcdef",
+            "--client",
+            "tv",
+            "--stop-when-empty",
+            "--fps",
+            "30",
+        ]) else {
+            panic!("not lobbies");
+        };
+        let Some(LobbiesAction::Create(c)) = l.action else {
+            panic!("not create");
+        };
+        assert_eq!(c.clients, ["abcdef", "tv"]);
+        assert!(c.stop_when_empty);
+        assert_eq!((c.fps, c.width), (Some(30), None));
+    }
+
+    #[test]
+    fn listing_options_do_not_mix_with_actions() {
+        assert!(Cli::try_parse_from(["howl", "sessions", "--json", "stop", "1"]).is_err());
+    }
 }

@@ -4,6 +4,7 @@ mod api;
 mod apiclient;
 mod auth;
 mod cli;
+mod commands;
 mod config;
 mod core_task;
 mod enet;
@@ -17,6 +18,7 @@ mod rtsp;
 mod serve;
 mod statedir;
 mod stream;
+mod table;
 mod tls;
 mod worker;
 
@@ -40,7 +42,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => runtime.block_on(run_serve(cli.serve)),
         Some(cli::Command::Serve(args)) => runtime.block_on(run_serve(args)),
-        Some(cli::Command::Pin(args)) => runtime.block_on(run_pin(args)),
+        Some(cli::Command::Pin(args)) => runtime.block_on(commands::pin(args)),
+        Some(cli::Command::Status(args)) => runtime.block_on(commands::status(args)),
+        Some(cli::Command::Sessions(args)) => runtime.block_on(commands::sessions(args)),
+        Some(cli::Command::Lobbies(args)) => runtime.block_on(commands::lobbies(args)),
+        Some(cli::Command::Clients(args)) => runtime.block_on(commands::clients(args)),
     };
     // Never wait on stragglers at exit: shutdown already had its deadline.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
@@ -85,29 +91,4 @@ async fn run_serve(args: cli::ServeArgs) -> Result<(), String> {
     }
     let state_dir = args.state_dir.unwrap_or_else(statedir::default_state_dir);
     serve::run(cfg, &state_dir).await.map_err(|e| e.to_string())
-}
-
-async fn run_pin(args: cli::PinArgs) -> Result<(), String> {
-    let state_dir = args.state_dir.unwrap_or_else(statedir::default_state_dir);
-    let token = statedir::StateDir::read_token(&state_dir).map_err(|e| e.to_string())?;
-    let body = serde_json::json!({ "pin": args.pin, "client": args.client }).to_string();
-    let (status, text) = apiclient::request(
-        args.api,
-        &token,
-        http::Method::POST,
-        "/api/v1/pairing/pin",
-        Some(body),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    if status.is_success() {
-        println!("PIN delivered; the client completes pairing now.");
-        Ok(())
-    } else {
-        let msg = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or(text);
-        Err(format!("PIN not accepted ({status}): {msg}"))
-    }
 }
