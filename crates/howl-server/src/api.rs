@@ -25,6 +25,7 @@ pub struct ApiState {
     pub listeners: Arc<Vec<(&'static str, Arc<crate::listener::ListenerStats>)>>,
     pub enet: Arc<crate::enet::EnetStats>,
     pub token: Arc<str>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -109,6 +110,7 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/api/v1/sessions/{id}", delete(stop_session))
         .route("/api/v1/lobbies", get(lobbies).post(create_lobby))
         .route("/api/v1/lobbies/{id}", delete(stop_lobby))
+        .route("/metrics", get(crate::metrics::handler))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,

@@ -9,6 +9,7 @@ mod enet;
 mod listener;
 mod mdns;
 mod media;
+mod metrics;
 mod nvhttp;
 mod rtsp;
 mod serve;

@@ -6,7 +6,7 @@
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::listener::{self, Limits, ListenerStats};
+use crate::listener::{self, Limits};
 use crate::nvhttp::{NvHttp, NvHttpSettings};
 use crate::statedir::StateDir;
 use crate::{core_task, enet, mdns, stream, tls, worker};
@@ -223,9 +223,10 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         ..nv_limits.clone()
     };
 
-    let http_stats = Arc::new(ListenerStats::default());
-    let https_stats = Arc::new(ListenerStats::default());
-    let api_stats = Arc::new(ListenerStats::default());
+    let metrics = crate::metrics::Metrics::new();
+    let http_stats = metrics.listener_stats("nvhttp");
+    let https_stats = metrics.listener_stats("nvhttps");
+    let api_stats = metrics.listener_stats("api");
     let mut tasks = tokio::task::JoinSet::new();
     {
         let nv = nv.clone();
@@ -263,6 +264,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
                 ]),
                 enet: enet_host.stats.clone(),
                 token: Arc::from(token.as_str()),
+                metrics: metrics.clone(),
             },
             cfg.max_body_bytes,
         );
