@@ -124,11 +124,17 @@ impl Metrics {
     }
 
     /// Counters for a new listener whose histograms are part of this registry, labelled
-    /// `listener="<name>"`.
-    pub fn listener_stats(&self, name: &'static str) -> Arc<ListenerStats> {
+    /// `listener="<name>"`. A plain-HTTP listener gets a detached handshake histogram, so
+    /// the exposition shows no always-empty handshake series for it.
+    pub fn listener_stats(&self, name: &'static str, tls: bool) -> Arc<ListenerStats> {
         let labels = [("listener", name)];
+        let tls_handshake_seconds = if tls {
+            self.inner.tls_handshake.get_or_create_owned(&labels)
+        } else {
+            tls_handshake_histogram()
+        };
         Arc::new(ListenerStats {
-            tls_handshake_seconds: self.inner.tls_handshake.get_or_create_owned(&labels),
+            tls_handshake_seconds,
             request_seconds: self.inner.request.get_or_create_owned(&labels),
             ..ListenerStats::default()
         })
@@ -618,7 +624,7 @@ mod tests {
     fn renders_every_family_with_labels() {
         let m = Metrics::new();
         // A family without children is not written at all; serve.rs makes one per listener.
-        let _nvhttps = m.listener_stats("nvhttps");
+        let _nvhttps = m.listener_stats("nvhttps", true);
         let out = render(&m, snapshot());
         for line in [
             "howl_sessions 1",
@@ -675,7 +681,9 @@ mod tests {
     #[test]
     fn instruments_observe_into_the_registry() {
         let m = Metrics::new();
-        let https = m.listener_stats("nvhttps");
+        let https = m.listener_stats("nvhttps", true);
+        let http = m.listener_stats("nvhttp", false);
+        http.tls_handshake_seconds.observe(1.0);
         https.tls_handshake_seconds.observe(0.003);
         https.request_seconds.observe(0.02);
         https.request_seconds.observe(0.04);
@@ -689,12 +697,17 @@ mod tests {
             "howl_pairing_attempts_total{outcome=\"started\"} 1",
             "howl_pairing_attempts_total{outcome=\"paired\"} 2",
             "howl_pairing_attempts_total{outcome=\"failed\"} 0",
+            "howl_http_request_seconds_count{listener=\"nvhttp\"} 0",
         ] {
             assert!(
                 out.lines().any(|l| l == line),
                 "missing line {line:?} in:\n{out}"
             );
         }
+        assert!(
+            !out.contains("howl_tls_handshake_seconds_count{listener=\"nvhttp\"}"),
+            "plain HTTP has no handshake series:\n{out}"
+        );
         // A clone shares the registry (the lead hands clones to the pairing code).
         m.clone().pairing_attempt("failed");
         let out = render(&m, Snapshot::default());

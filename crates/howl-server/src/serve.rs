@@ -224,9 +224,9 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
     };
 
     let metrics = crate::metrics::Metrics::new();
-    let http_stats = metrics.listener_stats("nvhttp");
-    let https_stats = metrics.listener_stats("nvhttps");
-    let api_stats = metrics.listener_stats("api");
+    let http_stats = metrics.listener_stats("nvhttp", false);
+    let https_stats = metrics.listener_stats("nvhttps", true);
+    let api_stats = metrics.listener_stats("api", false);
     let mut tasks = tokio::task::JoinSet::new();
     {
         let nv = nv.clone();
