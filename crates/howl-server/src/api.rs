@@ -47,6 +47,7 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
     /// Static facts for `/api/v1/server`.
     pub server: Arc<ServerInfoView>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -207,6 +208,7 @@ fn authed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_app, update_app, delete_app))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(delete_token))
+        .routes(routes!(crate::metrics::handler))
 }
 
 fn public_routes() -> OpenApiRouter<ApiState> {

@@ -13,10 +13,11 @@
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::metrics::histogram::Histogram;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -44,13 +45,60 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-/// Live counters of one listener.
-#[derive(Debug, Default)]
+/// Live counters of one listener. The histograms are shared with the metrics registry when
+/// made by [`crate::metrics::Metrics::listener_stats`]; `default()` gives detached ones.
+#[derive(Debug)]
 pub struct ListenerStats {
     pub accepted: AtomicU64,
     pub open: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
     pub deadline_closes: AtomicU64,
+    /// Completed TLS handshakes (failures are counted above, not timed).
+    pub tls_handshake_seconds: Histogram,
+    /// From a request's head being parsed to its response head being ready.
+    pub request_seconds: Histogram,
+}
+
+impl Default for ListenerStats {
+    fn default() -> Self {
+        Self {
+            accepted: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
+            deadline_closes: AtomicU64::new(0),
+            tls_handshake_seconds: crate::metrics::tls_handshake_histogram(),
+            request_seconds: crate::metrics::request_histogram(),
+        }
+    }
+}
+
+/// Times each request of the wrapped service into `hist`. The response body is not awaited:
+/// NVHTTP and API bodies are built in full before the head is returned.
+struct Timed<S> {
+    inner: S,
+    hist: Histogram,
+}
+
+impl<S, B> hyper::service::Service<http::Request<Incoming>> for Timed<S>
+where
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let start = Instant::now();
+        let fut = self.inner.call(req);
+        let hist = self.hist.clone();
+        Box::pin(async move {
+            let r = fut.await;
+            hist.observe(start.elapsed().as_secs_f64());
+            r
+        })
+    }
 }
 
 /// Decrements `open` however the connection task ends.
@@ -172,17 +220,26 @@ async fn handle_conn<F, S, B>(
                 client_cert: None,
                 tls: false,
             };
-            let svc = make_service(info);
+            let svc = Timed {
+                inner: make_service(info),
+                hist: stats.request_seconds.clone(),
+            };
             if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
                 tracing::debug!(%peer, error = %e, "http connection ended with an error");
             }
         }
         Some(acceptor) => {
+            let start = Instant::now();
             let tls_stream =
                 match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream))
                     .await
                 {
-                    Ok(Ok(s)) => s,
+                    Ok(Ok(s)) => {
+                        stats
+                            .tls_handshake_seconds
+                            .observe(start.elapsed().as_secs_f64());
+                        s
+                    }
                     Ok(Err(e)) => {
                         stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -206,7 +263,10 @@ async fn handle_conn<F, S, B>(
                 client_cert,
                 tls: true,
             };
-            let svc = make_service(info);
+            let svc = Timed {
+                inner: make_service(info),
+                hist: stats.request_seconds.clone(),
+            };
             if let Err(e) = builder
                 .serve_connection(TokioIo::new(tls_stream), svc)
                 .await

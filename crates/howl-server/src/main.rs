@@ -12,6 +12,7 @@ mod events;
 mod listener;
 mod mdns;
 mod media;
+mod metrics;
 mod nvhttp;
 mod procinfo;
 mod rtsp;

@@ -6,7 +6,7 @@
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::listener::{self, Limits, ListenerStats};
+use crate::listener::{self, Limits};
 use crate::nvhttp::{NvHttp, NvHttpSettings};
 use crate::statedir::StateDir;
 use crate::{core_task, enet, mdns, stream, tls, worker};
@@ -230,9 +230,15 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         ..nv_limits.clone()
     };
 
-    let http_stats = Arc::new(ListenerStats::default());
-    let https_stats = Arc::new(ListenerStats::default());
-    let api_stats = Arc::new(ListenerStats::default());
+    let metrics = crate::metrics::Metrics::new();
+    tokio::spawn(crate::metrics::count_pairing_events(
+        metrics.clone(),
+        events.subscribe(),
+        shutdown.clone(),
+    ));
+    let http_stats = metrics.listener_stats("nvhttp", false);
+    let https_stats = metrics.listener_stats("nvhttps", true);
+    let api_stats = metrics.listener_stats("api", false);
     let mut tasks = tokio::task::JoinSet::new();
     {
         let nv = nv.clone();
@@ -286,6 +292,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
                     },
                     started: Some(std::time::Instant::now()),
                 }),
+                metrics: metrics.clone(),
             },
             cfg.max_body_bytes,
         );
