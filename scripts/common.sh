@@ -40,7 +40,7 @@ ensure_rust() {
 # a few of its private names) and pytest.
 VENV="${HOWL_VENV:-$HOWL_ROOT/.venv}"
 ensure_venv() {
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import moonlight_python, pytest, prometheus_client' 2>/dev/null; then
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import moonlight_python, pytest, prometheus_client, openapi_spec_validator' 2>/dev/null; then
     log "creating Python venv for interop tests in $VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HOWL_ROOT/tests/interop/requirements.txt"

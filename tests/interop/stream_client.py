@@ -70,6 +70,23 @@ def ensure_paired(client, args):
     return client._server
 
 
+def record_launch_keys(path: str) -> None:
+    """Wraps NvHTTP.launch_app/resume_app to write the rikey and IV the client sends."""
+    import inspect
+    from moonlight_python.http_client import NvHTTP
+    for name in ("launch_app", "resume_app"):
+        orig = getattr(NvHTTP, name)
+        sig = inspect.signature(orig)
+
+        def wrapped(self, *a, _orig=orig, _sig=sig, **kw):
+            b = _sig.bind(self, *a, **kw)
+            key, iv = b.arguments["ri_aes_key"], b.arguments["ri_aes_iv"]
+            with open(path, "a") as f:
+                f.write(json.dumps({"key": key.hex(), "iv": iv.hex()}) + "\n")
+            return _orig(self, *a, **kw)
+        setattr(NvHTTP, name, wrapped)
+
+
 def dominant_frequency(samples: np.ndarray, rate: int = 48000) -> float:
     mono = samples.mean(axis=1) if samples.ndim == 2 else samples
     mono = mono - mono.mean()
@@ -98,7 +115,11 @@ def main() -> int:
     ap.add_argument("--ready-file", help="touched once the frames (and the rest) were read")
     ap.add_argument("--no-quit", action="store_true", help="stop the stream but do not /cancel")
     ap.add_argument("--pair-only", action="store_true", help="pair (if needed) and exit")
+    ap.add_argument("--keys-file", help="write the session's AES key and IV (hex) here, so a test "
+                    "can scan the server's output for them")
     args = ap.parse_args()
+    if args.keys_file:
+        record_launch_keys(args.keys_file)
 
     from moonlight_python import MoonlightClient
     out: dict = {"ok": False}

@@ -2,6 +2,7 @@
 
 mod api;
 mod apiclient;
+mod apiunix;
 mod auth;
 mod cli;
 mod commands;

@@ -300,11 +300,29 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             "api",
             api_l,
             None,
-            api_limits,
+            api_limits.clone(),
             api_stats,
-            move |_conn| hyper_util::service::TowerToHyperService::new(router.clone()),
+            {
+                let router = router.clone();
+                move |_conn| hyper_util::service::TowerToHyperService::new(router.clone())
+            },
             shutdown.clone(),
         ));
+        match crate::apiunix::bind(&state_dir) {
+            Ok((l, path)) => {
+                tracing::info!(socket = %path.display(), "management API also on a unix socket (admin, no token)");
+                tasks.spawn(crate::apiunix::serve(
+                    l,
+                    path,
+                    router,
+                    api_limits.connection_deadline,
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot bind the API unix socket; the TCP API still works")
+            }
+        }
     }
 
     let _mdns = if cfg.mdns {
