@@ -308,7 +308,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             },
             shutdown.clone(),
         ));
-        match crate::apiunix::bind(&state_dir) {
+        match crate::apiunix::bind(state_dir) {
             Ok((l, path)) => {
                 tracing::info!(socket = %path.display(), "management API also on a unix socket (admin, no token)");
                 tasks.spawn(crate::apiunix::serve(
