@@ -46,6 +46,9 @@ use tokio_util::sync::CancellationToken;
 pub const ENGINE_COMMAND_CAPACITY: usize = 1024;
 /// How long callers wait for the engine's reply.
 pub const ENGINE_REPLY_DEADLINE: Duration = Duration::from_secs(5);
+/// How long after the last producer stopped the engine returns freed heap to the OS: long
+/// enough for the stopped workers' supervisors and senders to drop their buffers.
+const HEAP_TRIM_DELAY: Duration = Duration::from_secs(2);
 /// How often deadlines are checked.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -660,6 +663,8 @@ struct Engine {
     ended: HashMap<&'static str, u64>,
     /// Cumulative counters of sessions that ended (gauges and counts of live things stay 0).
     retired: EngineCounters,
+    /// When to return freed heap to the OS, set when the engine became idle.
+    trim_due: Option<Instant>,
 }
 
 /// Starts the engine and the UDP receive tasks for the shared media ports.
@@ -721,6 +726,7 @@ pub fn spawn(
         router: Router::default(),
         ended: HashMap::new(),
         retired: EngineCounters::default(),
+        trim_due: None,
     };
     drop(tx);
     let task = tokio::spawn(async move {
@@ -1794,6 +1800,14 @@ impl Engine {
     }
 
     fn tick(&mut self, now: Instant) {
+        if !self.instances.is_empty() {
+            self.trim_due = None;
+        } else if self.trim_due.is_some_and(|t| now >= t) {
+            self.trim_due = None;
+            // RSS returns to its baseline between bursts (seed 002) instead of staying at the
+            // high-water mark in glibc's per-thread arenas.
+            tokio::task::spawn_blocking(release_freed_heap);
+        }
         let mut to_end = Vec::new();
         for s in self.sessions.values_mut() {
             s.rtsp.handle_timeout(now);
@@ -1924,10 +1938,9 @@ impl Engine {
         inst.worker_tx.send_replace(None);
         tracing::info!(instance, app = %inst.app.title, reason = %reason, "app stopped");
         if self.instances.is_empty() {
-            // Idle now: hand the heap freed by this producer's frames back to the OS, so RSS
-            // returns to its baseline between bursts (seed 002) instead of staying at the
-            // high-water mark in glibc's per-thread arenas.
-            tokio::task::spawn_blocking(release_freed_heap);
+            // Idle now. Once the worker supervisors and sender tasks have let go of their
+            // buffers, hand the freed heap back to the OS (see `tick`).
+            self.trim_due = Some(now + HEAP_TRIM_DELAY);
         }
         if let Some(l) = &inst.lobby {
             self.settings.events.publish(
