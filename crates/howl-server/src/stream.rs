@@ -236,6 +236,11 @@ pub struct EngineCounters {
     pub control_errors: u64,
     /// Sessions ended since start, by reason label.
     pub sessions_ended: std::collections::BTreeMap<String, u64>,
+    /// How often the idle engine returned freed heap to the OS.
+    pub heap_trims: u64,
+    /// True once the heap was returned after the last producer stopped, until the next one
+    /// stops (tests measure RSS at that point).
+    pub heap_trimmed_since_idle: bool,
 }
 
 /// Why a lobby could not be created or stopped (the operator's mistakes, or a busy engine).
@@ -665,6 +670,8 @@ struct Engine {
     retired: EngineCounters,
     /// When to return freed heap to the OS, set when the engine became idle.
     trim_due: Option<Instant>,
+    heap_trims: Arc<AtomicU64>,
+    trimmed_idle: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Starts the engine and the UDP receive tasks for the shared media ports.
@@ -727,6 +734,8 @@ pub fn spawn(
         ended: HashMap::new(),
         retired: EngineCounters::default(),
         trim_due: None,
+        heap_trims: Arc::default(),
+        trimmed_idle: Arc::default(),
     };
     drop(tx);
     let task = tokio::spawn(async move {
@@ -1381,6 +1390,10 @@ impl Engine {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
+            heap_trims: self.heap_trims.load(Ordering::Relaxed),
+            heap_trimmed_since_idle: self.trim_due.is_none()
+                && self.instances.is_empty()
+                && self.trimmed_idle.load(Ordering::Relaxed),
             // Cumulative counters start from the sessions that ended; live ones add below.
             ..self.retired.clone()
         };
@@ -1806,7 +1819,13 @@ impl Engine {
             self.trim_due = None;
             // RSS returns to its baseline between bursts (seed 002) instead of staying at the
             // high-water mark in glibc's per-thread arenas.
-            tokio::task::spawn_blocking(release_freed_heap);
+            let trims = self.heap_trims.clone();
+            let done = self.trimmed_idle.clone();
+            tokio::task::spawn_blocking(move || {
+                release_freed_heap();
+                trims.fetch_add(1, Ordering::Relaxed);
+                done.store(true, Ordering::Relaxed);
+            });
         }
         let mut to_end = Vec::new();
         for s in self.sessions.values_mut() {
@@ -1941,6 +1960,7 @@ impl Engine {
             // Idle now. Once the worker supervisors and sender tasks have let go of their
             // buffers, hand the freed heap back to the OS (see `tick`).
             self.trim_due = Some(now + HEAP_TRIM_DELAY);
+            self.trimmed_idle.store(false, Ordering::Relaxed);
         }
         if let Some(l) = &inst.lobby {
             self.settings.events.publish(
