@@ -707,3 +707,21 @@ fn config_validation() {
     c.session_timeout = Duration::ZERO;
     assert!(PlayerSession::new(c, t0).is_err());
 }
+
+#[test]
+fn describe_query_does_not_leak_the_token() {
+    let t0 = origin();
+    let mut s = PlayerSession::new(config(false), t0).unwrap();
+    let Handled::Describe(q) = s.handle(
+        req("DESCRIBE rtsp://h/app/x RTSP/1.0\nCSeq: 1\nAuthorization: Basic dXNlcjp0b2tlbg==\n"),
+        t0,
+    ) else {
+        panic!("describe expected")
+    };
+    let debug = format!("{q:?}");
+    assert!(
+        !debug.contains("dXNlcjp0b2tlbg") && !debug.contains("token"),
+        "{debug}"
+    );
+    assert_eq!(q.authorize([((), "token")]), Some(()));
+}

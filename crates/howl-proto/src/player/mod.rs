@@ -24,6 +24,16 @@
 //! track with the given [`RtpParams`] and payload type, ask the encoder for a keyframe, and
 //! send every few seconds a [`rtcp::SenderReport`] per track. Keep-alives, deadlines and
 //! TEARDOWN end the session with a typed [`EndReason`].
+//!
+//! # Lip sync
+//!
+//! Each payloader anchors its RTP clock at the first presentation time it packetizes, so the
+//! two tracks' timestamps are unrelated until the sender reports relate them. Build each
+//! report from one reading of both clocks: `ntp` = [`NtpTime::from_unix`] of the wallclock
+//! now, `rtp_timestamp` = the payloader's [`VideoPayloader::timestamp_at`] /
+//! [`OpusPayloader::timestamp_at`] of the media presentation time that corresponds to that
+//! wallclock instant (the same media clock audio and video PTS are on), `stats` = its
+//! `stats()`. Send [`SenderReport::to_compound`] to the track's RTCP port or channel.
 
 mod base64;
 

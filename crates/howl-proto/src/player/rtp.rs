@@ -26,6 +26,7 @@ pub const OPUS_CLOCK_RATE: u32 = 48_000;
 const H264_IDR: u8 = 5;
 const H264_SPS: u8 = 7;
 const H264_PPS: u8 = 8;
+const H264_AUD: u8 = 9;
 const H264_FU_A: u8 = 28;
 /// HEVC NAL unit types the payloader looks at.
 const HEVC_IRAP_FIRST: u8 = 16;
@@ -33,6 +34,7 @@ const HEVC_IRAP_LAST: u8 = 23;
 const HEVC_VPS: u8 = 32;
 const HEVC_SPS: u8 = 33;
 const HEVC_PPS: u8 = 34;
+const HEVC_AUD: u8 = 35;
 const HEVC_FU: u8 = 49;
 
 /// The fixed RTP header (version 2, no padding, extension or CSRCs).
@@ -321,6 +323,14 @@ fn nal_type(codec: VideoCodec, nal: &[u8]) -> u8 {
     }
 }
 
+fn is_access_unit_delimiter(codec: VideoCodec, nal: &[u8]) -> bool {
+    let t = nal_type(codec, nal);
+    match codec {
+        VideoCodec::H264 => t == H264_AUD,
+        VideoCodec::Hevc => t == HEVC_AUD,
+    }
+}
+
 fn is_keyframe_nal(codec: VideoCodec, nal: &[u8]) -> bool {
     let t = nal_type(codec, nal);
     match codec {
@@ -419,10 +429,17 @@ impl VideoPayloader {
         } else {
             Vec::new()
         };
-        let all: Vec<&[u8]> = missing
+        // An access unit delimiter must stay first (H.264 7.4.1.2.3, HEVC 7.4.2.4.4), so the
+        // sets go right after any leading delimiters.
+        let after_aud = nals
             .iter()
-            .map(Vec::as_slice)
-            .chain(nals.iter().copied())
+            .take_while(|n| is_access_unit_delimiter(codec, n))
+            .count();
+        let all: Vec<&[u8]> = nals[..after_aud]
+            .iter()
+            .copied()
+            .chain(missing.iter().map(Vec::as_slice))
+            .chain(nals[after_aud..].iter().copied())
             .collect();
         let timestamp = self.stream.timestamp(pts);
         let mut out = Vec::new();
@@ -628,8 +645,15 @@ mod tests {
         packets.extend(pay.packetize(&annex_b(&[&p_small, &p_exact]), Duration::from_millis(1016)));
         // A keyframe without parameter sets gets them in-band.
         packets.extend(pay.packetize(&annex_b(&[&idr]), Duration::from_millis(1033)));
+        // ...after a leading access unit delimiter.
+        let aud = [0x09, 0xf0];
+        packets.extend(pay.packetize(&annex_b(&[&aud, &idr]), Duration::from_millis(1050)));
         let aus = depayload(VideoCodec::H264, &packets);
-        assert_eq!(aus.len(), 3);
+        assert_eq!(aus.len(), 4);
+        assert_eq!(
+            aus[3].1,
+            vec![aud.to_vec(), sps.to_vec(), pps.to_vec(), idr.clone()]
+        );
         assert_eq!(aus[0].1, vec![sps.to_vec(), pps.to_vec(), idr.clone()]);
         assert_eq!(aus[1].1, vec![p_small.clone(), p_exact.clone()]);
         assert_eq!(aus[2].1, vec![sps.to_vec(), pps.to_vec(), idr.clone()]);

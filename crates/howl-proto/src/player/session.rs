@@ -499,11 +499,17 @@ impl PlayerSession {
             .headers
             .get("Authorization")
             .map(auth::parse_authorization);
+        // Keep only what the answer needs: the raw Authorization header must not end up in a
+        // log line that prints the query.
+        let mut request = Request::new(req.method.clone(), req.uri.clone());
+        if let Some(cseq) = req.headers.get("CSeq") {
+            request.headers.append("CSeq", cseq);
+        }
         self.phase = Phase::Describing;
         Handled::Describe(Box::new(DescribeQuery {
             path,
             credentials,
-            request: req,
+            request,
             realm: self.config.realm.clone(),
             nonce: self.config.nonce.clone(),
         }))
