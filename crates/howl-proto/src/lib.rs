@@ -15,6 +15,7 @@ pub mod fec;
 pub mod input;
 pub mod nvhttp;
 pub mod pairing;
+pub mod player;
 pub mod rtsp;
 pub mod sdp;
 pub mod video;
