@@ -7,9 +7,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from conftest import howl_bin, https_get, make_client, pair_in_background, server_info
+from test_streaming import parse_result as stream_result, wait_until
 
 HERE = os.path.dirname(__file__)
 PIN = "6150"
@@ -37,23 +37,6 @@ def fails(h, *args, **kw) -> str:
     assert out.stderr.startswith("howl: "), out.stderr
     assert h.token not in out.stdout + out.stderr, "the admin token must never be printed"
     return out.stderr
-
-
-def wait_until(pred, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)  # polling files and the API; there is no event to await
-    return pred()
-
-
-def stream_result(out, err, h):
-    for line in out.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    raise AssertionError(f"client printed no result.\nstdout:{out[-3000:]}\n"
-                         f"stderr:{err[-3000:]}\nhowl log:\n{h.log()[-5000:]}")
 
 
 def pair_with_cli(h, config_dir):

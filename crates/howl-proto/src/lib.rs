@@ -10,6 +10,7 @@
 //! every output it produced before feeding the next one.
 
 pub mod audio;
+mod base64;
 pub mod control;
 pub mod fec;
 pub mod input;

@@ -225,23 +225,7 @@ impl Certificate {
 }
 
 fn der_to_pem(der: &[u8]) -> Vec<u8> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = Vec::with_capacity(der.len().div_ceil(3) * 4);
-    for chunk in der.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]);
-            } else {
-                b64.push(b'=');
-            }
-        }
-    }
+    let b64 = crate::base64::encode(der).into_bytes();
     let mut pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
     for line in b64.chunks(64) {
         pem.extend_from_slice(line);

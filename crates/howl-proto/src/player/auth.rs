@@ -14,7 +14,7 @@ use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest;
 use md5::{Digest, Md5};
 
-use super::base64;
+use crate::base64;
 
 /// Realm announced in challenges: players show it in their password prompts.
 pub const DEFAULT_REALM: &str = "howl";

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::base64;
 use super::rtp::{OPUS_CLOCK_RATE, ParameterSets, VIDEO_CLOCK_RATE, VideoCodec};
+use crate::base64;
 
 /// RTP payload type of the video track (first dynamic type).
 pub const VIDEO_PAYLOAD_TYPE: u8 = 96;

@@ -35,8 +35,6 @@
 //! wallclock instant (the same media clock audio and video PTS are on), `stats` = its
 //! `stats()`. Send [`SenderReport::to_compound`] to the track's RTCP port or channel.
 
-mod base64;
-
 pub mod auth;
 pub mod describe;
 pub mod interleaved;

@@ -1,6 +1,6 @@
-//! Standard base64 (RFC 4648 §4, with padding): SDP `sprop-*` parameters and HTTP Basic
-//! credentials are the only users, both short, so a table-free coder is enough and spares the
-//! crate a dependency.
+//! Standard base64 (RFC 4648 §4, with padding): PEM certificate bodies, SDP `sprop-*`
+//! parameters and HTTP Basic credentials are the only users, all short, so a table-free coder
+//! is enough and spares the crate a dependency.
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
