@@ -117,6 +117,7 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .merge(authed)
+        .merge(crate::webui::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state)

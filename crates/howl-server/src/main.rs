@@ -15,6 +15,7 @@ mod serve;
 mod statedir;
 mod stream;
 mod tls;
+mod webui;
 mod worker;
 
 use clap::Parser;
