@@ -201,7 +201,7 @@ def test_webui_pairs_a_client_and_stops_its_session_live(howl, browser, tmp_path
     assert not [m.text for m in errors if m.get_attribute("data-kind") == "error"]
 
 
-def test_webui_rejects_a_wrong_token_and_serves_static_files_with_csp(howl, browser):
+def test_webui_rejects_a_wrong_token_and_shows_api_errors(howl, browser):
     import urllib.request
     with urllib.request.urlopen(f"http://127.0.0.1:{howl.api_port}/ui/app.js") as r:
         assert r.headers["Content-Type"].startswith("text/javascript")
@@ -215,3 +215,26 @@ def test_webui_rejects_a_wrong_token_and_serves_static_files_with_csp(howl, brow
     wait(d, lambda d: d.find_element(*by_testid("signin-error")).text, "the sign-in error", howl)
     assert "not accepted" in d.find_element(*by_testid("signin-error")).text
     assert not d.find_element(*by_testid("app")).is_displayed()
+
+    # Signed in, an API error ({"error": msg}) is shown in the message area.
+    sign_in(d, howl)
+    d.find_element(*by_testid("tab-lobbies")).click()
+    d.find_element(*by_testid("lobby-name")).send_keys("Friday game")
+    app = d.find_element(*by_testid("lobby-app"))
+    app.clear()
+    app.send_keys("No Such App")
+    d.find_element(*by_testid("lobby-create")).click()
+    msg = wait(d, lambda d: [m for m in rows(d, "message")
+                             if m.get_attribute("data-kind") == "error"], "the error message", howl)
+    status, body = howl.api("POST", "/api/v1/lobbies", {"name": "x", "app": "No Such App"})
+    assert status >= 400 and body["error"] in msg[0].text, (msg[0].text, body)
+    # A good one appears in the list; Stop (after a confirm) removes it.
+    app.clear()
+    app.send_keys("Test Pattern")
+    d.find_element(*by_testid("lobby-create")).click()
+    lrow = wait(d, lambda d: (rows(d, "lobby-row") or [None])[0], "the lobby row", howl)
+    assert cell(lrow, "name") == "Friday game"
+    lrow.find_element(*by_testid("lobby-stop")).click()
+    wait(d, EC.alert_is_present(), "the confirm dialog", howl).accept()
+    wait(d, lambda d: not rows(d, "lobby-row"), "the lobby row to go away", howl)
+    assert howl.api("GET", "/api/v1/lobbies")[1] == []

@@ -14,6 +14,8 @@
   const POLL_PERIOD_MS = 5000;
   // After a 404 on the event stream, try it again this rarely (the server may be upgraded).
   const EVENTS_RETRY_AFTER_404_MS = 60000;
+  // Likewise for a list route the server lacks (workers on an older server).
+  const MISSING_RETRY_MS = 60000;
   const BACKOFF_MIN_MS = 1000;
   const BACKOFF_MAX_MS = 30000;
   // The server sends a keep-alive comment every 15 s; silence this long means a dead stream.
@@ -223,6 +225,7 @@
 
   // Paired names by fingerprint, from the last client list, and the last items of every list.
   const clientNames = new Map();
+  const missingUntil = {};
   const lastItems = {};
 
   const SPECS = {
@@ -382,8 +385,11 @@
       }
       return;
     }
+    // A list this server lacks (404) is asked for again only now and then.
+    if (missingUntil[name] && performance.now() < missingUntil[name]) return;
     try {
       const items = await api("GET", PATHS[name]);
+      missingUntil[name] = 0;
       lastItems[name] = items;
       syncTable(name, items, SPECS[name]);
       if (name === "clients") {
@@ -394,6 +400,7 @@
       }
     } catch (e) {
       if (e.status === 404 && name === "workers") {
+        missingUntil[name] = performance.now() + MISSING_RETRY_MS;
         notAvailable("workers", "Worker details are not available on this server.");
         return;
       }
