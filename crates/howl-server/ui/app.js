@@ -538,8 +538,9 @@
 
   async function eventLoop(gen) {
     let backoff = BACKOFF_MIN_MS;
+    setMode("connecting");
+    // The mode shown stays what the last attempt found until a `hello` says "live".
     while (gen === generation) {
-      setMode(mode === "live" ? "reconnecting" : mode === "polling" ? "polling" : "connecting");
       const started = performance.now();
       const outcome = await readEvents(gen);
       if (gen !== generation || outcome === "stop") return;
