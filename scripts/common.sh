@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/howl/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # System packages the build and the tests need (Debian names).
-APT_PACKAGES=(build-essential pkg-config python3 python3-venv python3-pip procps iproute2 curl libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+APT_PACKAGES=(build-essential pkg-config python3 python3-venv python3-pip procps iproute2 curl libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium chromium-driver)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -40,7 +40,7 @@ ensure_rust() {
 # a few of its private names) and pytest.
 VENV="${HOWL_VENV:-$HOWL_ROOT/.venv}"
 ensure_venv() {
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import moonlight_python, pytest, prometheus_client, openapi_spec_validator' 2>/dev/null; then
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import moonlight_python, pytest, prometheus_client, openapi_spec_validator, selenium' 2>/dev/null; then
     log "creating Python venv for interop tests in $VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HOWL_ROOT/tests/interop/requirements.txt"

@@ -215,6 +215,7 @@ fn public_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        .merge(crate::webui::routes())
 }
 
 /// The OpenAPI document of every route (built from the same route list as the router).

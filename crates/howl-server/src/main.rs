@@ -22,6 +22,7 @@ mod statedir;
 mod stream;
 mod table;
 mod tls;
+mod webui;
 mod worker;
 
 use clap::Parser;
