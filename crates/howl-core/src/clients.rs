@@ -6,6 +6,12 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The canonical form of a certificate fingerprint (SHA-256, 64 hex digits, lower case), or
+/// `None` when `s` is not one. Every place that takes a fingerprint from outside uses this.
+pub fn normalize_fingerprint(s: &str) -> Option<String> {
+    (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_ascii_lowercase())
+}
+
 /// One paired client as persisted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairedClient {
@@ -62,5 +68,24 @@ impl ClientRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.by_fingerprint.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_fingerprint;
+
+    #[test]
+    fn fingerprints_are_64_hex_digits_in_lower_case() {
+        assert_eq!(
+            normalize_fingerprint(&"AB".repeat(32)).as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
+        assert_eq!(normalize_fingerprint(&"ab".repeat(31)), None);
+        assert_eq!(
+            normalize_fingerprint(&format!("{}zz", "ab".repeat(31))),
+            None
+        );
+        assert_eq!(normalize_fingerprint(""), None);
     }
 }

@@ -454,13 +454,11 @@ async fn clients(
 }
 
 fn fingerprint_param(fp: &str) -> Result<String, ApiError> {
-    let fp = fp.to_ascii_lowercase();
-    if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::BadRequest(
+    howl_core::clients::normalize_fingerprint(fp).ok_or_else(|| {
+        ApiError::BadRequest(
             "fingerprint must be 64 hex digits (SHA-256 of the certificate)".into(),
-        ));
-    }
-    Ok(fp)
+        )
+    })
 }
 
 /// Body of `PATCH /api/v1/clients/{fingerprint}`.

@@ -779,13 +779,11 @@ fn audience(owner: Option<u64>) -> Audience {
 fn check_fingerprints(list: &[String]) -> Result<Vec<String>, LobbyError> {
     list.iter()
         .map(|fp| {
-            if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Err(LobbyError::Invalid(format!(
+            howl_core::clients::normalize_fingerprint(fp).ok_or_else(|| {
+                LobbyError::Invalid(format!(
                     "client {fp:?} is not a 64-hex-digit certificate fingerprint"
-                )))
-            } else {
-                Ok(fp.to_ascii_lowercase())
-            }
+                ))
+            })
         })
         .collect()
 }
