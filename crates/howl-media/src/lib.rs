@@ -12,6 +12,8 @@
 //!   the reader that recovers the counter from decoded frames (freshness tests).
 //! - [`annexb`]: small Annex-B helpers (NAL unit iteration, SEI stripping) used to check and
 //!   shape encoder output.
+//! - [`xinput`]: Moonlight keyboard and mouse input translated to X11 terms (keysyms, buttons,
+//!   scaled motion) with per-client held-key tracking, for the worker's XTest injection.
 //!
 //! Nothing here opens a socket, spawns a thread or reads a clock; `clippy.toml` in this crate bans
 //! `Instant::now`, `SystemTime::now` and `thread::spawn`. Time arrives as fields (`pts_us`).
@@ -19,3 +21,4 @@
 pub mod annexb;
 pub mod protocol;
 pub mod testpattern;
+pub mod xinput;
