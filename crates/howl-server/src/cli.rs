@@ -12,6 +12,10 @@ use std::path::PathBuf;
 /// The other commands talk to a running server through its management API (address from
 /// --api, token from <state-dir>/api-token): `howl status`, `howl sessions`, `howl lobbies`,
 /// `howl clients`. Each takes --json for scripts.
+///
+/// The same API serves a web UI at http://127.0.0.1:47990/ (sign in with the token), live
+/// events at /api/v1/events, Prometheus metrics at /metrics and its OpenAPI document at
+/// /api/v1/openapi.json; on <state-dir>/api.sock it answers without a token.
 #[derive(Debug, Parser)]
 #[command(name = "howl", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
