@@ -93,12 +93,12 @@ def cell(row, col: str) -> str:
     return row.find_element(By.CSS_SELECTOR, f'td[data-col="{col}"]').text
 
 
-def sign_in(driver, h):
+def sign_in(driver, h, token=None):
     from selenium.webdriver.support import expected_conditions as EC
     driver.get(f"http://127.0.0.1:{h.api_port}/")
     wait(driver, EC.visibility_of_element_located(by_testid("signin-token")), "sign-in form", h)
     assert driver.current_url.endswith("/ui/"), driver.current_url
-    driver.find_element(*by_testid("signin-token")).send_keys(h.token)
+    driver.find_element(*by_testid("signin-token")).send_keys(token or h.token)
     driver.find_element(*by_testid("signin-submit")).click()
     wait(driver, EC.visibility_of_element_located(by_testid("app")), "the signed-in page", h)
     # The final page must be driven by the event stream, not the polling fallback.
@@ -238,3 +238,24 @@ def test_webui_rejects_a_wrong_token_and_shows_api_errors(howl, browser):
     wait(d, EC.alert_is_present(), "the confirm dialog", howl).accept()
     wait(d, lambda d: not rows(d, "lobby-row"), "the lobby row to go away", howl)
     assert howl.api("GET", "/api/v1/lobbies")[1] == []
+
+
+def test_webui_with_a_tenant_token_shows_only_its_lobbies(howl, browser):
+    """A tenant signs in, sees its own lobby and not the operator's, and the operator-only
+    lists say so instead of raising errors."""
+    from selenium.webdriver.common.by import By
+    st, tenant = howl.api("POST", "/api/v1/tokens", {"name": "ui-tenant"})
+    assert st == 201
+    spec = {"app": "Test Pattern", "width": 640, "height": 360, "fps": 30}
+    assert howl.api("POST", "/api/v1/lobbies", {**spec, "name": "operator's"})[0] == 201
+    assert howl.api("POST", "/api/v1/lobbies", {**spec, "name": "tenant's"},
+                    token=tenant["token"])[0] == 201
+    d = browser
+    sign_in(d, howl, tenant["token"])
+    d.find_element(By.CSS_SELECTOR, '[data-tab="lobbies"]').click()
+    wait(d, lambda d: [cell(r, "name") for r in rows(d, "lobby-row")] == ["tenant's"],
+         "only the tenant's lobby", howl)
+    d.find_element(By.CSS_SELECTOR, '[data-tab="clients"]').click()
+    wait(d, lambda d: "operator" in d.find_element(By.CSS_SELECTOR, '[data-empty="clients"]').text,
+         "the clients list saying it is the operator's", howl)
+    assert not [m for m in d.find_elements(*by_testid("message")) if "error" in m.get_attribute("class")]

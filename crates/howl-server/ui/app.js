@@ -375,7 +375,14 @@
 
   async function load(name) {
     if (name === "status") {
-      renderStatus(await api("GET", "/api/v1/status"));
+      if (missingUntil.status && performance.now() < missingUntil.status) return;
+      try {
+        renderStatus(await api("GET", "/api/v1/status"));
+      } catch (e) {
+        // A tenant token may not read the server-wide counters; the lists still work.
+        if (e.status !== 403) throw e;
+        missingUntil.status = performance.now() + MISSING_RETRY_MS;
+      }
       return;
     }
     if (name === "apps") {
@@ -399,6 +406,12 @@
         if (lastItems.sessions) syncTable("sessions", lastItems.sessions, SPECS.sessions);
       }
     } catch (e) {
+      if (e.status === 403) {
+        // A tenant token: this list is the operator's only. Say so once, ask rarely.
+        missingUntil[name] = performance.now() + MISSING_RETRY_MS;
+        notAvailable(name, "Only the operator's (admin) token can see this list.");
+        return;
+      }
       if (e.status === 404 && name === "workers") {
         missingUntil[name] = performance.now() + MISSING_RETRY_MS;
         notAvailable("workers", "Worker details are not available on this server.");
@@ -620,7 +633,8 @@
     $("signin-submit").disabled = true;
     $("signin-error").textContent = "";
     try {
-      const resp = await fetch("/api/v1/status", {
+      // /server answers every valid token (admin or tenant); /status is the admin's only.
+      const resp = await fetch("/api/v1/server", {
         headers: { Authorization: `Bearer ${candidate}` },
         cache: "no-store",
       });
