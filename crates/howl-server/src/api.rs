@@ -292,7 +292,7 @@ pub struct ServerInfoView {
     pub encoders: Vec<String>,
     pub limits: ServerLimits,
     #[serde(skip)]
-    pub started: Option<Instant>,
+    pub started: Instant,
 }
 
 /// Configured deadlines and caps.
@@ -321,20 +321,13 @@ async fn server_info(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
 ) -> Json<ServerView> {
-    let uptime = st
-        .server
-        .started
-        .map(|s| s.elapsed().as_secs())
-        .unwrap_or(0);
     Json(ServerView {
         info: (*st.server).clone(),
-        uptime_secs: uptime,
-        caller: match p {
-            Principal::Admin => "admin".into(),
-            Principal::Tenant { name, .. } => format!("tenant:{name}"),
-        },
+        uptime_secs: st.server.started.elapsed().as_secs(),
+        caller: p.label(),
     })
 }
+
 /// A pending pairing request as the API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PendingView {
@@ -853,13 +846,9 @@ async fn events(
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
     use tokio::sync::broadcast::error::RecvError;
     let rx = st.events.subscribe();
-    let caller = match &p {
-        Principal::Admin => "admin".to_owned(),
-        Principal::Tenant { name, .. } => format!("tenant:{name}"),
-    };
     let hello = SseEvent::default()
         .event("hello")
-        .data(serde_json::json!({"type": "hello", "caller": caller}).to_string());
+        .data(serde_json::json!({"type": "hello", "caller": p.label()}).to_string());
     let deadline = tokio::time::Instant::now() + EVENT_STREAM_LIFETIME;
     let shutdown = st.shutdown.clone();
     let stream = futures_util::stream::unfold(

@@ -23,6 +23,14 @@ impl Principal {
         }
     }
 
+    /// How the caller is named to itself: `admin` or `tenant:<name>`.
+    pub fn label(&self) -> String {
+        match self {
+            Principal::Admin => "admin".to_owned(),
+            Principal::Tenant { name, .. } => format!("tenant:{name}"),
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         matches!(self, Principal::Admin)
     }

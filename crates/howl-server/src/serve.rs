@@ -290,7 +290,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
                         resume_linger_secs: cfg.resume_linger_secs,
                         shutdown_deadline_secs: SHUTDOWN_DEADLINE.as_secs(),
                     },
-                    started: Some(std::time::Instant::now()),
+                    started: std::time::Instant::now(),
                 }),
                 metrics: metrics.clone(),
             },

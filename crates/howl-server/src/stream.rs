@@ -630,6 +630,16 @@ struct Instance {
 }
 
 impl Instance {
+    /// The tenant owning this producer (only lobbies have owners).
+    fn owner(&self) -> Option<u64> {
+        self.lobby.as_ref().and_then(|l| l.owner)
+    }
+
+    /// The lobby id the API shows, `None` for a private instance.
+    fn lobby_id(&self) -> Option<u64> {
+        self.lobby.as_ref().map(|_| self.id)
+    }
+
     /// The id clients see for this producer: the lobby's entry, or the app's.
     fn listed_id(&self) -> i32 {
         self.lobby.as_ref().map(|l| l.app_id).unwrap_or(self.app.id)
@@ -1190,7 +1200,7 @@ impl Engine {
                 Some(WorkerView {
                     pid: w.pid,
                     instance: i.id,
-                    lobby_id: i.lobby.as_ref().map(|_| i.id),
+                    lobby_id: i.lobby_id(),
                     app: i.app.title.clone(),
                     state: if i.linger_until.is_some() {
                         "lingering"
@@ -1202,7 +1212,7 @@ impl Engine {
                     heartbeats: w.stats.heartbeats.load(Ordering::Relaxed),
                     video_frames: w.stats.video_frames.load(Ordering::Relaxed),
                     uptime_secs: now.saturating_duration_since(w.started_at).as_secs(),
-                    tenant: i.lobby.as_ref().and_then(|l| l.owner),
+                    tenant: i.owner(),
                 })
             })
             .collect();
@@ -1326,14 +1336,13 @@ impl Engine {
         if let Some(inst) = self.instances.get_mut(&instance) {
             inst.viewers.insert(sid);
             inst.linger_until = None;
-            let lobby = inst.lobby.as_ref();
             self.settings.events.publish(
-                audience(lobby.and_then(|l| l.owner)),
+                audience(inst.owner()),
                 Event::SessionStarted {
                     id: sid.0,
                     client: input.client.clone(),
                     app: inst.app.title.clone(),
-                    lobby_id: lobby.map(|_| instance),
+                    lobby_id: inst.lobby_id(),
                 },
             );
         }
@@ -1389,8 +1398,8 @@ impl Engine {
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
             heap_trims: self.heap_trims.load(Ordering::Relaxed),
-            heap_trimmed_since_idle: self.trim_due.is_none()
-                && self.instances.is_empty()
+            // Cleared whenever a trim is scheduled, set when it is done.
+            heap_trimmed_since_idle: self.instances.is_empty()
                 && self.trimmed_idle.load(Ordering::Relaxed),
             // Cumulative counters start from the sessions that ended; live ones add below.
             ..self.retired.clone()
@@ -1429,14 +1438,14 @@ impl Engine {
                     frames_sent: s.stats.frames_sent.load(Ordering::Relaxed),
                     frames_dropped: s.stats.frames_dropped.load(Ordering::Relaxed),
                     input_events: s.stats.input_events.load(Ordering::Relaxed),
-                    lobby_id: inst.filter(|i| i.lobby.is_some()).map(|i| i.id),
+                    lobby_id: inst.and_then(Instance::lobby_id),
                     bitrate_kbps: cfg.map(|c| c.bitrate.maximum_kbps).unwrap_or(0),
                     rtt_ms: match s.stats.rtt_ms.load(Ordering::Relaxed) {
                         0 => None,
                         v => Some(u32::try_from(v).unwrap_or(u32::MAX)),
                     },
                     uptime_secs: now.saturating_duration_since(s.started_at).as_secs(),
-                    tenant: inst.and_then(|i| i.lobby.as_ref()).and_then(|l| l.owner),
+                    tenant: inst.and_then(Instance::owner),
                 }
             })
             .collect();
@@ -1588,11 +1597,11 @@ impl Engine {
                     }
                 });
                 self.settings.events.publish(
-                    audience(inst.lobby.as_ref().and_then(|l| l.owner)),
+                    audience(inst.owner()),
                     Event::WorkerStarted {
                         pid: w.pid,
                         app: inst.app.title.clone(),
-                        lobby_id: inst.lobby.as_ref().map(|_| instance),
+                        lobby_id: inst.lobby_id(),
                     },
                 );
                 inst.worker = Some(w.clone());
@@ -1600,38 +1609,32 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(instance, error = %e, "media worker failed to start");
-                self.settings.events.publish(
-                    audience(inst.lobby.as_ref().and_then(|l| l.owner)),
-                    Event::WorkerDied {
-                        pid: None,
-                        app: inst.app.title.clone(),
-                        lobby_id: inst.lobby.as_ref().map(|_| instance),
-                        reason: format!("failed to start: {e}"),
-                    },
-                );
-                self.stop_instance(instance, EndReason::WorkerDied { detail: e });
+                self.worker_died(instance, format!("failed to start: {e}"), e);
             }
         }
     }
 
     fn worker_exited(&mut self, instance: u64, exit: WorkerExit) {
-        if !self.instances.contains_key(&instance) {
-            return;
-        }
         if let WorkerExit::Died(detail) = exit {
-            if let Some(inst) = self.instances.get(&instance) {
-                self.settings.events.publish(
-                    audience(inst.lobby.as_ref().and_then(|l| l.owner)),
-                    Event::WorkerDied {
-                        pid: inst.worker.as_ref().map(|w| w.pid),
-                        app: inst.app.title.clone(),
-                        lobby_id: inst.lobby.as_ref().map(|_| instance),
-                        reason: detail.clone(),
-                    },
-                );
-            }
-            self.stop_instance(instance, EndReason::WorkerDied { detail });
+            self.worker_died(instance, detail.clone(), detail);
         }
+    }
+
+    /// A worker died or never started: operators are told why, then its instance stops.
+    fn worker_died(&mut self, instance: u64, reason: String, detail: String) {
+        let Some(inst) = self.instances.get(&instance) else {
+            return;
+        };
+        self.settings.events.publish(
+            audience(inst.owner()),
+            Event::WorkerDied {
+                pid: inst.worker.as_ref().map(|w| w.pid),
+                app: inst.app.title.clone(),
+                lobby_id: inst.lobby_id(),
+                reason,
+            },
+        );
+        self.stop_instance(instance, EndReason::WorkerDied { detail });
     }
 
     fn play(&mut self, sid: SessionId, now: Instant) {
@@ -1898,14 +1901,13 @@ impl Engine {
             frames_sent = s.stats.frames_sent.load(Ordering::Relaxed), "session ended");
         {
             let inst = self.instances.get(&s.instance);
-            let lobby = inst.and_then(|i| i.lobby.as_ref());
             self.settings.events.publish(
-                audience(lobby.and_then(|l| l.owner)),
+                audience(inst.and_then(Instance::owner)),
                 Event::SessionEnded {
                     id: sid.0,
                     client: s.client.clone(),
                     app: inst.map(|i| i.app.title.clone()).unwrap_or_default(),
-                    lobby_id: lobby.map(|_| s.instance),
+                    lobby_id: inst.and_then(Instance::lobby_id),
                     reason: reason.to_string(),
                 },
             );
