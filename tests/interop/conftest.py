@@ -136,20 +136,28 @@ def howl_factory(tmp_path):
     def make(state_dir: Path | None = None, env: dict | None = None, extra_args=None,
              ports: tuple | None = None) -> Howl:
         sd = state_dir or (tmp_path / f"state{len(servers)}")
-        e = dict(os.environ)
-        e.setdefault("HOWL_LOG", "info")
-        # Free ports for the media plane too, so a test never collides with a howl already
-        # running on this machine (or with another test run).
-        e.setdefault("HOWL_RTSP_PORT", "0")
-        for key in ("HOWL_VIDEO_PORT", "HOWL_CONTROL_PORT", "HOWL_AUDIO_PORT"):
-            e.setdefault(key, str(free_port(socket.SOCK_DGRAM)))
-        e.update(env or {})
-        hp, sp, ap = ports or (free_port(), free_port(), free_port())
-        h = Howl(state_dir=sd, http_port=hp, https_port=sp, api_port=ap, env=e,
-                 extra_args=list(extra_args or []))
-        h.start()
-        servers.append(h)
-        return h
+        # A port found free here can be taken by another process before howl binds it (the
+        # clients' own sockets use the same ephemeral range); then start again on new ports.
+        for attempt in range(3):
+            e = dict(os.environ)
+            e.setdefault("HOWL_LOG", "info")
+            # Free ports for the media plane too, so a test never collides with a howl already
+            # running on this machine (or with another test run).
+            e.setdefault("HOWL_RTSP_PORT", "0")
+            for key in ("HOWL_VIDEO_PORT", "HOWL_CONTROL_PORT", "HOWL_AUDIO_PORT"):
+                e.setdefault(key, str(free_port(socket.SOCK_DGRAM)))
+            e.update(env or {})
+            hp, sp, ap = ports or (free_port(), free_port(), free_port())
+            h = Howl(state_dir=sd, http_port=hp, https_port=sp, api_port=ap, env=e,
+                     extra_args=list(extra_args or []))
+            try:
+                h.start()
+            except RuntimeError as err:
+                if "Address already in use" not in str(err) or attempt == 2:
+                    raise
+                continue
+            servers.append(h)
+            return h
 
     yield make
     for h in servers:
