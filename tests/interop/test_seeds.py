@@ -151,8 +151,7 @@ def test_seed002_clients_that_vanish_are_reaped_by_their_deadlines(howl_factory,
           f"fds {base[0]}->{fds_of(pid)}, threads {base[1]}->{threads_of(pid)}, "
           f"RSS {base[2]}->{rss} kB")
     assert sum(reasons.values()) == 100, reasons
-    # Issue 5 asks for RSS within 5 % of the baseline. The server hands freed heap back to the
-    # OS once idle (malloc_trim) and the test measures at that point; measured run to run:
-    # -0.3 % to +5.2 % (18.5-19.5 MB), so a 5 % bound would make CI flaky. This bound still
-    # catches a seed-002-sized leak (300 MB -> 5.6 GB) while the 5 % work stays open.
-    assert rss <= base[2] * 1.15, (rss, base[2])
+    # Within 5 % of the baseline. Freed heap goes back to the OS once the server is idle
+    # (malloc_trim) and the test measures at that point; with the server's allocator policy
+    # (howl-server heap.rs) the change measured +0.6 % to +1.0 % over seven runs.
+    assert rss <= base[2] * 1.05, (rss, base[2])

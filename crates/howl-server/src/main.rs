@@ -10,6 +10,7 @@ mod config;
 mod core_task;
 mod enet;
 mod events;
+mod heap;
 mod listener;
 mod mdns;
 mod media;
@@ -29,6 +30,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    heap::configure();
     let cli = cli::Cli::parse();
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -766,20 +766,6 @@ pub fn spawn(
     (handle, task)
 }
 
-/// Returns free heap pages to the OS (glibc keeps them in its arenas otherwise).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn release_freed_heap() {
-    // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it has no
-    // preconditions and returns whether it released anything.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_heap() {}
-
 /// Who sees events about something owned by `owner`.
 fn audience(owner: Option<u64>) -> Audience {
     owner.map_or(Audience::AdminOnly, Audience::Tenant)
@@ -1823,7 +1809,7 @@ impl Engine {
             let trims = self.heap_trims.clone();
             let done = self.trimmed_idle.clone();
             tokio::task::spawn_blocking(move || {
-                release_freed_heap();
+                crate::heap::release_freed();
                 trims.fetch_add(1, Ordering::Relaxed);
                 done.store(true, Ordering::Relaxed);
             });
