@@ -221,6 +221,9 @@ pub enum DescribeRefusal {
     /// The stream exists but cannot start now (no free encoder, app failed to launch).
     #[error("stream unavailable")]
     Unavailable,
+    /// The request cannot be served as asked (a mode the encoder refuses).
+    #[error("bad request")]
+    BadRequest,
 }
 
 impl DescribeRefusal {
@@ -231,6 +234,7 @@ impl DescribeRefusal {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadRequest => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -337,7 +341,9 @@ impl PlayerSession {
         self.next_deadline().map(|(at, _)| at)
     }
 
-    fn next_deadline(&self) -> Option<(Instant, EndReason)> {
+    /// The next deadline and the reason the session ends with if it passes; `None` once
+    /// ended. For a server whose session engine, not the connection, owns the deadlines.
+    pub fn next_deadline(&self) -> Option<(Instant, EndReason)> {
         if matches!(self.phase, Phase::Ended(_)) {
             return None;
         }
