@@ -84,6 +84,11 @@ def test_ffmpeg_decodes_frames_and_the_tone(howl, tmp_path, transport):
     assert wait_until(lambda: rtsp_status(howl)["rtsp"]["players"] == 0, 10)
     ended = rtsp_status(howl)["rtsp"]["sessions_ended"]
     assert ended.get("teardown", 0) + ended.get("client_disconnected", 0) == 1, ended
+    status, metrics = howl.api("GET", "/metrics")
+    assert status == 200
+    for line in ("howl_rtsp_players 0", "howl_rtsp_packets_sent_total ",
+                 "howl_rtsp_sessions_ended_total{reason="):
+        assert line in metrics, line
 
 
 @pytest.mark.skipif(shutil.which("gst-launch-1.0") is None,

@@ -659,8 +659,14 @@ impl Conn {
         let tenants = self.ctx.core.tenant_index();
         let Some(principal) = principal_of(&query, &self.ctx.admin_token, &tenants) else {
             // The credentials themselves are never logged; only whether some were sent.
-            tracing::info!(peer = %self.peer, path = %query.path.target,
-                credentials = query.credentials.is_some(), "RTSP player unauthorized");
+            // Players ask without credentials first, so only a failed attempt is news.
+            if query.credentials.is_some() {
+                tracing::info!(peer = %self.peer, path = %query.path.target,
+                    "RTSP player sent wrong credentials");
+            } else {
+                tracing::debug!(peer = %self.peer, path = %query.path.target,
+                    "RTSP player asked without credentials; challenged");
+            }
             return Ok(self
                 .session
                 .complete_describe(query, Err(DescribeRefusal::Unauthorized)));
