@@ -1097,3 +1097,84 @@ async fn first_parameter_sets(
         .ok()
         .flatten()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use howl_proto::rtsp::{Method, Request};
+
+    #[allow(clippy::disallowed_methods)]
+    fn origin() -> Instant {
+        Instant::now()
+    }
+
+    fn query(auth: Option<&str>) -> Box<DescribeQuery> {
+        let t0 = origin();
+        let mut s = PlayerSession::new(
+            PlayerConfig::new("Sess10nId0", "nonce", random_rtp(), random_rtp()),
+            t0,
+        )
+        .unwrap();
+        let mut req = Request::new(Method::Describe, "rtsp://h/app/x").with_header("CSeq", "1");
+        if let Some(a) = auth {
+            req = req.with_header("Authorization", a);
+        }
+        match s.handle(req, t0) {
+            Handled::Describe(q) => q,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `Basic` credentials for user `u` (base64 spelled out: the encoder is howl-proto's own).
+    fn basic(password: &str) -> String {
+        let b64 = match password {
+            "admin-token" => "dTphZG1pbi10b2tlbg==",
+            "tenant-token" => "dTp0ZW5hbnQtdG9rZW4=",
+            "wrong" => "dTp3cm9uZw==",
+            _ => "dTo=",
+        };
+        format!("Basic {b64}")
+    }
+
+    #[test]
+    fn admin_and_tenant_tokens_resolve_to_their_principals() {
+        let mut tenants = TenantIndex::new();
+        tenants.insert(
+            howl_core::tenants::token_digest("tenant-token"),
+            (3, "team".into()),
+        );
+        let p = |auth: Option<&str>| principal_of(&query(auth), "admin-token", &tenants);
+        assert_eq!(p(Some(&basic("admin-token"))), Some(Principal::Admin));
+        assert_eq!(
+            p(Some(&basic("tenant-token"))),
+            Some(Principal::Tenant {
+                id: 3,
+                name: "team".into()
+            })
+        );
+        assert_eq!(p(Some(&basic("wrong"))), None);
+        assert_eq!(p(Some(&basic(""))), None);
+        assert_eq!(p(Some("Bearer admin-token")), None);
+        assert_eq!(p(None), None);
+    }
+
+    #[test]
+    fn the_engine_sees_a_published_deadline_pass_with_its_reason() {
+        let t0 = origin();
+        let link = PlayerLink::default();
+        assert_eq!(link.expired(t0 + Duration::from_secs(999)), None);
+        link.publish(Some((
+            t0 + Duration::from_secs(5),
+            player::EndReason::NeverPlayed,
+        )));
+        assert_eq!(link.expired(t0), None);
+        assert_eq!(
+            link.expired(t0 + Duration::from_secs(5)),
+            Some(EndReason::NeverPlayed)
+        );
+        link.publish(Some((t0, player::EndReason::KeepAliveTimeout)));
+        assert_eq!(link.expired(t0), Some(EndReason::KeepAliveTimeout));
+        link.publish(None);
+        assert_eq!(link.expired(t0 + Duration::from_secs(999)), None);
+    }
+}
