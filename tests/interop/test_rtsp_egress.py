@@ -46,6 +46,27 @@ def assert_increasing(counters, minimum):
     return readable
 
 
+def workers_of(pid: int) -> list:
+    """The `howl-worker` children of one howl (other howls may run on this machine)."""
+    return [w for w in pids_of("howl-worker") if parent_of(w) == pid]
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def rtsp_status(h):
     status, st = h.api("GET", "/api/v1/status")
     assert status == 200, st
@@ -149,7 +170,7 @@ def test_ten_players_and_a_moonlight_viewer_share_one_worker(howl, tmp_path):
         # Frames for the whole run: the counter spans (nearly) all of it at 30 fps.
         assert readable[-1] - readable[0] >= (seconds - 2) * 30, (readable[0], readable[-1])
     lobbies = howl.api("GET", "/api/v1/lobbies")[1]
-    assert len(howl.api("GET", "/api/v1/workers")[1]) == 1 and len(pids_of("howl-worker")) == 1
+    assert len(howl.api("GET", "/api/v1/workers")[1]) == 1 and len(workers_of(pid)) == 1
     print(f"10 ffmpeg players + 1 moonlight-python viewer on lobby {lobbies[0]['id']}: one "
           f"worker, howl server CPU {cpu * 100:.0f}% of one core")
 
@@ -229,6 +250,8 @@ def test_sigterm_with_ten_players_closes_every_one(howl_factory):
         for i in range(10)]
     assert wait_until(lambda: rtsp_status(h)["rtsp"]["players"] == 10, 60), h.log()[-3000:]
     assert wait_until(lambda: rtsp_status(h)["frames_sent"] > 100, 30)
+    workers = [w["pid"] for w in h.api("GET", "/api/v1/workers")[1]]
+    assert len(workers) == 1, workers
     t0 = time.monotonic()
     assert h.stop(timeout=12) == 0, h.log()[-3000:]
     took = time.monotonic() - t0
@@ -236,7 +259,7 @@ def test_sigterm_with_ten_players_closes_every_one(howl_factory):
     # RTSP connection) and exits.
     for p in players:
         p.wait(timeout=20)
-    assert not pids_of("howl-worker")
+    assert not any(alive(w) for w in workers), workers
     log = h.log()
     assert log.count("reason=server shutdown") >= 10, log[-3000:]
     print(f"SIGTERM with 10 players: exited 0 in {took:.1f}s")
@@ -264,7 +287,7 @@ def test_vanished_players_are_ended_by_their_deadlines_and_nothing_leaks(howl_fa
 
     def idle():
         e = rtsp_status(h)
-        return e["rtsp"]["players"] == 0 and e["instances"] == 0 and not pids_of("howl-worker")
+        return e["rtsp"]["players"] == 0 and e["instances"] == 0 and not workers_of(pid)
 
     def trimmed():
         return rtsp_status(h)["heap_trimmed_since_idle"]
@@ -351,3 +374,20 @@ def test_hevc_lobby_plays_over_rtsp(howl, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "hevc" in p.stderr, p.stderr[-2000:]
     assert_increasing(counters_of(out.read_bytes(), 1280, 720), 50)
+
+
+@needs_ffmpeg
+def test_tenant_with_ffmpeg_when_digest_is_off(howl_factory, tmp_path):
+    h = howl_factory(env={"HOWL_RTSP_EGRESS_DIGEST": "false"})
+    st, t = h.api("POST", "/api/v1/tokens", {"name": "team-a"})
+    assert st == 201
+    st, _ = h.api("POST", "/api/v1/lobbies", {"name": "mine", "app": "Test Pattern",
+                                               "width": 640, "height": 360}, token=t["token"])
+    assert st == 201
+    p = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-rtsp_transport", "tcp",
+         "-i", url(h, "/lobby/mine", token=t["token"]), "-map", "0:v:0", "-frames:v", "30",
+         "-f", "null", "-"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "640x360" in p.stderr
+    assert t["token"] not in h.log()

@@ -85,6 +85,10 @@ pub struct Config {
     pub rtsp_egress_play_timeout_secs: u64,
     /// Offer RTP over UDP to players (two shared port pairs); off: interleaved TCP only.
     pub rtsp_egress_udp: bool,
+    /// Challenge players with Digest as well as Basic. Digest keeps the token off the wire
+    /// but works only with the admin token (tenant tokens are stored as hashes), and ffmpeg
+    /// and VLC pick Digest whenever it is offered: turn it off to let tenants use them.
+    pub rtsp_egress_digest: bool,
     /// Apps besides the built-in "Test Pattern".
     pub apps: Vec<AppConfig>,
 }
@@ -122,6 +126,7 @@ impl Default for Config {
             rtsp_egress_session_timeout_secs: 60,
             rtsp_egress_play_timeout_secs: 20,
             rtsp_egress_udp: true,
+            rtsp_egress_digest: true,
             apps: Vec::new(),
         }
     }
@@ -175,6 +180,7 @@ const ENV_KEYS: &[&str] = &[
     "rtsp_egress_session_timeout_secs",
     "rtsp_egress_play_timeout_secs",
     "rtsp_egress_udp",
+    "rtsp_egress_digest",
 ];
 
 impl Config {

@@ -279,6 +279,8 @@ pub struct PlayerContext {
     pub core: CoreHandle,
     pub admin_token: Arc<str>,
     pub timeouts: PlayerTimeouts,
+    /// Challenge with Digest as well as Basic (`rtsp_egress_digest`).
+    pub offer_digest: bool,
     pub udp: Option<Arc<PlayerUdp>>,
 }
 
@@ -465,6 +467,7 @@ async fn connection(
     );
     config.session_timeout = ctx.timeouts.session;
     config.play_timeout = ctx.timeouts.play;
+    config.offer_digest = ctx.offer_digest;
     if let Some(udp) = &ctx.udp {
         config.video_udp = Some(udp.video_ports);
         config.audio_udp = Some(udp.audio_ports);

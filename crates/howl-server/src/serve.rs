@@ -357,6 +357,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
                     session: Duration::from_secs(cfg.rtsp_egress_session_timeout_secs),
                     play: Duration::from_secs(cfg.rtsp_egress_play_timeout_secs),
                 },
+                offer_digest: cfg.rtsp_egress_digest,
                 udp,
             },
             shutdown.clone(),

@@ -46,6 +46,10 @@ pub struct PlayerConfig {
     /// built with the same values so that `RTP-Info` tells the truth.
     pub video_rtp: RtpParams,
     pub audio_rtp: RtpParams,
+    /// Offer Digest in a 401 besides Basic. Players such as ffmpeg and VLC answer Digest
+    /// whenever it is offered, so a server whose secrets it only holds as hashes turns it off
+    /// to get Basic from them.
+    pub offer_digest: bool,
 }
 
 impl PlayerConfig {
@@ -66,6 +70,7 @@ impl PlayerConfig {
             audio_udp: None,
             video_rtp,
             audio_rtp,
+            offer_digest: true,
         }
     }
 
@@ -552,9 +557,11 @@ impl PlayerSession {
                 };
                 let mut resp = self.respond(req, refusal.status());
                 if refusal == DescribeRefusal::Unauthorized {
-                    for c in auth::challenges(&self.config.realm, &self.config.nonce) {
-                        resp.headers.append("WWW-Authenticate", c);
+                    let [digest, basic] = auth::challenges(&self.config.realm, &self.config.nonce);
+                    if self.config.offer_digest {
+                        resp.headers.append("WWW-Authenticate", digest);
                     }
+                    resp.headers.append("WWW-Authenticate", basic);
                 }
                 resp
             }
