@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Soak test of the RTSP egress (not run in CI; see docs/rtsp.md):
 #   scripts/soak-rtsp.sh [PLAYERS=20] [MINUTES=60]
+# HOWL_BIN=path/to/howl uses that binary instead of building a release one.
 # Keeps PLAYERS ffmpeg players on /app/Test Pattern (half TCP, half UDP, each replaced when it
 # exits) and prints the server's figures once a minute, then stops howl with SIGTERM.
 set -euo pipefail
@@ -9,12 +10,15 @@ PLAYERS=${1:-20}
 MINUTES=${2:-60}
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/howl/target}
 command -v ffmpeg >/dev/null || { echo "ffmpeg is required (apt-get install ffmpeg)" >&2; exit 1; }
-cargo build --release --bins
+if [ -z "${HOWL_BIN:-}" ]; then
+  cargo build --release --bins
+  HOWL_BIN=$TARGET/release/howl
+fi
 STATE=$(mktemp -d)
 PORT=${SOAK_RTSP_PORT:-18554}
 API=127.0.0.1:${SOAK_API_PORT:-18990}
 HOWL_LOG=info HOWL_RTSP_PORT=0 HOWL_VIDEO_PORT=0 HOWL_AUDIO_PORT=0 HOWL_CONTROL_PORT=0 \
-  "$TARGET/release/howl" serve --no-mdns --bind 127.0.0.1 --state-dir "$STATE" \
+  "$HOWL_BIN" serve --no-mdns --bind 127.0.0.1 --state-dir "$STATE" \
   --http-port 0 --https-port 0 --api-bind "$API" --rtsp-egress-bind "127.0.0.1:$PORT" \
   >"$STATE/howl.log" 2>&1 &
 HOWL=$!
