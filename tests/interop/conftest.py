@@ -52,6 +52,11 @@ class Howl:
     extra_args: list = field(default_factory=list)
 
     @property
+    def rtsp_port(self) -> int:
+        """The port of the RTSP egress for players."""
+        return int(self.env["HOWL_RTSP_EGRESS_BIND"].rsplit(":", 1)[1])
+
+    @property
     def token(self) -> str:
         return (self.state_dir / "api-token").read_text().strip()
 
@@ -146,6 +151,8 @@ def howl_factory(tmp_path):
             e.setdefault("HOWL_RTSP_PORT", "0")
             for key in ("HOWL_VIDEO_PORT", "HOWL_CONTROL_PORT", "HOWL_AUDIO_PORT"):
                 e.setdefault(key, str(free_port(socket.SOCK_DGRAM)))
+            # The players' RTSP port (default 8554) too: tests run side by side.
+            e.setdefault("HOWL_RTSP_EGRESS_BIND", f"127.0.0.1:{free_port()}")
             e.update(env or {})
             hp, sp, ap = ports or (free_port(), free_port(), free_port())
             h = Howl(state_dir=sd, http_port=hp, https_port=sp, api_port=ap, env=e,

@@ -44,6 +44,13 @@ pub enum EndReason {
     ClientMisbehaved { detail: String },
     /// Something inside howl failed.
     Internal { detail: String },
+    /// An RTSP player sent TEARDOWN.
+    PlayerTeardown,
+    /// An RTSP player sent no keep-alive (RTSP request or RTCP report) within the session
+    /// timeout.
+    KeepAliveTimeout,
+    /// An RTSP player set up its tracks but never sent PLAY within the play timeout.
+    NeverPlayed,
 }
 
 impl fmt::Display for EndReason {
@@ -62,6 +69,9 @@ impl fmt::Display for EndReason {
             EndReason::Shutdown => f.write_str("server shutdown"),
             EndReason::ClientMisbehaved { detail } => write!(f, "client misbehaved: {detail}"),
             EndReason::Internal { detail } => write!(f, "internal error: {detail}"),
+            EndReason::PlayerTeardown => f.write_str("player sent TEARDOWN"),
+            EndReason::KeepAliveTimeout => f.write_str("player stopped sending keep-alives"),
+            EndReason::NeverPlayed => f.write_str("player set up but never played"),
         }
     }
 }
@@ -83,6 +93,9 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::ClientMisbehaved { .. } => "client_misbehaved",
             EndReason::Internal { .. } => "internal",
+            EndReason::PlayerTeardown => "teardown",
+            EndReason::KeepAliveTimeout => "keepalive_timeout",
+            EndReason::NeverPlayed => "never_played",
         }
     }
 

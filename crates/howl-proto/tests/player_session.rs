@@ -725,3 +725,19 @@ fn describe_query_does_not_leak_the_token() {
     );
     assert_eq!(q.authorize([((), "token")]), Some(()));
 }
+
+#[test]
+fn without_digest_the_challenge_is_basic_only() {
+    let t0 = origin();
+    let mut c = config(false);
+    c.offer_digest = false;
+    let mut s = PlayerSession::new(c, t0).unwrap();
+    let Handled::Describe(q) = s.handle(req(&format!("DESCRIBE {URL} RTSP/1.0\nCSeq: 1\n")), t0)
+    else {
+        panic!("describe expected")
+    };
+    let resp = s.complete_describe(q, Err(DescribeRefusal::Unauthorized));
+    assert_eq!(resp.status.0, 401);
+    let challenges: Vec<&str> = resp.headers.get_all("WWW-Authenticate").collect();
+    assert_eq!(challenges, vec![r#"Basic realm="howl""#]);
+}

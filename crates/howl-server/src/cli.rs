@@ -80,6 +80,14 @@ pub struct ServeArgs {
     /// Management API address (overrides `api_bind`). [default: 127.0.0.1:47990]
     #[arg(long, value_name = "ADDR:PORT")]
     pub api_bind: Option<SocketAddr>,
+    /// RTSP address for standard players such as VLC and ffmpeg (overrides
+    /// `rtsp_egress_bind`); play rtsp://user:<API token>@ADDR:PORT/app/<app> or
+    /// /lobby/<lobby>. [default: 127.0.0.1:8554]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub rtsp_egress_bind: Option<SocketAddr>,
+    /// Do not serve RTSP to players (sets `rtsp_egress = false`).
+    #[arg(long)]
+    pub no_rtsp_egress: bool,
 }
 
 /// How a client command reaches the running server: shared by every command but `serve`.

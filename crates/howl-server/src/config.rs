@@ -72,6 +72,23 @@ pub struct Config {
     /// How long a connected client may send no control message before its session ends, in
     /// seconds (clients ping every 100 ms).
     pub control_silence_secs: u64,
+    /// Serve RTSP to standard players (VLC, ffmpeg, GStreamer, OBS) on `rtsp_egress_bind`.
+    pub rtsp_egress: bool,
+    /// Address of the players' RTSP listener. Loopback by default: players log in with API
+    /// tokens, so expose it only where the API would be exposed.
+    pub rtsp_egress_bind: SocketAddr,
+    /// A player that sends no keep-alive (RTSP request or RTCP report) for this long is ended,
+    /// in seconds (announced to players in the `Session` header).
+    pub rtsp_egress_session_timeout_secs: u64,
+    /// A player that set up its tracks but sends no PLAY within this long is ended, in
+    /// seconds.
+    pub rtsp_egress_play_timeout_secs: u64,
+    /// Offer RTP over UDP to players (two shared port pairs); off: interleaved TCP only.
+    pub rtsp_egress_udp: bool,
+    /// Challenge players with Digest as well as Basic. Digest keeps the token off the wire
+    /// but works only with the admin token (tenant tokens are stored as hashes), and ffmpeg
+    /// and VLC pick Digest whenever it is offered: turn it off to let tenants use them.
+    pub rtsp_egress_digest: bool,
     /// Apps besides the built-in "Test Pattern".
     pub apps: Vec<AppConfig>,
 }
@@ -104,6 +121,12 @@ impl Default for Config {
             rtsp_deadline_secs: 20,
             connect_deadline_secs: 15,
             control_silence_secs: 10,
+            rtsp_egress: true,
+            rtsp_egress_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8554),
+            rtsp_egress_session_timeout_secs: 60,
+            rtsp_egress_play_timeout_secs: 20,
+            rtsp_egress_udp: true,
+            rtsp_egress_digest: true,
             apps: Vec::new(),
         }
     }
@@ -152,6 +175,12 @@ const ENV_KEYS: &[&str] = &[
     "rtsp_deadline_secs",
     "connect_deadline_secs",
     "control_silence_secs",
+    "rtsp_egress",
+    "rtsp_egress_bind",
+    "rtsp_egress_session_timeout_secs",
+    "rtsp_egress_play_timeout_secs",
+    "rtsp_egress_udp",
+    "rtsp_egress_digest",
 ];
 
 impl Config {
@@ -241,6 +270,22 @@ impl Config {
         ] {
             if secs == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be > 0")));
+            }
+        }
+        for (name, secs) in [
+            (
+                "rtsp_egress_session_timeout_secs",
+                self.rtsp_egress_session_timeout_secs,
+            ),
+            (
+                "rtsp_egress_play_timeout_secs",
+                self.rtsp_egress_play_timeout_secs,
+            ),
+        ] {
+            if !(1..=86_400).contains(&secs) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be between 1 and 86400"
+                )));
             }
         }
         howl_core::AppCatalog::new(&self.apps).map_err(|e| ConfigError::Invalid(e.to_string()))?;

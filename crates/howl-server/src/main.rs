@@ -16,6 +16,7 @@ mod mdns;
 mod media;
 mod metrics;
 mod nvhttp;
+mod player;
 mod procinfo;
 mod rtsp;
 mod serve;
@@ -93,6 +94,12 @@ async fn run_serve(args: cli::ServeArgs) -> Result<(), String> {
     }
     if let Some(a) = args.api_bind {
         cfg.api_bind = a;
+    }
+    if let Some(a) = args.rtsp_egress_bind {
+        cfg.rtsp_egress_bind = a;
+    }
+    if args.no_rtsp_egress {
+        cfg.rtsp_egress = false;
     }
     let state_dir = args.state_dir.unwrap_or_else(statedir::default_state_dir);
     serve::run(cfg, &state_dir).await.map_err(|e| e.to_string())

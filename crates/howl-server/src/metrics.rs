@@ -456,6 +456,51 @@ impl Collector for Snapshot {
                 .iter()
                 .map(|(r, n)| ([("reason", Esc(r))], ConstCounter::new(*n))),
         )?;
+        let rtsp = &e.rtsp;
+        gauge(
+            enc,
+            "howl_rtsp_players",
+            "RTSP players connected",
+            rtsp.players,
+        )?;
+        family(
+            enc,
+            "howl_rtsp_players_by_path",
+            "RTSP players connected, by URL path",
+            None,
+            MetricType::Gauge,
+            rtsp.players_by_path
+                .iter()
+                .map(|(p, n)| ([("path", Esc(p))], ConstGauge::new(*n))),
+        )?;
+        counter(
+            enc,
+            "howl_rtsp_packets_sent",
+            "RTP and RTCP packets sent to RTSP players",
+            rtsp.packets_sent,
+        )?;
+        counter(
+            enc,
+            "howl_rtsp_bytes_sent",
+            "RTP and RTCP bytes sent to RTSP players",
+            rtsp.bytes_sent,
+        )?;
+        counter(
+            enc,
+            "howl_rtsp_frames_dropped",
+            "Video frames RTSP players lost (lagging, waiting for a keyframe)",
+            rtsp.frames_dropped,
+        )?;
+        family(
+            enc,
+            "howl_rtsp_sessions_ended",
+            "RTSP player sessions ended, by reason",
+            None,
+            MetricType::Counter,
+            rtsp.sessions_ended
+                .iter()
+                .map(|(r, n)| ([("reason", Esc(r))], ConstCounter::new(*n))),
+        )?;
 
         let per_listener = |f: fn(&ListenerSample) -> u64| {
             self.listeners
@@ -648,6 +693,16 @@ mod tests {
         };
         engine.frames_dropped_by_reason.insert("lagged", 2);
         engine.sessions_ended.insert("client_quit".into(), 4);
+        engine.rtsp.players = 2;
+        engine
+            .rtsp
+            .players_by_path
+            .insert("/app/Test Pattern".into(), 2);
+        engine.rtsp.packets_sent = 77;
+        engine
+            .rtsp
+            .sessions_ended
+            .insert("keepalive_timeout".into(), 3);
         Snapshot {
             engine,
             sessions: vec![session(7, "Test Pattern", 120)],
@@ -699,6 +754,10 @@ mod tests {
             "howl_frames_unwatched_total 0",
             "howl_max_video_queue_depth 0",
             "howl_sessions_ended_total{reason=\"client_quit\"} 4",
+            "howl_rtsp_players 2",
+            "howl_rtsp_players_by_path{path=\"/app/Test Pattern\"} 2",
+            "howl_rtsp_packets_sent_total 77",
+            "howl_rtsp_sessions_ended_total{reason=\"keepalive_timeout\"} 3",
             "howl_input_events_total 0",
             "howl_connections_accepted_total{listener=\"nvhttp\"} 5",
             "howl_connections_open{listener=\"nvhttp\"} 1",

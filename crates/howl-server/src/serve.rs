@@ -167,6 +167,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             connect_deadline: Duration::from_secs(cfg.connect_deadline_secs),
             control_silence: Duration::from_secs(cfg.control_silence_secs),
             events: events.clone(),
+            player_defaults: crate::player::PlayerDefaults::default(),
         },
         enet_host.sender(),
         enet_events,
@@ -323,6 +324,44 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
                 tracing::warn!(error = %e, "cannot bind the API unix socket; the TCP API still works")
             }
         }
+    }
+
+    if cfg.rtsp_egress {
+        let addr = cfg.rtsp_egress_bind;
+        let l = bind("RTSP egress", addr).await?;
+        let udp = if cfg.rtsp_egress_udp {
+            Some(
+                crate::player::PlayerUdp::bind(addr.ip())
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        what: "RTSP egress UDP",
+                        addr: SocketAddr::new(addr.ip(), 0),
+                        source,
+                    })?,
+            )
+        } else {
+            None
+        };
+        if let Some(u) = &udp {
+            u.spawn_receivers(shutdown.clone());
+        }
+        tracing::info!(addr = %l.local_addr().unwrap_or(addr), udp = udp.is_some(),
+            "RTSP players: rtsp://<user>:<API token>@host:port/app/<app> or /lobby/<lobby>");
+        tasks.spawn(crate::player::serve(
+            l,
+            crate::player::PlayerContext {
+                engine: engine.clone(),
+                core: core.clone(),
+                admin_token: Arc::from(token.as_str()),
+                timeouts: crate::player::PlayerTimeouts {
+                    session: Duration::from_secs(cfg.rtsp_egress_session_timeout_secs),
+                    play: Duration::from_secs(cfg.rtsp_egress_play_timeout_secs),
+                },
+                offer_digest: cfg.rtsp_egress_digest,
+                udp,
+            },
+            shutdown.clone(),
+        ));
     }
 
     let _mdns = if cfg.mdns {

@@ -17,6 +17,7 @@
 use crate::enet::{EnetCommand, EnetEvent, EnetSender, PeerId};
 use crate::events::{Audience, Event};
 use crate::media::{self, MediaKind, SenderSettings};
+use crate::player::{PlayerJoin, PlayerJoined, PlayerLink, PlayerRefusal};
 use crate::worker::{self, Worker, WorkerExit};
 use howl_core::routing::Router;
 use howl_core::{App, AppKind, EndReason, SessionId};
@@ -78,6 +79,8 @@ pub struct EngineSettings {
     pub control_silence: Duration,
     /// Where session, lobby and worker events go (operators' live view).
     pub events: crate::events::EventBus,
+    /// How an `/app/` producer for RTSP players runs unless its first player asks otherwise.
+    pub player_defaults: crate::player::PlayerDefaults,
 }
 
 /// Why `/launch` or `/resume` failed; the status code is what clients are told.
@@ -241,6 +244,24 @@ pub struct EngineCounters {
     /// True once the heap was returned after the last producer stopped, until the next one
     /// stops (tests measure RSS at that point).
     pub heap_trimmed_since_idle: bool,
+    /// RTSP egress players (also counted in `sessions`, `bytes_sent` and `sessions_ended`).
+    pub rtsp: RtspCounters,
+}
+
+/// Live figures of the RTSP egress (issue 9).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RtspCounters {
+    /// Players connected now, by path (`/app/<name>` or `/lobby/<name>`).
+    pub players_by_path: std::collections::BTreeMap<String, u64>,
+    pub players: u64,
+    /// RTP and RTCP packets sent to players since start.
+    pub packets_sent: u64,
+    /// RTP and RTCP bytes sent to players since start.
+    pub bytes_sent: u64,
+    /// Video frames dropped for players (lagging, waiting for a keyframe).
+    pub frames_dropped: u64,
+    /// Player sessions ended since start, by reason label.
+    pub sessions_ended: std::collections::BTreeMap<String, u64>,
 }
 
 /// Why a lobby could not be created or stopped (the operator's mistakes, or a busy engine).
@@ -359,6 +380,14 @@ enum Cmd {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    PlayerJoin {
+        join: Box<PlayerJoin>,
+        reply: oneshot::Sender<Result<PlayerJoined, PlayerRefusal>>,
+    },
+    PlayerEnd {
+        session: SessionId,
+        reason: EndReason,
+    },
 }
 
 /// Adds one session's counters to the engine totals.
@@ -380,6 +409,13 @@ fn add_session_stats(c: &mut EngineCounters, st: &SessionStats) {
     c.audio_packets_sent += get(&st.audio_packets_sent);
     c.input_events += get(&st.input_events);
     c.control_errors += get(&st.control_errors);
+}
+
+/// Adds one player's counters to the RTSP totals.
+fn add_player_stats(c: &mut RtspCounters, st: &SessionStats) {
+    c.packets_sent += st.datagrams_sent.load(Ordering::Relaxed);
+    c.bytes_sent += st.bytes_sent.load(Ordering::Relaxed);
+    c.frames_dropped += st.frames_dropped.load(Ordering::Relaxed);
 }
 
 /// Only test-pattern apps stream in this build; others get a clear error.
@@ -571,6 +607,27 @@ impl EngineHandle {
         let _ = self.tx.send(Cmd::Enet(ev)).await;
     }
 
+    /// Adds an RTSP player to the producer its path names (starting an `/app/` producer if
+    /// none runs); the player is a fan-out viewer like a Moonlight session.
+    pub async fn player_join(&self, join: PlayerJoin) -> Result<PlayerJoined, PlayerRefusal> {
+        let join = Box::new(join);
+        self.ask(|reply| Cmd::PlayerJoin { join, reply })
+            .await
+            .unwrap_or(Err(PlayerRefusal::Unavailable(
+                "the streaming engine did not answer in time".into(),
+            )))
+    }
+
+    /// Ends a player's session through the engine's one end path. Waits for queue room
+    /// (bounded): an end must not be lost, or the viewer would be counted until its deadline.
+    pub async fn player_end(&self, session: SessionId, reason: EndReason) {
+        let _ = tokio::time::timeout(
+            ENGINE_REPLY_DEADLINE,
+            self.tx.send(Cmd::PlayerEnd { session, reason }),
+        )
+        .await;
+    }
+
     /// Ends every session (clients are told) and stops every worker; bounded by the caller.
     pub async fn shutdown(&self) {
         let _ = self.ask(|reply| Cmd::Shutdown { reply }).await;
@@ -627,6 +684,9 @@ struct Instance {
     /// Sessions watching this producer (at most one for a private instance).
     viewers: std::collections::BTreeSet<SessionId>,
     linger_until: Option<Instant>,
+    /// The shared producer of an app for RTSP players (`/app/<name>`): it lingers, then
+    /// stops, once its last player left.
+    for_players: bool,
 }
 
 impl Instance {
@@ -664,8 +724,27 @@ struct Session {
     started_at: Instant,
 }
 
+/// An RTSP player: a fan-out viewer whose connection task (player.rs) does the media and the
+/// protocol; the engine owns its lifetime (deadlines, the end path).
+struct Player {
+    id: SessionId,
+    instance: u64,
+    /// Who and from where, for logs and the API (`rtsp:admin@127.0.0.1:50000`).
+    label: String,
+    /// The URL path it watches, for the per-path counters.
+    path: String,
+    link: Arc<PlayerLink>,
+    cancel: CancellationToken,
+    stats: Arc<SessionStats>,
+    started_at: Instant,
+    codec: Codec,
+}
+
 struct Engine {
     settings: EngineSettings,
+    players: HashMap<SessionId, Player>,
+    /// Totals of the players that ended (live ones are added at read time).
+    rtsp_retired: RtspCounters,
     self_tx: mpsc::WeakSender<Cmd>,
     enet: EnetSender,
     video_sock: Arc<UdpSocket>,
@@ -732,6 +811,8 @@ pub fn spawn(
     }
     let mut engine = Engine {
         settings,
+        players: HashMap::new(),
+        rtsp_retired: RtspCounters::default(),
         self_tx: tx.downgrade(),
         enet,
         video_sock,
@@ -838,7 +919,7 @@ impl Engine {
             }
             Cmd::StopSession { id, reply } => {
                 let sid = SessionId(id);
-                let found = self.sessions.contains_key(&sid);
+                let found = self.sessions.contains_key(&sid) || self.players.contains_key(&sid);
                 if found {
                     self.end_session(sid, EndReason::ApiStop, now);
                 }
@@ -890,6 +971,14 @@ impl Engine {
             Cmd::Shutdown { reply } => {
                 self.end_everything(EndReason::Shutdown);
                 let _ = reply.send(());
+            }
+            Cmd::PlayerJoin { join, reply } => {
+                let _ = reply.send(self.player_join(*join, now));
+            }
+            Cmd::PlayerEnd { session, reason } => {
+                if self.players.contains_key(&session) {
+                    self.end_session(session, reason, now);
+                }
             }
         }
     }
@@ -972,6 +1061,7 @@ impl Engine {
                 params: None,
                 viewers: Default::default(),
                 linger_until: None,
+                for_players: false,
             },
         );
         self.new_session(id, input, now)
@@ -1107,6 +1197,7 @@ impl Engine {
                 params: None,
                 viewers: Default::default(),
                 linger_until: None,
+                for_players: false,
             },
         );
         // The producer starts now and outlives its viewers.
@@ -1370,7 +1461,7 @@ impl Engine {
                 .values()
                 .filter(|i| i.lobby.is_some())
                 .count(),
-            sessions: self.sessions.len(),
+            sessions: self.sessions.len() + self.players.len(),
             workers: self
                 .instances
                 .values()
@@ -1392,6 +1483,13 @@ impl Engine {
         };
         for s in self.sessions.values() {
             add_session_stats(&mut c, &s.stats);
+        }
+        c.rtsp = self.rtsp_retired.clone();
+        c.rtsp.players = self.players.len() as u64;
+        for p in self.players.values() {
+            add_session_stats(&mut c, &p.stats);
+            add_player_stats(&mut c.rtsp, &p.stats);
+            *c.rtsp.players_by_path.entry(p.path.clone()).or_insert(0) += 1;
         }
         for w in self.instances.values().filter_map(|i| i.worker.as_ref()) {
             c.frames_unwatched += w.stats.video_unwatched.load(Ordering::Relaxed);
@@ -1435,6 +1533,32 @@ impl Engine {
                 }
             })
             .collect();
+        for p in self.players.values() {
+            let inst = self.instances.get(&p.instance);
+            let params = inst.and_then(|i| i.params.as_ref());
+            v.push(SessionView {
+                id: p.id,
+                client: p.label.clone(),
+                app: inst.map(|i| i.app.title.clone()).unwrap_or_default(),
+                width: params.map(|c| c.width).unwrap_or(0),
+                height: params.map(|c| c.height).unwrap_or(0),
+                fps: params.map(|c| c.fps).unwrap_or(0),
+                codec: p.codec.name().to_owned(),
+                worker_pid: inst.and_then(|i| i.worker.as_ref()).map(|w| w.pid),
+                producer_frame_counter: inst
+                    .and_then(|i| i.worker.as_ref())
+                    .map(|w| w.stats.last_frame_counter.load(Ordering::Relaxed))
+                    .unwrap_or(0),
+                frames_sent: p.stats.frames_sent.load(Ordering::Relaxed),
+                frames_dropped: p.stats.frames_dropped.load(Ordering::Relaxed),
+                input_events: 0,
+                lobby_id: inst.and_then(Instance::lobby_id),
+                bitrate_kbps: params.map(|c| c.bitrate_kbps).unwrap_or(0),
+                rtt_ms: None,
+                uptime_secs: now.saturating_duration_since(p.started_at).as_secs(),
+                tenant: inst.and_then(Instance::owner),
+            });
+        }
         v.sort_by_key(|s| s.id);
         v
     }
@@ -1834,6 +1958,13 @@ impl Engine {
                 _ => {}
             }
         }
+        // Player deadlines: the connection's protocol state computes them, the engine enforces
+        // them, so a wedged or vanished connection task cannot keep a viewer alive.
+        for p in self.players.values() {
+            if let Some(reason) = p.link.expired(now) {
+                to_end.push((p.id, reason));
+            }
+        }
         for (sid, reason) in to_end {
             self.end_session(sid, reason, now);
         }
@@ -1850,6 +1981,10 @@ impl Engine {
 
     /// The one way a session ends.
     fn end_session(&mut self, sid: SessionId, reason: EndReason, now: Instant) {
+        if let Some(p) = self.players.remove(&sid) {
+            self.end_player(p, reason, now);
+            return;
+        }
         let Some(mut s) = self.sessions.remove(&sid) else {
             return;
         };
@@ -1898,11 +2033,53 @@ impl Engine {
                 },
             );
         }
-        let Some(inst) = self.instances.get_mut(&s.instance) else {
+        self.leave_instance(sid, s.instance, reason, now);
+    }
+
+    /// A player's part of the end path: its connection closes (the task sees `cancel`).
+    fn end_player(&mut self, p: Player, reason: EndReason, now: Instant) {
+        p.cancel.cancel();
+        *self.ended.entry(reason.label()).or_insert(0) += 1;
+        *self
+            .rtsp_retired
+            .sessions_ended
+            .entry(reason.label().to_owned())
+            .or_insert(0) += 1;
+        p.stats.video_queue_depth.store(0, Ordering::Relaxed);
+        add_session_stats(&mut self.retired, &p.stats);
+        add_player_stats(&mut self.rtsp_retired, &p.stats);
+        tracing::info!(session = %p.id, player = %p.label, path = %p.path, reason = %reason,
+            frames_sent = p.stats.frames_sent.load(Ordering::Relaxed), "player session ended");
+        {
+            let inst = self.instances.get(&p.instance);
+            self.settings.events.publish(
+                audience(inst.and_then(Instance::owner)),
+                Event::SessionEnded {
+                    id: p.id.0,
+                    client: p.label.clone(),
+                    app: inst.map(|i| i.app.title.clone()).unwrap_or_default(),
+                    lobby_id: inst.and_then(Instance::lobby_id),
+                    reason: reason.to_string(),
+                },
+            );
+        }
+        self.leave_instance(p.id, p.instance, reason, now);
+    }
+
+    /// Removes a viewer from its producer and applies the producer's stop policy.
+    fn leave_instance(&mut self, sid: SessionId, instance: u64, reason: EndReason, now: Instant) {
+        let Some(inst) = self.instances.get_mut(&instance) else {
             return;
         };
         inst.viewers.remove(&sid);
         let empty = inst.viewers.is_empty();
+        if inst.for_players {
+            // Players come and go (a probe, a reconnect): keep the producer a while.
+            if empty {
+                inst.linger_until = Some(now + self.settings.linger);
+            }
+            return;
+        }
         match &inst.lobby {
             // Producers outlive viewers: a lobby only stops by policy, after its idle timeout.
             Some(l) => {
@@ -1960,12 +2137,167 @@ impl Engine {
         }
     }
 
+    /// Attaches an RTSP player to the producer its path names, starting an `/app/` producer
+    /// if none runs.
+    fn player_join(
+        &mut self,
+        join: PlayerJoin,
+        now: Instant,
+    ) -> Result<PlayerJoined, PlayerRefusal> {
+        use howl_proto::player::StreamTarget;
+        let PlayerJoin {
+            target,
+            principal,
+            peer,
+            app,
+            link,
+        } = join;
+        let (inst_id, path) = match &target {
+            StreamTarget::Lobby { name } => {
+                // A tenant sees only its own lobbies: others are "not found", as in the API.
+                let id = self
+                    .instances
+                    .values()
+                    .find(|i| {
+                        i.lobby.as_ref().is_some_and(|l| l.name == *name)
+                            && principal.may_access(i.owner())
+                    })
+                    .map(|i| i.id)
+                    .ok_or(PlayerRefusal::NotFound)?;
+                (id, format!("/lobby/{name}"))
+            }
+            StreamTarget::App { name, video } => {
+                let app = app
+                    .filter(|a| principal.may_access(a.owner))
+                    .ok_or(PlayerRefusal::NotFound)?;
+                check_streamable(&app).map_err(|e| PlayerRefusal::Unavailable(e.to_string()))?;
+                // Encode once: every player of the app shares one producer; the first
+                // player's URL chose its mode.
+                let running = self
+                    .instances
+                    .values()
+                    .find(|i| i.for_players && i.app.id == app.id)
+                    .map(|i| i.id);
+                let id = match running {
+                    Some(id) => id,
+                    None => self.start_player_app(app, *video)?,
+                };
+                (id, format!("/app/{name}"))
+            }
+        };
+        let Some(inst) = self.instances.get_mut(&inst_id) else {
+            return Err(PlayerRefusal::NotFound);
+        };
+        let Some(params) = inst.params.clone() else {
+            return Err(PlayerRefusal::Unavailable(
+                "the producer has not started".into(),
+            ));
+        };
+        if !matches!(params.codec, Codec::H264 | Codec::Hevc) {
+            return Err(PlayerRefusal::Unavailable(format!(
+                "{} streams cannot be sent to RTSP players",
+                params.codec.name()
+            )));
+        }
+        let sid = SessionId(self.next_id);
+        self.next_id += 1;
+        let cancel = CancellationToken::new();
+        let stats = Arc::new(SessionStats::default());
+        inst.viewers.insert(sid);
+        inst.linger_until = None;
+        let label = format!("rtsp:{}@{peer}", principal.label());
+        self.settings.events.publish(
+            audience(inst.owner()),
+            Event::SessionStarted {
+                id: sid.0,
+                client: label.clone(),
+                app: inst.app.title.clone(),
+                lobby_id: inst.lobby_id(),
+            },
+        );
+        let joined = PlayerJoined {
+            session: sid,
+            worker: inst.worker_tx.subscribe(),
+            cancel: cancel.clone(),
+            stats: stats.clone(),
+            params: params.clone(),
+            title: inst.app.title.clone(),
+        };
+        self.players.insert(
+            sid,
+            Player {
+                id: sid,
+                instance: inst_id,
+                label,
+                path,
+                link,
+                cancel,
+                stats,
+                started_at: now,
+                codec: params.codec,
+            },
+        );
+        Ok(joined)
+    }
+
+    /// Starts the shared producer of `app` for RTSP players.
+    fn start_player_app(
+        &mut self,
+        app: App,
+        video: howl_proto::player::VideoRequest,
+    ) -> Result<u64, PlayerRefusal> {
+        let d = self.settings.player_defaults;
+        let params = StreamParams {
+            width: video.width.unwrap_or(d.width),
+            height: video.height.unwrap_or(d.height),
+            fps: video.fps.unwrap_or(d.fps),
+            bitrate_kbps: video.bitrate_kbps.unwrap_or(d.bitrate_kbps),
+            codec: Codec::H264,
+            audio_channels: 2,
+            // Players take any Opus frame size; 10 ms halves the packet rate of 5 ms.
+            audio_packet_ms: 10,
+            source: source_of(&app),
+            slices_per_frame: 1,
+        };
+        params
+            .validate()
+            .map_err(|e| PlayerRefusal::BadRequest(e.to_string()))?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let (worker_tx, _) = watch::channel(None);
+        tracing::info!(app = %app.title, instance = id, width = params.width, height = params.height,
+            fps = params.fps, "starting an app for RTSP players");
+        self.instances.insert(
+            id,
+            Instance {
+                id,
+                client: String::new(),
+                lobby: None,
+                app,
+                worker: None,
+                worker_tx,
+                starting: false,
+                params: None,
+                viewers: Default::default(),
+                linger_until: None,
+                for_players: true,
+            },
+        );
+        self.start_worker(id, params);
+        Ok(id)
+    }
+
     fn end_everything(&mut self, reason: EndReason) {
         let ids: Vec<u64> = self.instances.keys().copied().collect();
         for id in ids {
             self.stop_instance(id, reason.clone());
         }
-        let sids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        let sids: Vec<SessionId> = self
+            .sessions
+            .keys()
+            .chain(self.players.keys())
+            .copied()
+            .collect();
         for sid in sids {
             self.end_session(sid, reason.clone(), Instant::now());
         }

@@ -46,6 +46,10 @@ pub struct PlayerConfig {
     /// built with the same values so that `RTP-Info` tells the truth.
     pub video_rtp: RtpParams,
     pub audio_rtp: RtpParams,
+    /// Offer Digest in a 401 besides Basic. Players such as ffmpeg and VLC answer Digest
+    /// whenever it is offered, so a server whose secrets it only holds as hashes turns it off
+    /// to get Basic from them.
+    pub offer_digest: bool,
 }
 
 impl PlayerConfig {
@@ -66,6 +70,7 @@ impl PlayerConfig {
             audio_udp: None,
             video_rtp,
             audio_rtp,
+            offer_digest: true,
         }
     }
 
@@ -221,6 +226,9 @@ pub enum DescribeRefusal {
     /// The stream exists but cannot start now (no free encoder, app failed to launch).
     #[error("stream unavailable")]
     Unavailable,
+    /// The request cannot be served as asked (a mode the encoder refuses).
+    #[error("bad request")]
+    BadRequest,
 }
 
 impl DescribeRefusal {
@@ -231,6 +239,7 @@ impl DescribeRefusal {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadRequest => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -337,7 +346,9 @@ impl PlayerSession {
         self.next_deadline().map(|(at, _)| at)
     }
 
-    fn next_deadline(&self) -> Option<(Instant, EndReason)> {
+    /// The next deadline and the reason the session ends with if it passes; `None` once
+    /// ended. For a server whose session engine, not the connection, owns the deadlines.
+    pub fn next_deadline(&self) -> Option<(Instant, EndReason)> {
         if matches!(self.phase, Phase::Ended(_)) {
             return None;
         }
@@ -546,9 +557,11 @@ impl PlayerSession {
                 };
                 let mut resp = self.respond(req, refusal.status());
                 if refusal == DescribeRefusal::Unauthorized {
-                    for c in auth::challenges(&self.config.realm, &self.config.nonce) {
-                        resp.headers.append("WWW-Authenticate", c);
+                    let [digest, basic] = auth::challenges(&self.config.realm, &self.config.nonce);
+                    if self.config.offer_digest {
+                        resp.headers.append("WWW-Authenticate", digest);
                     }
+                    resp.headers.append("WWW-Authenticate", basic);
                 }
                 resp
             }
