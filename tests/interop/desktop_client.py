@@ -94,10 +94,12 @@ class Reader:
         """(state, seconds) of the first new frame satisfying pred, or (last state, None)."""
         t0 = time.monotonic()
         st = None
+        self.seen = []
         while time.monotonic() - t0 < timeout:
             f = self.frame(timeout=timeout)
             if f is None:
                 break
+            self.seen.append((round(time.monotonic() - t0, 3), f.frame_number))
             st = self.state(f.data)
             if pred(st):
                 return st, time.monotonic() - t0
@@ -175,6 +177,7 @@ def main() -> int:
             send()
             s, t = rd.wait(pred, timeout)
             lat[name] = None if t is None else round(t, 3)
+            out.setdefault("frames_seen", {})[name] = rd.seen
             out.setdefault("states", {})[name] = s
             return s
 

@@ -89,6 +89,8 @@ def test_desktop_streams_and_takes_input(howl_factory, tmp_path, size):
     w, h_ = size
     h = desktop_howl(howl_factory, tmp_path)
     r = run_client(h, tmp_path / "c", "--width", str(w), "--height", str(h_), "--mode", "full")
+    if os.environ.get("HOWL_DESKTOP_DUMP"):
+        Path(os.environ["HOWL_DESKTOP_DUMP"]).write_text(json.dumps(r, indent=1) + h.log())
     assert r["ok"], r
     assert r["shape"] == [h_, w, 3], r
     assert 150 < r["initial"]["background"] < 230, r  # the app's grey, not a black screen

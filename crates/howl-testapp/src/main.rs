@@ -157,7 +157,15 @@ fn run() -> Result<()> {
                 st.keysym = if shifted && col1 != 0 { col1 } else { col0 };
                 st.presses = st.presses.wrapping_add(1);
                 if std::env::var_os("HOWL_TESTAPP_DEBUG").is_some() {
-                    eprintln!("howl-testapp: key {} -> keysym {:#x}", k.detail, st.keysym);
+                    let t = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    eprintln!(
+                        "howl-testapp: {:.3} key {} -> keysym {:#x}",
+                        t.as_secs_f64(),
+                        k.detail,
+                        st.keysym
+                    );
                 }
                 let _ = min_keycode;
                 full = true;

@@ -264,6 +264,10 @@ impl MediaPipeline {
                     "device",
                     &format!("{}.monitor", crate::desktop::SINK_NAME),
                 )?;
+                // The system clock paces the pipeline, not the sound server's: a pulse clock
+                // that starts late stalls the screen capture, which waits on it (seen as
+                // 0.7 s without frames two seconds into a stream).
+                set(&asrc, "provide-clock", "false")?;
                 // Small capture buffers: audio latency is the buffer time.
                 set(&asrc, "buffer-time", "40000")?;
                 set(
