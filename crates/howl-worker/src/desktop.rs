@@ -404,3 +404,135 @@ fn stop_group(mut child: Child, grace: Duration) {
     }
     let _ = child.wait();
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn xvfb_missing() -> bool {
+        let missing = Command::new("Xvfb")
+            .arg("-help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err();
+        if missing {
+            eprintln!("SKIPPED: Xvfb is not installed; desktops cannot start here");
+        }
+        missing
+    }
+
+    /// PIDs of live (non-zombie) processes whose environment carries `marker`.
+    fn marked(marker: &str) -> Vec<u32> {
+        let needle = format!("{PRODUCER_ENV}={marker}").into_bytes();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('Z'))
+            {
+                continue;
+            }
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if env.split(|b| *b == 0).any(|v| v == needle.as_slice()) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    fn sh(script: &str) -> DesktopApp {
+        DesktopApp {
+            command: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![],
+            working_dir: None,
+        }
+    }
+
+    #[test]
+    fn dropping_a_desktop_stops_the_app_its_children_and_the_servers() {
+        if xvfb_missing() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("worker.sock").display().to_string();
+        // The app forks a child that ignores SIGTERM: only the group SIGKILL ends it.
+        let d = Desktop::start(
+            640,
+            480,
+            &sh("trap '' TERM; sleep 1000 & exec sleep 1000"),
+            dir.path(),
+            &marker,
+        )
+        .unwrap();
+        let display = d.display;
+        assert!(Path::new(&format!("/tmp/.X11-unix/X{display}")).exists());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Xvfb, the app and its child (plus pulseaudio where installed).
+        while marked(&marker).len() < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(marked(&marker).len() >= 3, "{:?}", marked(&marker));
+        drop(d);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !marked(&marker).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(marked(&marker), Vec::<u32>::new());
+        assert!(
+            !dir.path()
+                .join(format!("desktop-{}", std::process::id()))
+                .exists()
+        );
+        assert!(!Path::new(&format!("/tmp/.X11-unix/X{display}")).exists());
+    }
+
+    #[test]
+    fn an_app_that_exits_is_reported_once() {
+        if xvfb_missing() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("w.sock").display().to_string();
+        let mut d = Desktop::start(320, 240, &sh("exit 3"), dir.path(), &marker).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let detail = loop {
+            if let Some(d) = d.poll_app_exit() {
+                break d;
+            }
+            assert!(Instant::now() < deadline, "app exit not seen");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(detail.contains('3'), "{detail}");
+        assert_eq!(d.poll_app_exit(), None);
+    }
+
+    #[test]
+    fn a_missing_app_is_an_error_and_leaves_nothing() {
+        if xvfb_missing() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("w.sock").display().to_string();
+        let app = DesktopApp {
+            command: "/nonexistent/howl-app".into(),
+            args: vec![],
+            env: vec![],
+            working_dir: None,
+        };
+        let err = Desktop::start(320, 240, &app, dir.path(), &marker).unwrap_err();
+        assert!(err.to_string().contains("cannot start app"), "{err}");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !marked(&marker).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(marked(&marker), Vec::<u32>::new());
+    }
+}
