@@ -224,7 +224,17 @@ def test_app_exit_ends_the_producer(howl_factory, tmp_path):
     assert "app_exited" in json.dumps(body), body
 
 
-def test_gamepads_need_uinput():
-    if not os.path.exists("/dev/uinput"):
-        pytest.skip("/dev/uinput does not exist on this machine: gamepads cannot be tested")
-    pytest.skip("gamepads through uinput are not implemented yet")
+
+def test_no_sound_server_means_silent_audio_and_a_log_line(howl_factory, tmp_path):
+    # A PATH with Xvfb but without pulseaudio (or pacat).
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "Xvfb").symlink_to(shutil.which("Xvfb"))
+    cfg = tmp_path / "howl.toml"
+    cfg.write_text(f'[[apps]]\ntitle = "Test App"\nkind = "process"\n'
+                   f'command = {json.dumps(app_bin())}\n')
+    h = howl_factory(extra_args=["--config", str(cfg)], env={"PATH": str(bindir)})
+    r = run_client(h, tmp_path / "c", "--mode", "check")
+    assert r["ok"], r
+    assert 150 < r["final"]["background"] < 230, r
+    assert "no sound server for this desktop; its audio is silent" in h.log()

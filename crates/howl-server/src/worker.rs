@@ -175,6 +175,7 @@ pub async fn spawn(
     runtime_dir: &Path,
     params: StreamParams,
 ) -> Result<Worker, WorkerError> {
+    let is_desktop = matches!(params.source, protocol::Source::Desktop(_));
     let n = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
     let sock_path = runtime_dir.join(format!("worker-{}-{n}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock_path);
@@ -261,7 +262,7 @@ pub async fn spawn(
         dec,
         cmd_rx,
         input_rx,
-        sock_path.clone(),
+        is_desktop.then(|| sock_path.clone()),
         video_tx.clone(),
         audio_tx.clone(),
         exit_tx,
@@ -332,7 +333,7 @@ async fn supervise(
     mut dec: FrameDecoder,
     mut commands: mpsc::Receiver<Message>,
     mut input: mpsc::Receiver<Message>,
-    marker: PathBuf,
+    desktop_marker: Option<PathBuf>,
     video: broadcast::Sender<Arc<VideoFrame>>,
     audio: broadcast::Sender<Arc<AudioPacket>>,
     exit: watch::Sender<WorkerExit>,
@@ -457,14 +458,15 @@ async fn supervise(
     }
     // Then whatever its desktop started that outlived it (an app's own children escape the
     // worker's death signal; they carry its marker).
-    let marker_for_reap = marker.clone();
-    let leftovers = tokio::task::spawn_blocking(move || reap_marked(&marker_for_reap, false))
-        .await
-        .unwrap_or_default();
-    if !leftovers.is_empty() {
-        tracing::warn!(pid, killed = ?leftovers, "killed desktop processes that outlived their worker");
+    // Inline, not on the blocking pool: one pass over /proc takes milliseconds, and a pool
+    // thread would linger (and count) long after.
+    if let Some(marker) = &desktop_marker {
+        let leftovers = reap_marked(marker, false);
+        if !leftovers.is_empty() {
+            tracing::warn!(pid, killed = ?leftovers, "killed desktop processes that outlived their worker");
+        }
+        remove_desktop_dir(marker, pid);
     }
-    remove_desktop_dir(&marker, pid);
     let outcome = match (outcome, app_exited) {
         (WorkerExit::Stopped, Some(detail)) => WorkerExit::AppExited(detail),
         (o, _) => o,
@@ -497,6 +499,10 @@ pub const PRODUCER_ENV: &str = "HOWL_PRODUCER";
 pub fn reap_marked(marker: &Path, prefix: bool) -> Vec<u32> {
     let mut needle = format!("{PRODUCER_ENV}=").into_bytes();
     needle.extend_from_slice(marker.as_os_str().as_encoded_bytes());
+    if prefix {
+        // A directory: `/x/run` must not match markers under `/x/run2`.
+        needle.push(b'/');
+    }
     let me = std::process::id();
     let mut killed = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -650,6 +656,45 @@ fn is_orphan_worker(cmdline: &[u8], runtime_dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marked_processes_are_reaped_by_exact_marker_or_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let marker = run.join("worker-1-1.sock");
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .env(PRODUCER_ENV, &marker)
+            .spawn()
+            .unwrap();
+        // Until the exec completed, /proc shows the parent's environment.
+        let needle = format!("{PRODUCER_ENV}={}", marker.display());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read(format!("/proc/{}/environ", child.id()))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .any(|v| v == needle.as_bytes())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "child never showed its environment"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Neither a sibling directory's prefix nor another worker's marker matches.
+        let sibling = dir.path().join("ru");
+        assert!(reap_marked(&sibling, true).is_empty());
+        assert!(reap_marked(&run.join("worker-1-2.sock"), false).is_empty());
+        assert!(child.try_wait().unwrap().is_none());
+        let reaped = reap_marked(&run, true);
+        let _ = child.kill();
+        assert_eq!(reaped, vec![child.id()]);
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+    }
 
     #[test]
     fn only_workers_of_this_state_dir_are_orphans() {

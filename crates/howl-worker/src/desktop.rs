@@ -115,6 +115,8 @@ impl Desktop {
             .env("DISPLAY", self.display_name())
             .env(PRODUCER_ENV, marker)
             .env("XDG_RUNTIME_DIR", &self.dir)
+            // The app belongs on this display only, never on the operator's session.
+            .env_remove("WAYLAND_DISPLAY")
             .stdin(Stdio::null());
         match self.pulse_server() {
             Some(s) => cmd.env("PULSE_SERVER", s),
