@@ -172,7 +172,9 @@ def test_session_end_leaves_nothing(howl_factory, tmp_path):
     r = run_client(h, tmp_path / "c", "--mode", "check")  # pairs; quits at the end
     assert r["ok"], r
     wait_for(lambda: not marked_processes(h.state_dir), 10, "no desktop processes after quit")
-    assert not list((h.state_dir / "run").glob("desktop-*"))
+    # The worker removes its private directory right after stopping the servers.
+    wait_for(lambda: not list((h.state_dir / "run").glob("desktop-*")), 5,
+             "the desktop's directory removed")
 
 
 def test_worker_kill9_leaves_nothing(howl_factory, tmp_path):
@@ -187,6 +189,8 @@ def test_worker_kill9_leaves_nothing(howl_factory, tmp_path):
         os.kill(workers[0]["pid"], signal.SIGKILL)
         wait_for(lambda: not marked_processes(h.state_dir), 10,
                  "no desktop processes after the worker was killed")
+        wait_for(lambda: not list((h.state_dir / "run").glob("desktop-*")), 5,
+                 "the killed desktop's directory removed")
     finally:
         p.kill()
         p.communicate()
@@ -208,7 +212,8 @@ def test_server_sigkill_and_restart_leave_nothing(howl_factory, tmp_path):
         h.start()
         wait_for(lambda: not marked_processes(h.state_dir), 10,
                  "no desktop processes after the restart")
-        assert not list((h.state_dir / "run").glob("desktop-*"))
+        wait_for(lambda: not list((h.state_dir / "run").glob("desktop-*")), 5,
+                 "the killed desktop's directory removed")
     finally:
         p.kill()
         p.communicate()
