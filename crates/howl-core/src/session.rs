@@ -38,6 +38,8 @@ pub enum EndReason {
     ApiStop,
     /// The media worker died or stopped answering.
     WorkerDied { detail: String },
+    /// The desktop's app ended by itself.
+    AppExited { detail: String },
     /// The server is shutting down.
     Shutdown,
     /// The client sent something the protocol does not allow.
@@ -66,6 +68,7 @@ impl fmt::Display for EndReason {
             EndReason::IdleTimeout => f.write_str("idle timeout"),
             EndReason::ApiStop => f.write_str("stopped through the API"),
             EndReason::WorkerDied { detail } => write!(f, "media worker died: {detail}"),
+            EndReason::AppExited { detail } => write!(f, "app exited ({detail})"),
             EndReason::Shutdown => f.write_str("server shutdown"),
             EndReason::ClientMisbehaved { detail } => write!(f, "client misbehaved: {detail}"),
             EndReason::Internal { detail } => write!(f, "internal error: {detail}"),
@@ -90,6 +93,7 @@ impl EndReason {
             EndReason::IdleTimeout => "idle_timeout",
             EndReason::ApiStop => "api_stop",
             EndReason::WorkerDied { .. } => "worker_died",
+            EndReason::AppExited { .. } => "app_exited",
             EndReason::Shutdown => "shutdown",
             EndReason::ClientMisbehaved { .. } => "client_misbehaved",
             EndReason::Internal { .. } => "internal",

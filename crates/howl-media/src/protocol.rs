@@ -26,6 +26,8 @@
 //!   Started{.., opus_config}       ---->   (before any Video/Audio)
 //!   Video / Audio / Heartbeat ...  ---->   (Heartbeat every 500 ms)
 //!                                  <----   RequestKeyframe (any time after Start)
+//!                                  <----   Input{viewer, event} / ReleaseInput{viewer}
+//!   AppExited{detail}              ---->   (a desktop's app ended by itself; Stop follows)
 //!   Error{fatal, message}          ---->   (fatal: the worker exits right after)
 //!                                  <----   Stop  => worker sets its pipeline to Null, exits 0
 //! ```
@@ -43,8 +45,10 @@
 //! stays failed; a *message* error (unknown type, truncated or malformed payload) consumes that
 //! one frame and decoding can go on, which keeps room for newer message types.
 
+use crate::xinput::{ClientInput, Press};
+
 /// Version of this protocol; sent in [`Message::Hello`]. Bump it on any incompatible change.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest allowed frame (type byte + payload). 16 MiB holds any access unit a sane encoder
 /// produces at the bitrates GameStream uses (a 4K IDR is a few MiB at most), while a corrupted
@@ -64,12 +68,15 @@ mod ty {
     pub const START: u8 = 0x01;
     pub const REQUEST_KEYFRAME: u8 = 0x02;
     pub const STOP: u8 = 0x03;
+    pub const INPUT: u8 = 0x04;
+    pub const RELEASE_INPUT: u8 = 0x05;
     pub const HELLO: u8 = 0x81;
     pub const STARTED: u8 = 0x82;
     pub const VIDEO: u8 = 0x83;
     pub const AUDIO: u8 = 0x84;
     pub const HEARTBEAT: u8 = 0x85;
     pub const ERROR: u8 = 0x86;
+    pub const APP_EXITED: u8 = 0x87;
 }
 
 /// Video codecs a worker can be asked for.
@@ -131,10 +138,28 @@ pub enum Source {
         /// Frequency of the audio test tone in Hz.
         tone_hz: u32,
     },
+    /// A virtual desktop: a private X server at the stream's resolution with a private sound
+    /// sink, running one app inside them, captured and encoded.
+    Desktop(DesktopApp),
 }
 
 impl Source {
     const TAG_TEST_PATTERN: u8 = 1;
+    const TAG_DESKTOP: u8 = 2;
+}
+
+/// The program a [`Source::Desktop`] runs inside its display and sound sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesktopApp {
+    /// Program to execute (looked up in `PATH` when it has no slash).
+    pub command: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables, on top of the worker's own plus `DISPLAY` and
+    /// `PULSE_SERVER`.
+    pub env: Vec<(String, String)>,
+    /// Working directory; the worker's own when `None`.
+    pub working_dir: Option<String>,
 }
 
 /// Everything a worker needs to build its pipeline. Sent once, in [`Message::Start`].
@@ -367,6 +392,19 @@ pub enum Message {
     RequestKeyframe,
     /// Server → worker: stop the pipeline and exit 0.
     Stop,
+    /// Server → worker: one input event of one viewer, for a desktop's display. `viewer`
+    /// tells whose held keys and buttons the event changes (each viewer has its own).
+    Input {
+        /// The viewer (session) it came from.
+        viewer: u64,
+        /// The event.
+        event: ClientInput,
+    },
+    /// Server → worker: the viewer left; release every key and button it still holds.
+    ReleaseInput {
+        /// The viewer (session) that left.
+        viewer: u64,
+    },
     /// Worker → server, first message after connecting.
     Hello {
         /// The worker's [`PROTOCOL_VERSION`].
@@ -402,6 +440,12 @@ pub enum Message {
         /// Audio packets produced by the encoder so far (sent or dropped).
         audio_packets: u64,
     },
+    /// Worker → server: the desktop's app ended by itself; the producer should end (the
+    /// worker keeps streaming until it receives `Stop`).
+    AppExited {
+        /// How it ended (`exit status: 0`, `signal: 9`), for logs and events.
+        detail: String,
+    },
     /// Worker → server: something went wrong; `fatal` means the worker exits right after.
     Error {
         /// Whether the worker is about to exit.
@@ -418,6 +462,9 @@ impl Message {
             Message::Start(_) => "Start",
             Message::RequestKeyframe => "RequestKeyframe",
             Message::Stop => "Stop",
+            Message::Input { .. } => "Input",
+            Message::ReleaseInput { .. } => "ReleaseInput",
+            Message::AppExited { .. } => "AppExited",
             Message::Hello { .. } => "Hello",
             Message::Started { .. } => "Started",
             Message::Video(_) => "Video",
@@ -433,6 +480,9 @@ impl Message {
             Message::Start(_) => ty::START,
             Message::RequestKeyframe => ty::REQUEST_KEYFRAME,
             Message::Stop => ty::STOP,
+            Message::Input { .. } => ty::INPUT,
+            Message::ReleaseInput { .. } => ty::RELEASE_INPUT,
+            Message::AppExited { .. } => ty::APP_EXITED,
             Message::Hello { .. } => ty::HELLO,
             Message::Started { .. } => ty::STARTED,
             Message::Video(_) => ty::VIDEO,
@@ -567,9 +617,35 @@ fn encode_payload(msg: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
                     out.push(Source::TAG_TEST_PATTERN);
                     out.extend_from_slice(&tone_hz.to_be_bytes());
                 }
+                Source::Desktop(app) => {
+                    out.push(Source::TAG_DESKTOP);
+                    put_str(out, "command", &app.command)?;
+                    put_count(out, "args", app.args.len())?;
+                    for a in &app.args {
+                        put_str(out, "args", a)?;
+                    }
+                    put_count(out, "env", app.env.len())?;
+                    for (k, v) in &app.env {
+                        put_str(out, "env", k)?;
+                        put_str(out, "env", v)?;
+                    }
+                    match &app.working_dir {
+                        Some(d) => {
+                            out.push(1);
+                            put_str(out, "working_dir", d)?;
+                        }
+                        None => out.push(0),
+                    }
+                }
             }
         }
         Message::RequestKeyframe | Message::Stop => {}
+        Message::Input { viewer, event } => {
+            out.extend_from_slice(&viewer.to_be_bytes());
+            encode_input(event, out)?;
+        }
+        Message::ReleaseInput { viewer } => out.extend_from_slice(&viewer.to_be_bytes()),
+        Message::AppExited { detail } => put_str(out, "detail", detail)?,
         Message::Hello {
             version,
             pid,
@@ -641,6 +717,156 @@ fn encode_payload(msg: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
     Ok(())
 }
 
+/// Largest `args` or `env` list in a [`DesktopApp`]: far above any real command line, low
+/// enough that a hostile count cannot make the decoder allocate much.
+pub const MAX_APP_LIST: usize = 4096;
+
+fn put_count(out: &mut Vec<u8>, field: &'static str, n: usize) -> Result<(), ProtocolError> {
+    if n > MAX_APP_LIST {
+        return Err(ProtocolError::InvalidField {
+            field,
+            value: n as u64,
+        });
+    }
+    // Cannot truncate: n <= MAX_APP_LIST < 2^16.
+    out.extend_from_slice(&(n as u16).to_be_bytes());
+    Ok(())
+}
+
+mod input_tag {
+    pub const KEY: u8 = 1;
+    pub const TEXT: u8 = 2;
+    pub const MOUSE_MOVE: u8 = 3;
+    pub const MOUSE_POSITION: u8 = 4;
+    pub const MOUSE_BUTTON: u8 = 5;
+    pub const SCROLL: u8 = 6;
+    pub const HSCROLL: u8 = 7;
+}
+
+fn press_to_wire(p: Press) -> u8 {
+    match p {
+        Press::Down => 1,
+        Press::Up => 0,
+    }
+}
+
+fn encode_input(event: &ClientInput, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    match event {
+        ClientInput::Key {
+            press,
+            key_code,
+            modifiers,
+        } => {
+            out.push(input_tag::KEY);
+            out.push(press_to_wire(*press));
+            out.extend_from_slice(&key_code.to_be_bytes());
+            out.push(*modifiers);
+        }
+        ClientInput::Text(t) => {
+            out.push(input_tag::TEXT);
+            put_str(out, "text", t)?;
+        }
+        ClientInput::MouseMove { dx, dy } => {
+            out.push(input_tag::MOUSE_MOVE);
+            out.extend_from_slice(&dx.to_be_bytes());
+            out.extend_from_slice(&dy.to_be_bytes());
+        }
+        ClientInput::MousePosition {
+            x,
+            y,
+            reference_width,
+            reference_height,
+        } => {
+            out.push(input_tag::MOUSE_POSITION);
+            out.extend_from_slice(&x.to_be_bytes());
+            out.extend_from_slice(&y.to_be_bytes());
+            out.extend_from_slice(&reference_width.to_be_bytes());
+            out.extend_from_slice(&reference_height.to_be_bytes());
+        }
+        ClientInput::MouseButton { press, button } => {
+            out.push(input_tag::MOUSE_BUTTON);
+            out.push(press_to_wire(*press));
+            out.push(*button);
+        }
+        ClientInput::Scroll { amount } => {
+            out.push(input_tag::SCROLL);
+            out.extend_from_slice(&amount.to_be_bytes());
+        }
+        ClientInput::HScroll { amount } => {
+            out.push(input_tag::HSCROLL);
+            out.extend_from_slice(&amount.to_be_bytes());
+        }
+    }
+    Ok(())
+}
+
+fn decode_input(r: &mut Reader<'_>) -> Result<ClientInput, ProtocolError> {
+    let press = |r: &mut Reader<'_>| -> Result<Press, ProtocolError> {
+        Ok(if r.bool("press")? {
+            Press::Down
+        } else {
+            Press::Up
+        })
+    };
+    Ok(match r.u8()? {
+        input_tag::KEY => ClientInput::Key {
+            press: press(r)?,
+            key_code: r.u16()?,
+            modifiers: r.u8()?,
+        },
+        input_tag::TEXT => ClientInput::Text(r.string("text")?),
+        input_tag::MOUSE_MOVE => ClientInput::MouseMove {
+            dx: r.i16()?,
+            dy: r.i16()?,
+        },
+        input_tag::MOUSE_POSITION => ClientInput::MousePosition {
+            x: r.i16()?,
+            y: r.i16()?,
+            reference_width: r.u16()?,
+            reference_height: r.u16()?,
+        },
+        input_tag::MOUSE_BUTTON => ClientInput::MouseButton {
+            press: press(r)?,
+            button: r.u8()?,
+        },
+        input_tag::SCROLL => ClientInput::Scroll { amount: r.i16()? },
+        input_tag::HSCROLL => ClientInput::HScroll { amount: r.i16()? },
+        v => {
+            return Err(ProtocolError::InvalidField {
+                field: "input",
+                value: u64::from(v),
+            });
+        }
+    })
+}
+
+fn decode_desktop(r: &mut Reader<'_>) -> Result<DesktopApp, ProtocolError> {
+    let command = r.string("command")?;
+    let n = r.count("args")?;
+    let mut args = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        args.push(r.string("args")?);
+    }
+    let n = r.count("env")?;
+    let mut env = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let k = r.string("env")?;
+        let v = r.string("env")?;
+        env.push((k, v));
+    }
+    let working_dir = if r.bool("working_dir")? {
+        Some(r.string("working_dir")?)
+    } else {
+        None
+    };
+    Ok(DesktopApp {
+        command,
+        args,
+        env,
+        working_dir,
+    })
+}
+
 /// Bounds-checked reader over one frame's payload.
 struct Reader<'a> {
     data: &'a [u8],
@@ -675,6 +901,21 @@ impl<'a> Reader<'a> {
 
     fn u32(&mut self) -> Result<u32, ProtocolError> {
         Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn i16(&mut self) -> Result<i16, ProtocolError> {
+        Ok(i16::from_be_bytes(self.array()?))
+    }
+
+    fn count(&mut self, field: &'static str) -> Result<usize, ProtocolError> {
+        let n = usize::from(self.u16()?);
+        if n > MAX_APP_LIST {
+            return Err(ProtocolError::InvalidField {
+                field,
+                value: n as u64,
+            });
+        }
+        Ok(n)
     }
 
     fn u64(&mut self) -> Result<u64, ProtocolError> {
@@ -735,6 +976,7 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, ProtocolError> {
             let slices_per_frame = r.u8()?;
             let source = match r.u8()? {
                 Source::TAG_TEST_PATTERN => Source::TestPattern { tone_hz: r.u32()? },
+                Source::TAG_DESKTOP => Source::Desktop(decode_desktop(&mut r)?),
                 v => {
                     return Err(ProtocolError::InvalidField {
                         field: "source",
@@ -756,6 +998,14 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, ProtocolError> {
         }
         ty::REQUEST_KEYFRAME => Message::RequestKeyframe,
         ty::STOP => Message::Stop,
+        ty::INPUT => Message::Input {
+            viewer: r.u64()?,
+            event: decode_input(&mut r)?,
+        },
+        ty::RELEASE_INPUT => Message::ReleaseInput { viewer: r.u64()? },
+        ty::APP_EXITED => Message::AppExited {
+            detail: r.string("detail")?,
+        },
         ty::HELLO => {
             let version = r.u16()?;
             let pid = r.u32()?;
@@ -948,6 +1198,66 @@ mod tests {
             }),
             Message::RequestKeyframe,
             Message::Stop,
+            Message::Start(StreamParams {
+                width: 1024,
+                height: 768,
+                fps: 30,
+                bitrate_kbps: 4000,
+                codec: Codec::H264,
+                audio_channels: 2,
+                audio_packet_ms: 5,
+                source: Source::Desktop(DesktopApp {
+                    command: "howl-testapp".into(),
+                    args: vec!["--tone".into(), "π".into()],
+                    env: vec![("A".into(), "b=c".into())],
+                    working_dir: Some("/tmp".into()),
+                }),
+                slices_per_frame: 1,
+            }),
+            Message::Input {
+                viewer: 7,
+                event: ClientInput::Key {
+                    press: Press::Down,
+                    key_code: 0x8041,
+                    modifiers: 1,
+                },
+            },
+            Message::Input {
+                viewer: 7,
+                event: ClientInput::Text("é€".into()),
+            },
+            Message::Input {
+                viewer: 7,
+                event: ClientInput::MouseMove { dx: -3, dy: 4 },
+            },
+            Message::Input {
+                viewer: 7,
+                event: ClientInput::MousePosition {
+                    x: 10,
+                    y: -1,
+                    reference_width: 1920,
+                    reference_height: 1080,
+                },
+            },
+            Message::Input {
+                viewer: u64::MAX,
+                event: ClientInput::MouseButton {
+                    press: Press::Up,
+                    button: 3,
+                },
+            },
+            Message::Input {
+                viewer: 1,
+                event: ClientInput::Scroll { amount: -60 },
+            },
+            Message::Input {
+                viewer: 1,
+                event: ClientInput::HScroll { amount: 120 },
+            },
+            Message::ReleaseInput { viewer: 9 },
+            Message::AppExited {
+                detail: "exit status: 0".into(),
+            },
             Message::Hello {
                 version: PROTOCOL_VERSION,
                 pid: 4242,

@@ -5,19 +5,71 @@
 #![allow(clippy::unwrap_used)]
 
 use howl_media::protocol::{
-    AudioPacket, Codec, EncoderInfo, FrameDecoder, MAX_FRAME_LEN, Message, OpusConfig,
+    AudioPacket, Codec, DesktopApp, EncoderInfo, FrameDecoder, MAX_FRAME_LEN, Message, OpusConfig,
     ProtocolError, Source, StreamParams, VideoFrame, encode,
 };
+use howl_media::xinput::{ClientInput, Press};
 use proptest::prelude::*;
 
 fn codec() -> impl Strategy<Value = Codec> {
     prop_oneof![Just(Codec::H264), Just(Codec::Hevc), Just(Codec::Av1)]
 }
 
+fn source() -> impl Strategy<Value = Source> {
+    prop_oneof![
+        any::<u32>().prop_map(|tone_hz| Source::TestPattern { tone_hz }),
+        (
+            ".{0,12}",
+            prop::collection::vec(".{0,6}", 0..4),
+            prop::collection::vec((".{0,6}", ".{0,6}"), 0..3),
+            proptest::option::of(".{0,8}")
+        )
+            .prop_map(
+                |(command, args, env, working_dir)| Source::Desktop(DesktopApp {
+                    command,
+                    args,
+                    env,
+                    working_dir,
+                })
+            ),
+    ]
+}
+
+fn press() -> impl Strategy<Value = Press> {
+    prop_oneof![Just(Press::Down), Just(Press::Up)]
+}
+
+fn client_input() -> impl Strategy<Value = ClientInput> {
+    prop_oneof![
+        (press(), any::<u16>(), any::<u8>()).prop_map(|(press, key_code, modifiers)| {
+            ClientInput::Key {
+                press,
+                key_code,
+                modifiers,
+            }
+        }),
+        ".{0,8}".prop_map(ClientInput::Text),
+        any::<(i16, i16)>().prop_map(|(dx, dy)| ClientInput::MouseMove { dx, dy }),
+        any::<(i16, i16, u16, u16)>().prop_map(|(x, y, w, h)| ClientInput::MousePosition {
+            x,
+            y,
+            reference_width: w,
+            reference_height: h,
+        }),
+        (press(), any::<u8>())
+            .prop_map(|(press, button)| ClientInput::MouseButton { press, button }),
+        any::<i16>().prop_map(|amount| ClientInput::Scroll { amount }),
+        any::<i16>().prop_map(|amount| ClientInput::HScroll { amount }),
+    ]
+}
+
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (any::<[u32; 4]>(), codec(), any::<[u8; 3]>(), any::<u32>()).prop_map(
-            |(n, codec, b, tone_hz)| Message::Start(StreamParams {
+        (any::<u64>(), client_input()).prop_map(|(viewer, event)| Message::Input { viewer, event }),
+        any::<u64>().prop_map(|viewer| Message::ReleaseInput { viewer }),
+        ".{0,20}".prop_map(|detail| Message::AppExited { detail }),
+        (any::<[u32; 4]>(), codec(), any::<[u8; 3]>(), source()).prop_map(
+            |(n, codec, b, source)| Message::Start(StreamParams {
                 width: n[0],
                 height: n[1],
                 fps: n[2],
@@ -25,7 +77,7 @@ fn message() -> impl Strategy<Value = Message> {
                 codec,
                 audio_channels: b[0],
                 audio_packet_ms: b[1],
-                source: Source::TestPattern { tone_hz },
+                source,
                 slices_per_frame: b[2],
             })
         ),
@@ -160,7 +212,7 @@ proptest! {
     #[test]
     fn decoder_never_panics_on_framed_garbage(
         frames in prop::collection::vec(
-            (0u32..48, prop::sample::select(vec![0x01u8, 0x02, 0x03, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x00, 0xff]),
+            (0u32..48, prop::sample::select(vec![0x01u8, 0x02, 0x03, 0x04, 0x05, 0x87, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x00, 0xff]),
              prop::collection::vec(any::<u8>(), 0..48)),
             0..4),
         cuts in prop::collection::vec(any::<usize>(), 0..6),

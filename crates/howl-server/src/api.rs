@@ -680,6 +680,12 @@ async fn list_apps(
 fn app_body(v: serde_json::Value, owner: Option<u64>) -> Result<howl_core::StoredApp, ApiError> {
     let c: howl_core::apps::AppConfig =
         serde_json::from_value(v).map_err(|e| ApiError::BadRequest(format!("invalid app: {e}")))?;
+    // A process app runs a command on the host as the server's user: operators only.
+    if owner.is_some() && matches!(c.kind, howl_core::AppKind::Process { .. }) {
+        return Err(ApiError::Forbidden(
+            "tenants cannot create process apps: they run commands on the host".into(),
+        ));
+    }
     Ok(howl_core::StoredApp {
         title: c.title,
         kind: c.kind,

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod config;
 mod core_task;
+mod desktop_input;
 mod enet;
 mod events;
 mod heap;

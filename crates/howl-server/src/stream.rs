@@ -418,21 +418,27 @@ fn add_player_stats(c: &mut RtspCounters, st: &SessionStats) {
     c.frames_dropped += st.frames_dropped.load(Ordering::Relaxed);
 }
 
-/// Only test-pattern apps stream in this build; others get a clear error.
+/// Every app kind of this build streams (the worker reports what it cannot start).
 fn check_streamable(app: &App) -> Result<(), LaunchError> {
     match app.kind {
-        AppKind::TestPattern { .. } => Ok(()),
-        AppKind::Process { .. } => Err(LaunchError::Unsupported(format!(
-            "app {:?} is a process app; this build streams only test-pattern apps",
-            app.title
-        ))),
+        AppKind::TestPattern { .. } | AppKind::Process { .. } => Ok(()),
     }
 }
 
 fn source_of(app: &App) -> Source {
-    match app.kind {
-        AppKind::TestPattern { tone_hz } => Source::TestPattern { tone_hz },
-        AppKind::Process { .. } => Source::TestPattern { tone_hz: 440 },
+    match &app.kind {
+        AppKind::TestPattern { tone_hz } => Source::TestPattern { tone_hz: *tone_hz },
+        AppKind::Process {
+            command,
+            args,
+            env,
+            working_dir,
+        } => Source::Desktop(howl_media::protocol::DesktopApp {
+            command: command.clone(),
+            args: args.clone(),
+            env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            working_dir: working_dir.clone(),
+        }),
     }
 }
 
@@ -1725,8 +1731,12 @@ impl Engine {
     }
 
     fn worker_exited(&mut self, instance: u64, exit: WorkerExit) {
-        if let WorkerExit::Died(detail) = exit {
-            self.worker_died(instance, detail.clone(), detail);
+        match exit {
+            WorkerExit::Died(detail) => self.worker_died(instance, detail.clone(), detail),
+            WorkerExit::AppExited(detail) => {
+                self.stop_instance(instance, EndReason::AppExited { detail });
+            }
+            WorkerExit::Running | WorkerExit::Stopped => {}
         }
     }
 
@@ -1915,7 +1925,14 @@ impl Engine {
             ClientMessage::Input(bytes) => {
                 s.stats.input_events.fetch_add(1, Ordering::Relaxed);
                 match InputEvent::decode(&bytes) {
-                    Ok(ev) => tracing::trace!(session = %sid, event = ?ev, "input"),
+                    Ok(ev) => {
+                        tracing::trace!(session = %sid, event = ?ev, "input");
+                        // Each viewer injects as itself: the worker keeps held keys per viewer.
+                        if let (Some(w), Some(x)) = (worker, crate::desktop_input::to_desktop(&ev))
+                        {
+                            w.input(sid.0, x);
+                        }
+                    }
                     Err(e) => tracing::debug!(session = %sid, error = %e, "bad input packet"),
                 }
             }
@@ -1998,6 +2015,7 @@ impl Engine {
                     | EndReason::Replaced
                     | EndReason::ApiStop
                     | EndReason::Shutdown
+                    | EndReason::AppExited { .. }
                     | EndReason::IdleTimeout => TerminationReason::Graceful,
                     // E_FAIL: the client shows an error with this code.
                     _ => TerminationReason::Other(0x8000_4005),
@@ -2072,6 +2090,10 @@ impl Engine {
             return;
         };
         inst.viewers.remove(&sid);
+        // No stuck keys: whatever this viewer held on the desktop is released.
+        if let Some(w) = &inst.worker {
+            w.release_input(sid.0);
+        }
         let empty = inst.viewers.is_empty();
         if inst.for_players {
             // Players come and go (a probe, a reconnect): keep the producer a while.

@@ -33,6 +33,10 @@ pub const AUDIO_FANOUT_CAPACITY: usize = 64;
 /// Commands server → worker (keyframe requests, stop). Overflow: the request is dropped; a
 /// keyframe request that finds the queue full is redundant anyway.
 pub const COMMAND_CAPACITY: usize = 16;
+/// Viewers' input events server → worker (a desktop's XTest injection). Overflow: the event is
+/// dropped and counted (a worker that far behind is wedged; a leaving viewer's keys are still
+/// released, through `release_input`, which waits for room).
+pub const INPUT_CAPACITY: usize = 256;
 
 /// Why a worker could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,8 @@ pub enum WorkerExit {
     Stopped,
     /// Died or was killed; the text says why.
     Died(String),
+    /// The desktop's app ended by itself (the worker was then stopped).
+    AppExited(String),
 }
 
 /// Live counters of one worker.
@@ -78,6 +84,10 @@ pub struct WorkerStats {
     pub heartbeats: AtomicU64,
     /// When the last heartbeat arrived, in ms after [`Worker::started_at`].
     pub last_heartbeat_ms: AtomicU64,
+    /// Input events forwarded to the worker.
+    pub input_events: AtomicU64,
+    /// Input events dropped because the worker's input queue was full.
+    pub input_dropped: AtomicU64,
 }
 
 /// A running worker. Dropping the handle stops it (Stop, grace, SIGKILL) in its own task.
@@ -87,6 +97,7 @@ pub struct Worker {
     pub started_at: Instant,
     pub opus: OpusConfig,
     commands: mpsc::Sender<Message>,
+    input: mpsc::Sender<Message>,
     video: broadcast::Sender<Arc<VideoFrame>>,
     audio: broadcast::Sender<Arc<AudioPacket>>,
     exit: watch::Receiver<WorkerExit>,
@@ -106,6 +117,32 @@ impl Worker {
     /// Asks for a keyframe; never waits.
     pub fn request_keyframe(&self) {
         let _ = self.commands.try_send(Message::RequestKeyframe);
+    }
+
+    /// Forwards one viewer's input event; never waits (dropped and counted when full).
+    pub fn input(&self, viewer: u64, event: howl_media::xinput::ClientInput) {
+        match self.input.try_send(Message::Input { viewer, event }) {
+            Ok(()) => {
+                self.stats.input_events.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.stats.input_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Tells the worker a viewer left: it releases every key and button the viewer holds.
+    /// Queued behind that viewer's earlier events, so the release comes last; if the queue is
+    /// full it is sent from a task that waits for room (bounded by the worker's life).
+    pub fn release_input(&self, viewer: u64) {
+        if let Err(mpsc::error::TrySendError::Full(msg)) =
+            self.input.try_send(Message::ReleaseInput { viewer })
+        {
+            let tx = self.input.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(HEARTBEAT_DEADLINE, tx.send(msg)).await;
+            });
+        }
     }
 
     /// Watches the worker's exit.
@@ -138,6 +175,7 @@ pub async fn spawn(
     runtime_dir: &Path,
     params: StreamParams,
 ) -> Result<Worker, WorkerError> {
+    let is_desktop = matches!(params.source, protocol::Source::Desktop(_));
     let n = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
     let sock_path = runtime_dir.join(format!("worker-{}-{n}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock_path);
@@ -212,6 +250,7 @@ pub async fn spawn(
     drop(listener);
 
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (input_tx, input_rx) = mpsc::channel(INPUT_CAPACITY);
     let (video_tx, _) = broadcast::channel(VIDEO_FANOUT_CAPACITY);
     let (audio_tx, _) = broadcast::channel(AUDIO_FANOUT_CAPACITY);
     let (exit_tx, exit_rx) = watch::channel(WorkerExit::Running);
@@ -222,6 +261,8 @@ pub async fn spawn(
         stream,
         dec,
         cmd_rx,
+        input_rx,
+        is_desktop.then(|| sock_path.clone()),
         video_tx.clone(),
         audio_tx.clone(),
         exit_tx,
@@ -234,6 +275,7 @@ pub async fn spawn(
         started_at,
         opus,
         commands: cmd_tx,
+        input: input_tx,
         video: video_tx,
         audio: audio_tx,
         exit: exit_rx,
@@ -290,6 +332,8 @@ async fn supervise(
     stream: tokio::net::UnixStream,
     mut dec: FrameDecoder,
     mut commands: mpsc::Receiver<Message>,
+    mut input: mpsc::Receiver<Message>,
+    desktop_marker: Option<PathBuf>,
     video: broadcast::Sender<Arc<VideoFrame>>,
     audio: broadcast::Sender<Arc<AudioPacket>>,
     exit: watch::Sender<WorkerExit>,
@@ -303,6 +347,7 @@ async fn supervise(
     let mut watchdog = tokio::time::interval(HEARTBEAT_DEADLINE / 6);
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut out = Vec::new();
+    let mut app_exited: Option<String> = None;
     let outcome: WorkerExit = 'run: loop {
         // Drain complete messages before reading more.
         loop {
@@ -329,6 +374,15 @@ async fn supervise(
                             Ordering::Relaxed,
                         );
                     }
+                    Message::AppExited { detail } => {
+                        tracing::info!(pid, %detail, "the desktop's app exited; stopping its worker");
+                        app_exited = Some(detail);
+                        // Stop the worker as if asked; the exit below reports AppExited.
+                        let _ = commands_stop_now(&mut wr, &mut out).await;
+                        // Past the grace, the kill below ends it.
+                        let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
+                        break 'run WorkerExit::Stopped;
+                    }
                     Message::Error { fatal, message } => {
                         if fatal {
                             break 'run WorkerExit::Died(format!("worker error: {message}"));
@@ -352,6 +406,15 @@ async fn supervise(
                     last_heartbeat = Instant::now();
                 }
             },
+            Some(ev) = input.recv() => {
+                out.clear();
+                if protocol::encode(&ev, &mut out).is_ok() {
+                    let w = tokio::time::timeout(Duration::from_millis(500), wr.write_all(&out)).await;
+                    if !matches!(w, Ok(Ok(()))) {
+                        break 'run WorkerExit::Died("worker stopped reading input".into());
+                    }
+                }
+            }
             cmd = commands.recv() => {
                 let stop = matches!(cmd, None | Some(Message::Stop));
                 let msg = cmd.unwrap_or(Message::Stop);
@@ -393,11 +456,99 @@ async fn supervise(
         let _ = child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
     }
+    // Then whatever its desktop started that outlived it (an app's own children escape the
+    // worker's death signal; they carry its marker).
+    // Inline, not on the blocking pool: one pass over /proc takes milliseconds, and a pool
+    // thread would linger (and count) long after.
+    if let Some(marker) = &desktop_marker {
+        let leftovers = reap_marked(marker, false);
+        if !leftovers.is_empty() {
+            tracing::warn!(pid, killed = ?leftovers, "killed desktop processes that outlived their worker");
+        }
+        remove_desktop_dir(marker, pid);
+    }
+    let outcome = match (outcome, app_exited) {
+        (WorkerExit::Stopped, Some(detail)) => WorkerExit::AppExited(detail),
+        (o, _) => o,
+    };
     match &outcome {
         WorkerExit::Died(why) => tracing::warn!(pid, reason = %why, "media worker died"),
         _ => tracing::info!(pid, "media worker stopped"),
     }
     let _ = exit.send(outcome);
+}
+
+/// Sends `Stop` to the worker (bounded), used when its app exited.
+async fn commands_stop_now(
+    wr: &mut tokio::net::unix::OwnedWriteHalf,
+    out: &mut Vec<u8>,
+) -> Result<(), ()> {
+    out.clear();
+    protocol::encode(&Message::Stop, out).map_err(|_| ())?;
+    match tokio::time::timeout(Duration::from_millis(500), wr.write_all(out)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// The environment variable a worker's desktop processes carry (howl-worker's `PRODUCER_ENV`).
+pub const PRODUCER_ENV: &str = "HOWL_PRODUCER";
+
+/// Kills every process whose environment holds `HOWL_PRODUCER=<marker>` (or, with `prefix`,
+/// a value starting with `marker`). Returns the PIDs killed.
+pub fn reap_marked(marker: &Path, prefix: bool) -> Vec<u32> {
+    let mut needle = format!("{PRODUCER_ENV}=").into_bytes();
+    needle.extend_from_slice(marker.as_os_str().as_encoded_bytes());
+    if prefix {
+        // A directory: `/x/run` must not match markers under `/x/run2`.
+        needle.push(b'/');
+    }
+    let me = std::process::id();
+    let mut killed = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return killed;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let hit = environ.split(|b| *b == 0).any(|var| {
+            if prefix {
+                var.starts_with(&needle)
+            } else {
+                var == needle.as_slice()
+            }
+        });
+        if hit && kill_pid(pid) {
+            killed.push(pid);
+        }
+    }
+    killed
+}
+
+fn kill_pid(pid: u32) -> bool {
+    let Ok(p) = i32::try_from(pid) else {
+        return false;
+    };
+    // SIGKILL to a process we identified as ours by its marker; no memory involved.
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) takes two integers.
+    let rc = unsafe { libc::kill(p, libc::SIGKILL) };
+    rc == 0
+}
+
+/// Removes the private directory a killed worker's desktop left (`desktop-<pid>` next to its
+/// socket); a worker that stopped normally removed it itself.
+fn remove_desktop_dir(marker: &Path, pid: u32) {
+    if let Some(dir) = marker.parent() {
+        let _ = std::fs::remove_dir_all(dir.join(format!("desktop-{pid}")));
+    }
 }
 
 /// Codecs the worker can encode, from `howl-worker --probe` (bounded by a deadline).
@@ -440,8 +591,23 @@ pub async fn probe(bin: &Path) -> Result<Vec<howl_media::protocol::Codec>, Worke
 /// Finds `howl-worker` processes left by an earlier server on this state directory (their
 /// `--socket` lies in `runtime_dir`) and SIGKILLs them. Workers normally die with their server
 /// (`PR_SET_PDEATHSIG`); this start-up sweep is the second line for anything that escaped.
-/// Returns the PIDs it killed.
+/// Returns the PIDs it killed. Desktop processes (Xvfb, sound server, apps and their children)
+/// of those workers are found by their `HOWL_PRODUCER` marker and killed too, and their
+/// private directories removed.
 pub fn reap_orphans(runtime_dir: &Path) -> Vec<u32> {
+    let mut killed = reap_worker_processes(runtime_dir);
+    killed.extend(reap_marked(runtime_dir, true));
+    if let Ok(entries) = std::fs::read_dir(runtime_dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("desktop-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    killed
+}
+
+fn reap_worker_processes(runtime_dir: &Path) -> Vec<u32> {
     let me = std::process::id();
     let mut killed = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -490,6 +656,45 @@ fn is_orphan_worker(cmdline: &[u8], runtime_dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marked_processes_are_reaped_by_exact_marker_or_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let marker = run.join("worker-1-1.sock");
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .env(PRODUCER_ENV, &marker)
+            .spawn()
+            .unwrap();
+        // Until the exec completed, /proc shows the parent's environment.
+        let needle = format!("{PRODUCER_ENV}={}", marker.display());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read(format!("/proc/{}/environ", child.id()))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .any(|v| v == needle.as_bytes())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "child never showed its environment"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Neither a sibling directory's prefix nor another worker's marker matches.
+        let sibling = dir.path().join("ru");
+        assert!(reap_marked(&sibling, true).is_empty());
+        assert!(reap_marked(&run.join("worker-1-2.sock"), false).is_empty());
+        assert!(child.try_wait().unwrap().is_none());
+        let reaped = reap_marked(&run, true);
+        let _ = child.kill();
+        assert_eq!(reaped, vec![child.id()]);
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+    }
 
     #[test]
     fn only_workers_of_this_state_dir_are_orphans() {

@@ -22,10 +22,12 @@
 //! elementary stream and prints the test-pattern counters it reads.
 
 mod decode_check;
+mod desktop;
 mod encoders;
 mod error;
 mod pipeline;
 mod session;
+mod xinject;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -5,6 +5,13 @@
 //! audiotestsrc (sine, live) -> audioconvert -> audioresample -> capsfilter -> opusenc -> appsink
 //! ```
 //!
+//! A desktop replaces both sources:
+//!
+//! ```text
+//! ximagesrc (Xvfb display, XShm) -> capsfilter (fps) -> queue (leaky) -> videoconvert -> capsfilter (I420/NV12) -> encoder ...
+//! pulsesrc (null sink monitor) | audiotestsrc (silence, no sound server) -> audioconvert ...
+//! ```
+//!
 //! The main thread draws test-pattern frames into pooled buffers and pushes them into `appsrc`
 //! at the frame rate (PTS = pipeline running time, shared with the audio). The appsink callbacks
 //! run on GStreamer streaming threads: they copy the sample into a protocol message and
@@ -64,13 +71,35 @@ pub struct Shared {
 /// (pts ns, counter) of frames pushed but not yet seen at the encoder's output.
 type PendingCounters = Arc<Mutex<VecDeque<(u64, u32)>>>;
 
+/// Raw desktop frames queued in front of the encoder; older ones are dropped (leaky) so a slow
+/// encoder shows the newest picture instead of building latency.
+pub const DESKTOP_QUEUE_FRAMES: u32 = 2;
+
+/// What the pipeline captures.
+#[derive(Debug, Clone)]
+pub enum Capture {
+    /// The drawn test pattern and a sine tone.
+    TestPattern {
+        /// Tone frequency.
+        tone_hz: u32,
+    },
+    /// An X display and (optionally) a PulseAudio null sink's monitor.
+    Desktop {
+        /// X display name, `:N`.
+        display: String,
+        /// PulseAudio server (`unix:/path`); `None`: silent audio.
+        pulse_server: Option<String>,
+    },
+}
+
 /// One running (or ready) pipeline.
 #[derive(Debug)]
 pub struct MediaPipeline {
     pipeline: gst::Pipeline,
-    appsrc: gst_app::AppSrc,
+    /// The test pattern's source; `None` for a desktop (its source runs by itself).
+    appsrc: Option<gst_app::AppSrc>,
     encoder: gst::Element,
-    pool: gst::BufferPool,
+    pool: Option<gst::BufferPool>,
     pending: PendingCounters,
     shared: Arc<Shared>,
     width: usize,
@@ -106,6 +135,7 @@ impl MediaPipeline {
     /// Builds (but does not start) the pipeline for `params`, sending media to `outbox`.
     pub fn build(
         params: &StreamParams,
+        capture: &Capture,
         outbox: SyncSender<Message>,
         shared: Arc<Shared>,
     ) -> Result<Self, WorkerError> {
@@ -113,7 +143,6 @@ impl MediaPipeline {
         let opus = OpusConfig::for_channels(params.audio_channels).ok_or_else(|| {
             WorkerError::Unsupported(format!("{} audio channels", params.audio_channels))
         })?;
-        let howl_media::protocol::Source::TestPattern { tone_hz } = params.source;
 
         let pipeline = gst::Pipeline::with_name("howl-worker");
         let width = params.width as usize;
@@ -159,21 +188,105 @@ impl MediaPipeline {
             pending.clone(),
         );
 
-        let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast()];
-        if candidate.wants_convert {
-            chain.push(make("videoconvert", "vconv")?);
+        let mut chain: Vec<gst::Element> = Vec::new();
+        match capture {
+            Capture::TestPattern { .. } => {
+                chain.push(appsrc.clone().upcast());
+                if candidate.wants_convert {
+                    chain.push(make("videoconvert", "vconv")?);
+                }
+            }
+            Capture::Desktop { display, .. } => {
+                let xsrc = make("ximagesrc", "vsrc")?;
+                set(&xsrc, "display-name", display)?;
+                // Full frames at the requested rate: damage tracking adds latency and work for
+                // a desktop that changes anyway, and XShm does the copying.
+                set(&xsrc, "use-damage", "false")?;
+                set(&xsrc, "show-pointer", "true")?;
+                let rate = capsfilter(
+                    "vrate",
+                    &parse_caps(&format!("video/x-raw,framerate={fps}/1"))?,
+                )?;
+                let queue = make("queue", "vqueue")?;
+                set(
+                    &queue,
+                    "max-size-buffers",
+                    &DESKTOP_QUEUE_FRAMES.to_string(),
+                )?;
+                set(&queue, "max-size-bytes", "0")?;
+                set(&queue, "max-size-time", "0")?;
+                set(&queue, "leaky", "downstream")?;
+                let format = if candidate.wants_convert {
+                    "NV12"
+                } else {
+                    "I420"
+                };
+                let conv_caps = capsfilter(
+                    "vfmt",
+                    &parse_caps(&format!(
+                        "video/x-raw,format={format},width={},height={}",
+                        params.width, params.height
+                    ))?,
+                )?;
+                chain.extend([
+                    xsrc,
+                    rate,
+                    queue,
+                    make("videoconvert", "vconv")?,
+                    make("videoscale", "vscale")?,
+                    conv_caps,
+                ]);
+            }
         }
         chain.extend([encoder.clone(), parser, vcaps, vsink.upcast()]);
         pipeline.add_many(&chain)?;
         gst::Element::link_many(&chain)?;
 
         // --- audio ---
-        let asrc = make("audiotestsrc", "asrc")?;
-        set(&asrc, "wave", "sine")?;
-        set(&asrc, "freq", &tone_hz.to_string())?;
-        set(&asrc, "is-live", "true")?;
         let samples = 48 * u32::from(params.audio_packet_ms);
-        set(&asrc, "samplesperbuffer", &samples.to_string())?;
+        let asrc = match capture {
+            Capture::TestPattern { tone_hz } => {
+                let asrc = make("audiotestsrc", "asrc")?;
+                set(&asrc, "wave", "sine")?;
+                set(&asrc, "freq", &tone_hz.to_string())?;
+                set(&asrc, "is-live", "true")?;
+                set(&asrc, "samplesperbuffer", &samples.to_string())?;
+                asrc
+            }
+            Capture::Desktop {
+                pulse_server: Some(server),
+                ..
+            } => {
+                let asrc = make("pulsesrc", "asrc")?;
+                set(&asrc, "server", server)?;
+                set(
+                    &asrc,
+                    "device",
+                    &format!("{}.monitor", crate::desktop::SINK_NAME),
+                )?;
+                // The system clock paces the pipeline, not the sound server's: a pulse clock
+                // that starts late stalls the screen capture, which waits on it (seen as
+                // 0.7 s without frames two seconds into a stream).
+                set(&asrc, "provide-clock", "false")?;
+                // Small capture buffers: audio latency is the buffer time.
+                set(&asrc, "buffer-time", "40000")?;
+                set(
+                    &asrc,
+                    "latency-time",
+                    &(u64::from(params.audio_packet_ms) * 1000).to_string(),
+                )?;
+                asrc
+            }
+            Capture::Desktop {
+                pulse_server: None, ..
+            } => {
+                let asrc = make("audiotestsrc", "asrc")?;
+                set(&asrc, "wave", "silence")?;
+                set(&asrc, "is-live", "true")?;
+                set(&asrc, "samplesperbuffer", &samples.to_string())?;
+                asrc
+            }
+        };
         let aconv = make("audioconvert", "aconv")?;
         let ares = make("audioresample", "ares")?;
         let acaps = capsfilter(
@@ -198,13 +311,19 @@ impl MediaPipeline {
         pipeline.add_many(&achain)?;
         gst::Element::link_many(&achain)?;
 
-        let frame_size = u32::try_from(info.size())
-            .map_err(|_| WorkerError::Unsupported("frame too large".into()))?;
-        let pool = gst::BufferPool::new();
-        let mut config = pool.config();
-        config.set_params(Some(&raw_caps), frame_size, 2, RAW_FRAME_POOL);
-        pool.set_config(config)?;
-        pool.set_active(true)?;
+        let (appsrc, pool) = match capture {
+            Capture::TestPattern { .. } => {
+                let frame_size = u32::try_from(info.size())
+                    .map_err(|_| WorkerError::Unsupported("frame too large".into()))?;
+                let pool = gst::BufferPool::new();
+                let mut config = pool.config();
+                config.set_params(Some(&raw_caps), frame_size, 2, RAW_FRAME_POOL);
+                pool.set_config(config)?;
+                pool.set_active(true)?;
+                (Some(appsrc), Some(pool))
+            }
+            Capture::Desktop { .. } => (None, None),
+        };
 
         Ok(MediaPipeline {
             pipeline,
@@ -231,6 +350,10 @@ impl MediaPipeline {
     /// Time until the next frame is due (zero if due now; a frame period if the clock is not
     /// running yet).
     pub fn until_next_frame(&self) -> std::time::Duration {
+        if self.appsrc.is_none() {
+            // Nothing to draw: the main loop only needs to wake for commands and heartbeats.
+            return DESKTOP_POLL;
+        }
         let Some(now) = self.pipeline.current_running_time() else {
             return self.frame_duration.into();
         };
@@ -241,6 +364,9 @@ impl MediaPipeline {
     /// Draws and pushes the next frame if it is due. When more than a frame late (the process was
     /// starved) it jumps to the current slot instead of bursting old frames.
     pub fn push_due_frame(&mut self) -> Result<(), WorkerError> {
+        let (Some(appsrc), Some(pool)) = (self.appsrc.clone(), self.pool.clone()) else {
+            return Ok(());
+        };
         let Some(now) = self.pipeline.current_running_time() else {
             return Ok(());
         };
@@ -260,7 +386,7 @@ impl MediaPipeline {
 
         let acquire =
             gst::BufferPoolAcquireParams::with_flags(gst::BufferPoolAcquireFlags::DONTWAIT);
-        let Ok(mut buffer) = self.pool.acquire_buffer(Some(&acquire)) else {
+        let Ok(mut buffer) = pool.acquire_buffer(Some(&acquire)) else {
             // All raw frames are still queued in front of the encoder: skip this one.
             self.shared.frames_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -285,7 +411,7 @@ impl MediaPipeline {
             p.push_back((pts.nseconds(), counter));
         }
         self.next_counter = self.next_counter.wrapping_add(1);
-        self.appsrc
+        appsrc
             .push_buffer(buffer)
             .map_err(|e| WorkerError::Pipeline(format!("appsrc push: {e:?}")))?;
         Ok(())
@@ -339,9 +465,14 @@ impl MediaPipeline {
         if let Err(e) = self.pipeline.set_state(gst::State::Null) {
             tracing::warn!(error = %e, "pipeline refused Null");
         }
-        let _ = self.pool.set_active(false);
+        if let Some(pool) = &self.pool {
+            let _ = pool.set_active(false);
+        }
     }
 }
+
+/// How often the main loop wakes for a desktop when no command arrives (app-exit checks).
+pub const DESKTOP_POLL: Duration = Duration::from_millis(100);
 
 /// How long setting the pipeline to `Null` may take before the worker exits regardless.
 pub const NULL_DEADLINE: Duration = Duration::from_millis(1500);

@@ -14,11 +14,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use howl_media::protocol::{
-    self, Direction, FrameDecoder, Message, PROTOCOL_VERSION, StreamParams,
+    self, Direction, FrameDecoder, Message, PROTOCOL_VERSION, Source, StreamParams,
 };
+use howl_media::xinput::ClientInput;
 
+use crate::desktop::Desktop;
 use crate::error::WorkerError;
-use crate::pipeline::{MediaPipeline, Shared};
+use crate::pipeline::{Capture, MediaPipeline, Shared};
+use crate::xinject::Injector;
 use crate::{EXIT_ERROR, EXIT_OK, EXIT_SERVER_GONE, encoders};
 
 /// Worker → server messages waiting for the writer thread. Producers (appsink callbacks, main)
@@ -26,9 +29,10 @@ use crate::{EXIT_ERROR, EXIT_OK, EXIT_SERVER_GONE, encoders};
 /// because a server that far behind needs a key frame, not a backlog.
 pub const OUTBOX_CAPACITY: usize = 128;
 
-/// Reader → main commands. The server sends a handful of commands per session; if main is slow
-/// the reader waits (it is our own thread, not a GStreamer callback).
-pub const COMMAND_CAPACITY: usize = 16;
+/// Reader → main commands. Input events travel here too (a burst of mouse motion is a few
+/// hundred events); if main is slow the reader waits (it is our own thread, not a GStreamer
+/// callback), and the server's own bounded queue drops beyond that.
+pub const COMMAND_CAPACITY: usize = 256;
 
 /// Period of [`Message::Heartbeat`].
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
@@ -54,6 +58,8 @@ enum Command {
     Start(StreamParams),
     RequestKeyframe,
     Stop,
+    Input(u64, ClientInput),
+    ReleaseInput(u64),
     /// The socket closed or failed, or the peer broke the protocol.
     Closed(String),
 }
@@ -102,7 +108,7 @@ pub fn run(socket_path: &Path) -> u8 {
     let code = if send_control(&out_tx, hello).is_err() {
         EXIT_SERVER_GONE
     } else {
-        serve(&cmd_rx, &out_tx)
+        serve(&cmd_rx, &out_tx, socket_path)
     };
 
     // Shutdown: the pipeline is already Null (dropped inside `serve`). Close the outbox so the
@@ -122,11 +128,13 @@ pub fn run(socket_path: &Path) -> u8 {
 }
 
 /// Waits for Start, then streams until Stop, socket loss or a pipeline error.
-fn serve(cmd_rx: &Receiver<Command>, out_tx: &SyncSender<Message>) -> u8 {
+fn serve(cmd_rx: &Receiver<Command>, out_tx: &SyncSender<Message>, socket_path: &Path) -> u8 {
     let params = loop {
         match cmd_rx.recv_timeout(START_TIMEOUT) {
             Ok(Command::Start(p)) => break p,
-            Ok(Command::RequestKeyframe) => continue,
+            Ok(Command::RequestKeyframe | Command::Input(..) | Command::ReleaseInput(_)) => {
+                continue;
+            }
             Ok(Command::Stop) => return EXIT_OK,
             Ok(Command::Closed(why)) => {
                 tracing::info!(reason = %why, "server went away before Start");
@@ -141,8 +149,42 @@ fn serve(cmd_rx: &Receiver<Command>, out_tx: &SyncSender<Message>) -> u8 {
     };
     tracing::info!(?params, "starting pipeline");
 
+    // A desktop first: the pipeline captures its display. Declared before the pipeline so it
+    // is dropped after it (the pipeline must let go of the display and the sink first).
+    let mut desktop = None;
+    let mut injector = None;
+    let capture = match &params.source {
+        Source::TestPattern { tone_hz } => Capture::TestPattern { tone_hz: *tone_hz },
+        Source::Desktop(app) => {
+            if let Err(e) = params.validate() {
+                let _ = send_control(out_tx, fatal(&e.to_string()));
+                return EXIT_ERROR;
+            }
+            let dir = socket_path.parent().unwrap_or(Path::new("/tmp"));
+            let marker = socket_path.to_string_lossy();
+            let d = match Desktop::start(params.width, params.height, app, dir, &marker) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the desktop");
+                    let _ = send_control(out_tx, fatal(&e.to_string()));
+                    return EXIT_ERROR;
+                }
+            };
+            match Injector::connect(&d.display_name(), params.width, params.height) {
+                Ok(i) => injector = Some(i),
+                // The picture still streams; input is lost, and said so.
+                Err(e) => tracing::error!(error = %e, "no input injection for this desktop"),
+            }
+            let capture = Capture::Desktop {
+                display: d.display_name(),
+                pulse_server: d.pulse_server(),
+            };
+            desktop = Some(d);
+            capture
+        }
+    };
     let shared = Arc::new(Shared::default());
-    let mut pipe = match MediaPipeline::build(&params, out_tx.clone(), shared.clone()) {
+    let mut pipe = match MediaPipeline::build(&params, &capture, out_tx.clone(), shared.clone()) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot build pipeline");
@@ -167,9 +209,16 @@ fn serve(cmd_rx: &Receiver<Command>, out_tx: &SyncSender<Message>) -> u8 {
     }
     tracing::info!(encoder = pipe.encoder_name, "pipeline playing");
 
-    let code = stream_loop(&mut pipe, &shared, cmd_rx, out_tx);
+    let mut desk = DesktopParts {
+        desktop: desktop.as_mut(),
+        injector: injector.as_mut(),
+    };
+    let code = stream_loop(&mut pipe, &shared, cmd_rx, out_tx, &mut desk);
     // Null before anything else happens (bounded by the watchdog in `MediaPipeline::drop`).
     drop(pipe);
+    // Then the desktop: keys released, the app, the sound and X servers stopped.
+    drop(injector);
+    drop(desktop);
     tracing::info!(
         video_frames = shared.video_frames.load(Ordering::Relaxed),
         video_dropped = shared.video_dropped.load(Ordering::Relaxed),
@@ -193,15 +242,29 @@ fn unreachable_opus(channels: u8) -> howl_media::protocol::OpusConfig {
     }
 }
 
+/// The desktop half of a session, when its source is a desktop.
+struct DesktopParts<'a> {
+    desktop: Option<&'a mut Desktop>,
+    injector: Option<&'a mut Injector>,
+}
+
 fn stream_loop(
     pipe: &mut MediaPipeline,
     shared: &Shared,
     cmd_rx: &Receiver<Command>,
     out_tx: &SyncSender<Message>,
+    desk: &mut DesktopParts<'_>,
 ) -> u8 {
     let mut next_heartbeat = Instant::now() + HEARTBEAT_INTERVAL;
     let mut heartbeat_seq = 0u64;
     loop {
+        if let Some(detail) = desk.desktop.as_mut().and_then(|d| d.poll_app_exit()) {
+            // The producer ends: the server stops us. Until then the picture keeps streaming.
+            tracing::info!(%detail, "app exited");
+            if send_control(out_tx, Message::AppExited { detail }).is_err() {
+                return EXIT_SERVER_GONE;
+            }
+        }
         if let Err(e) = pipe.push_due_frame().and_then(|()| pipe.poll_bus()) {
             tracing::error!(error = %e, "pipeline failed");
             let _ = send_control(out_tx, fatal(&e.to_string()));
@@ -231,6 +294,16 @@ fn stream_loop(
             .min(next_heartbeat.saturating_duration_since(Instant::now()));
         match cmd_rx.recv_timeout(wait) {
             Ok(Command::RequestKeyframe) => pipe.force_keyframe(),
+            Ok(Command::Input(viewer, event)) => {
+                if let Some(i) = desk.injector.as_mut() {
+                    i.input(viewer, &event);
+                }
+            }
+            Ok(Command::ReleaseInput(viewer)) => {
+                if let Some(i) = desk.injector.as_mut() {
+                    i.release(viewer);
+                }
+            }
             Ok(Command::Stop) => {
                 tracing::info!("Stop received");
                 return EXIT_OK;
@@ -302,6 +375,8 @@ fn reader_loop(mut sock: UnixStream, cmd_tx: &SyncSender<Command>) {
                 Ok(Some(Message::Start(p))) => Command::Start(p),
                 Ok(Some(Message::RequestKeyframe)) => Command::RequestKeyframe,
                 Ok(Some(Message::Stop)) => Command::Stop,
+                Ok(Some(Message::Input { viewer, event })) => Command::Input(viewer, event),
+                Ok(Some(Message::ReleaseInput { viewer })) => Command::ReleaseInput(viewer),
                 Ok(Some(other)) => {
                     tracing::warn!(msg = other.name(), "unexpected message; ignored");
                     continue;

@@ -1,0 +1,245 @@
+"""Desktops (issue 7): a process app inside its own Xvfb display and PulseAudio sink, streamed
+to the real Moonlight client library, driven by its real input calls, and cleaned up on every
+exit (session end, worker kill -9, server SIGKILL + restart).
+
+The app is `howl-testapp` (crates/howl-testapp): it shows the last key and held buttons in a
+machine-readable strip, a red marker at the pointer, and plays a tone while a button is held.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import howl_bin
+
+HERE = Path(__file__).resolve().parent
+LATENCY_LIMIT = 0.5
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("Xvfb") is None,
+    reason="Xvfb is not installed (scripts/common.sh installs it); desktops cannot run here")
+
+
+def app_bin() -> str:
+    return str(Path(howl_bin()).parent / "howl-testapp")
+
+
+def desktop_howl(howl_factory, tmp_path, command=None, args=()):
+    """A howl whose config has the test app as a process app called "Test App"."""
+    cfg = tmp_path / "howl.toml"
+    argv = json.dumps(list(args))
+    cfg.write_text(
+        f'[[apps]]\ntitle = "Test App"\nkind = "process"\n'
+        f'command = {json.dumps(command or app_bin())}\nargs = {argv}\n')
+    return howl_factory(extra_args=["--config", str(cfg)])
+
+
+def client_cmd(h, config_dir, *extra):
+    return [sys.executable, str(HERE / "desktop_client.py"), "--http-port", str(h.http_port),
+            "--api-port", str(h.api_port), "--token", h.token, "--config-dir", str(config_dir),
+            *extra]
+
+
+def run_client(h, config_dir, *extra, timeout=120):
+    p = subprocess.run(client_cmd(h, config_dir, *extra), capture_output=True, text=True,
+                       timeout=timeout)
+    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+    assert lines, f"no result\nstdout:{p.stdout}\nstderr:{p.stderr[-3000:]}\n{h.log()[-4000:]}"
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def marked_processes(state_dir: Path) -> dict[int, str]:
+    """PID -> command line of every process carrying a howl producer marker of `state_dir`."""
+    needle = f"HOWL_PRODUCER={state_dir}".encode()
+    found = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            env = (d / "environ").read_bytes()
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(v.startswith(needle) for v in env.split(b"\0")):
+            found[int(d.name)] = cmd.replace(b"\0", b" ").decode(errors="replace").strip()
+    return found
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)  # polling process listings; the kernel sends no event for them
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("size", [(1024, 768), (1920, 1080)], ids=["1024x768", "1920x1080"])
+def test_desktop_streams_and_takes_input(howl_factory, tmp_path, size):
+    w, h_ = size
+    h = desktop_howl(howl_factory, tmp_path)
+    r = run_client(h, tmp_path / "c", "--width", str(w), "--height", str(h_), "--mode", "full")
+    if os.environ.get("HOWL_DESKTOP_DUMP"):
+        Path(os.environ["HOWL_DESKTOP_DUMP"]).write_text(json.dumps(r, indent=1) + h.log())
+    assert r["ok"], r
+    assert r["shape"] == [h_, w, 3], r
+    assert 150 < r["initial"]["background"] < 230, r  # the app's grey, not a black screen
+    for name, t in r["latency"].items():
+        assert t is not None and t <= LATENCY_LIMIT, (name, json.dumps(r["latency"]), json.dumps(r["sent_at"]))
+    # Holding the button makes sound; before it the app is silent.
+    assert r["audio_chunks"] > 0, r
+    assert r["audio_peak_before"] is not None and r["audio_peak_before"] < 0.02, r
+    assert r["audio_peak_held"] is not None and r["audio_peak_held"] > 0.1, r
+    assert "app exited" not in h.log()
+
+
+def test_two_clients_see_only_their_own_desktop(howl_factory, tmp_path):
+    h = desktop_howl(howl_factory, tmp_path)
+    # Pair both first (pairing one at a time keeps the PIN flow simple).
+    for c in ("a", "b"):
+        p = subprocess.run(client_cmd(h, tmp_path / c, "--mode", "check"), capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 0, p.stdout + p.stderr[-2000:]
+    procs = [subprocess.Popen(client_cmd(h, tmp_path / c, "--mode", "isolation", "--key", key,
+                                         "--seconds", "5"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for c, key in (("a", "0x41"), ("b", "0x42"))]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        lines = [l for l in out.splitlines() if l.startswith("RESULT ")]
+        assert lines, out + err[-2000:]
+        results.append(json.loads(lines[-1][7:]))
+    a, b = results
+    assert a["ok"] and b["ok"], results
+    # Each saw its own key and never the other's: two displays, two input paths.
+    assert set(a["seen_keysyms"]) <= {0, 0x61} and 0x61 in a["seen_keysyms"], a
+    assert set(b["seen_keysyms"]) <= {0, 0x62} and 0x62 in b["seen_keysyms"], b
+    assert a["final"]["presses"] == a["sent"], a
+    assert b["final"]["presses"] == b["sent"], b
+
+
+def test_leaving_client_releases_held_keys_and_buttons(howl_factory, tmp_path):
+    h = desktop_howl(howl_factory, tmp_path)
+    r = run_client(h, tmp_path / "c", "--mode", "hold", "--no-quit")
+    assert r["ok"] and r["states"]["button_held"]["buttons"] == 1, r
+    # The client left without releasing; it comes back to the same (lingering) desktop.
+    r = run_client(h, tmp_path / "c", "--mode", "check")
+    assert r["ok"], r
+    assert r["final"]["buttons"] == 0, r
+    assert "released a leaving viewer's keys and buttons" in h.log()
+
+
+# An app that leaves a grandchild behind: it escapes the worker's death signal, so only the
+# marker-based reaping can catch it.
+def forking_app():
+    return "/bin/sh", ["-c", f"sleep 1000 & exec {app_bin()}"]
+
+
+def start_streaming(h, config_dir, tmp_path):
+    ready = tmp_path / "ready"
+    p = subprocess.Popen(client_cmd(h, config_dir, "--mode", "check", "--ready-file", str(ready),
+                                    "--linger", "60", "--no-quit"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: ready.exists() or p.poll() is not None, 60, "the client to stream")
+    assert p.poll() is None, p.communicate()
+    return p
+
+
+def expect_desktop_running(state_dir):
+    procs = wait_for(lambda: marked_processes(state_dir), 10, "desktop processes")
+    names = " ".join(procs.values())
+    for expected in ("Xvfb", "howl-testapp", "sleep 1000"):
+        assert expected in names, procs
+    if shutil.which("pulseaudio"):
+        assert "pulseaudio" in names, procs
+    return procs
+
+
+def test_session_end_leaves_nothing(howl_factory, tmp_path):
+    cmd, args = forking_app()
+    h = desktop_howl(howl_factory, tmp_path, cmd, args)
+    r = run_client(h, tmp_path / "c", "--mode", "check")  # pairs; quits at the end
+    assert r["ok"], r
+    wait_for(lambda: not marked_processes(h.state_dir), 10, "no desktop processes after quit")
+    # The worker removes its private directory right after stopping the servers.
+    wait_for(lambda: not list((h.state_dir / "run").glob("desktop-*")), 5,
+             "the desktop's directory removed")
+
+
+def test_worker_kill9_leaves_nothing(howl_factory, tmp_path):
+    cmd, args = forking_app()
+    h = desktop_howl(howl_factory, tmp_path, cmd, args)
+    assert run_client(h, tmp_path / "c", "--mode", "check")["ok"]
+    p = start_streaming(h, tmp_path / "c", tmp_path)
+    try:
+        expect_desktop_running(h.state_dir)
+        status, workers = h.api("GET", "/api/v1/workers")
+        assert status == 200 and len(workers) == 1, workers
+        os.kill(workers[0]["pid"], signal.SIGKILL)
+        wait_for(lambda: not marked_processes(h.state_dir), 10,
+                 "no desktop processes after the worker was killed")
+        wait_for(lambda: not list((h.state_dir / "run").glob("desktop-*")), 5,
+                 "the killed desktop's directory removed")
+    finally:
+        p.kill()
+        p.communicate()
+
+
+def test_server_sigkill_and_restart_leave_nothing(howl_factory, tmp_path):
+    cmd, args = forking_app()
+    h = desktop_howl(howl_factory, tmp_path, cmd, args)
+    assert run_client(h, tmp_path / "c", "--mode", "check")["ok"]
+    p = start_streaming(h, tmp_path / "c", tmp_path)
+    try:
+        expect_desktop_running(h.state_dir)
+        h.proc.kill()
+        h.proc.wait()
+        # The worker and its direct children die with the server (death signals); the
+        # grandchild survives until the next start reaps it by its marker.
+        wait_for(lambda: all("sleep 1000" in c for c in marked_processes(h.state_dir).values()),
+                 10, "only the escaped grandchild left")
+        h.start()
+        wait_for(lambda: not marked_processes(h.state_dir), 10,
+                 "no desktop processes after the restart")
+        wait_for(lambda: not list((h.state_dir / "run").glob("desktop-*")), 5,
+                 "the killed desktop's directory removed")
+    finally:
+        p.kill()
+        p.communicate()
+
+
+def test_app_exit_ends_the_producer(howl_factory, tmp_path):
+    h = desktop_howl(howl_factory, tmp_path, app_bin(), ["--exit-after", "6"])
+    r = run_client(h, tmp_path / "c", "--mode", "check", "--linger", "15")
+    assert r["ok"], r
+    wait_for(lambda: "app exited" in h.log(), 20, "the app-exit end reason in the log")
+    status, body = h.api("GET", "/api/v1/status")
+    assert status == 200
+    assert "app_exited" in json.dumps(body), body
+
+
+
+def test_no_sound_server_means_silent_audio_and_a_log_line(howl_factory, tmp_path):
+    # A PATH with Xvfb but without pulseaudio (or pacat).
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "Xvfb").symlink_to(shutil.which("Xvfb"))
+    cfg = tmp_path / "howl.toml"
+    cfg.write_text(f'[[apps]]\ntitle = "Test App"\nkind = "process"\n'
+                   f'command = {json.dumps(app_bin())}\n')
+    h = howl_factory(extra_args=["--config", str(cfg)], env={"PATH": str(bindir)})
+    r = run_client(h, tmp_path / "c", "--mode", "check")
+    assert r["ok"], r
+    assert 150 < r["final"]["background"] < 230, r
+    assert "no sound server for this desktop; its audio is silent" in h.log()
