@@ -8,7 +8,9 @@ line (`RESULT {...}`).
 
 Modes: `full` (every input kind, audio), `isolation` (one key repeatedly, record every keysym
 seen), `hold` (press a key and a button, then leave without releasing them), `check` (just
-report the state: after `hold` and a resume, nothing may still be held).
+report the state: after `hold` and a resume, nothing may still be held), `picture` (for apps
+other than the test app, such as the built-in "Desktop": wait for a frame that is not one flat
+colour and report how varied it is).
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--height", type=int, default=768)
     ap.add_argument("--fps", type=int, default=30)
-    ap.add_argument("--mode", choices=["full", "isolation", "hold", "check"], default="full")
+    ap.add_argument("--mode", choices=["full", "isolation", "hold", "check", "picture"], default="full")
     ap.add_argument("--key", type=lambda s: int(s, 0), default=0x41, help="VK for isolation")
     ap.add_argument("--seconds", type=float, default=4.0, help="isolation duration")
     ap.add_argument("--ready-file", help="touched once streaming (for tests that then act)")
@@ -163,6 +165,24 @@ def main() -> int:
         if first is None:
             raise RuntimeError("no frame after start")
         out["shape"] = list(first.data.shape)
+        if args.mode == "picture":
+            # Any app: wait (bounded) for a picture with content, not a flat colour.
+            deadline = time.monotonic() + 15
+            f = first
+            while True:
+                px = f.data.reshape(-1, f.data.shape[-1])
+                colours = len(np.unique(px[::7], axis=0))
+                out["picture"] = {"std": float(f.data.std()), "colours": colours,
+                                  "frame_number": f.frame_number}
+                if (out["picture"]["std"] > 5 and colours > 2) or time.monotonic() > deadline:
+                    break
+                f = rd.frame(timeout=max(0.1, deadline - time.monotonic())) or f
+            if args.ready_file:
+                open(args.ready_file, "w").close()
+            if args.linger:
+                time.sleep(args.linger)
+            out["ok"] = True
+            return 0  # the `finally` below stops the stream and prints the result
         # The strip is up once the background around it is the app's grey.
         st, _ = rd.wait(lambda s: 150 < s["background"] < 230, timeout=10)
         out["initial"] = st
@@ -264,7 +284,8 @@ def main() -> int:
                 client.quit_app()
             except Exception as e:  # noqa: BLE001
                 out["quit_error"] = repr(e)
-    print("RESULT " + json.dumps(out), flush=True)
+        # In `finally`: the picture mode returns early from the `try`.
+        print("RESULT " + json.dumps(out), flush=True)
     return 0 if out["ok"] else 1
 
 

@@ -243,3 +243,60 @@ def test_no_sound_server_means_silent_audio_and_a_log_line(howl_factory, tmp_pat
     assert r["ok"], r
     assert 150 < r["final"]["background"] < 230, r
     assert "no sound server for this desktop; its audio is silent" in h.log()
+
+
+def desktop_programs():
+    return shutil.which("twm") and shutil.which("xterm")
+
+
+@pytest.mark.skipif(not desktop_programs(),
+                    reason="twm or xterm is not installed (scripts/common.sh installs them); "
+                           "the built-in Desktop is not listed")
+def test_builtin_desktop_streams_a_terminal_and_stops_clean(howl_factory, tmp_path):
+    h = howl_factory()
+    status, apps = h.api("GET", "/api/v1/apps")
+    assert status == 200
+    desk = [a for a in apps if a["title"] == "Desktop"]
+    assert len(desk) == 1 and desk[0]["source"] == "builtin", apps
+    assert [a["title"] for a in apps][:2] == ["Test Pattern", "Desktop"], apps
+
+    ready = tmp_path / "ready"
+    p = subprocess.Popen(client_cmd(h, tmp_path / "c", "--app", "Desktop", "--mode", "picture",
+                                    "--width", "1280", "--height", "720",
+                                    "--ready-file", str(ready), "--linger", "3"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: ready.exists() or p.poll() is not None, 90, "the Desktop to stream")
+        if p.poll() is None:
+            # While it streams: its own Xvfb, the window manager and the terminal, all marked.
+            names = " ".join(wait_for(lambda: marked_processes(h.state_dir), 10,
+                                      "desktop processes").values())
+            for expected in ("Xvfb", "twm", "xterm"):
+                assert expected in names, names
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    lines = [l for l in out.splitlines() if l.startswith("RESULT ")]
+    assert lines, f"no result\nstdout:{out}\nstderr:{err[-3000:]}\n{h.log()[-4000:]}"
+    r = json.loads(lines[-1][len("RESULT "):])
+    print("desktop picture:", r.get("picture"))
+    assert r["ok"], r
+    assert r["shape"] == [720, 1280, 3], r
+    # xterm's window (white with black text, twm's title bar) on the X root: not one flat colour.
+    assert r["picture"]["std"] > 5 and r["picture"]["colours"] > 2, r
+    # The client quit: the display, the window manager and the terminal are gone.
+    wait_for(lambda: not marked_processes(h.state_dir), 10, "no desktop processes after quit")
+    wait_for(lambda: not list((h.state_dir / "run").glob("desktop-*")), 5,
+             "the desktop's directory removed")
+
+
+def test_builtin_desktop_can_be_switched_off(howl_factory, tmp_path):
+    h = howl_factory(extra_args=["--no-desktop-app"])
+    titles = [a["title"] for a in h.api("GET", "/api/v1/apps")[1]]
+    assert titles == ["Test Pattern"], titles
+    cfg = tmp_path / "off.toml"
+    cfg.write_text("desktop_app = false\n")
+    h2 = howl_factory(extra_args=["--config", str(cfg)])
+    assert [a["title"] for a in h2.api("GET", "/api/v1/apps")[1]] == ["Test Pattern"]

@@ -1,4 +1,5 @@
-//! The app catalogue: the built-in "Test Pattern" plus apps from the config file.
+//! The app catalogue: the built-in "Test Pattern" (and "Desktop" where the server offers it)
+//! plus apps from the config file and the API.
 //!
 //! App IDs must be non-zero, fit a signed 32-bit integer and stay stable across restarts:
 //! clients cache lists and box art by ID and compare it with `currentgame` (reference part 1,
@@ -8,6 +9,34 @@ use serde::{Deserialize, Serialize};
 
 /// Title of the built-in app that every howl lists.
 pub const TEST_PATTERN_TITLE: &str = "Test Pattern";
+
+/// Title of the built-in desktop (a window manager and a terminal), listed when the server
+/// finds both programs.
+pub const DESKTOP_TITLE: &str = "Desktop";
+
+/// The built-in "Desktop": `wm` in the background and `terminal` as the app itself, so closing
+/// the terminal ends the stream (and the producer's stop takes the window manager with the
+/// process group). The paths travel as arguments, never spliced into the script, so no path
+/// can inject shell syntax. The terminal asks for its place (`-geometry`, a user-specified
+/// position): twm would otherwise wait for a click to place the first window, and the
+/// desktop would stay black until then.
+pub fn desktop_app(wm: &str, terminal: &str) -> AppConfig {
+    AppConfig {
+        title: DESKTOP_TITLE.to_owned(),
+        kind: AppKind::Process {
+            command: "/bin/sh".to_owned(),
+            args: vec![
+                "-c".to_owned(),
+                r#""$1" & exec "$2" -geometry 100x32+16+16"#.to_owned(),
+                "howl-desktop".to_owned(),
+                wm.to_owned(),
+                terminal.to_owned(),
+            ],
+            env: Default::default(),
+            working_dir: None,
+        },
+    }
+}
 
 /// What runs when an app is launched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +141,18 @@ impl AppCatalog {
     /// The built-in test pattern, the configured apps, then the API-created ones. Titles are
     /// unique across all three (clients pick apps by title and ID).
     pub fn build(configured: &[AppConfig], stored: &[StoredApp]) -> Result<Self, AppError> {
+        Self::build_with_builtins(&[], configured, stored)
+    }
+
+    /// Like [`Self::build`], with further built-in apps after the test pattern (the server's
+    /// "Desktop"). A configured app or an operator's API app with a built-in's title replaces
+    /// it, so an operator's own "Desktop" keeps working; a tenant's may not (it would hide the
+    /// built-in from everyone) and is a duplicate.
+    pub fn build_with_builtins(
+        builtins: &[AppConfig],
+        configured: &[AppConfig],
+        stored: &[StoredApp],
+    ) -> Result<Self, AppError> {
         let mut apps = vec![App {
             id: app_id_for_title(TEST_PATTERN_TITLE),
             title: TEST_PATTERN_TITLE.to_owned(),
@@ -121,6 +162,18 @@ impl AppCatalog {
             source: AppSource::Builtin,
             owner: None,
         }];
+        for b in builtins {
+            if apps.iter().any(|a| a.title == b.title) {
+                return Err(AppError::DuplicateTitle(b.title.clone()));
+            }
+            apps.push(App {
+                id: app_id_for_title(&b.title),
+                title: b.title.clone(),
+                kind: b.kind.clone(),
+                source: AppSource::Builtin,
+                owner: None,
+            });
+        }
         let entries = configured
             .iter()
             .map(|c| (&c.title, &c.kind, AppSource::Config, None))
@@ -142,7 +195,7 @@ impl AppCatalog {
             {
                 return Err(AppError::EmptyCommand(title.to_owned()));
             }
-            if apps.iter().any(|a| a.title == title) {
+            if let Some(pos) = apps.iter().position(|a| a.title == title) {
                 // A configured "Test Pattern" replaces the built-in one's settings.
                 if title == TEST_PATTERN_TITLE
                     && source == AppSource::Config
@@ -151,7 +204,12 @@ impl AppCatalog {
                     apps[0].kind = kind.clone();
                     continue;
                 }
-                return Err(AppError::DuplicateTitle(title.to_owned()));
+                // The operator's own app replaces a further built-in of that title.
+                if pos > 0 && apps[pos].source == AppSource::Builtin && owner.is_none() {
+                    apps.remove(pos);
+                } else {
+                    return Err(AppError::DuplicateTitle(title.to_owned()));
+                }
             }
             apps.push(App {
                 id: app_id_for_title(title),
@@ -221,6 +279,54 @@ mod tests {
         assert!(serde_json::from_str::<AppConfig>(bad).is_err());
         let typo = r#"{"title":"X","kind":"process","comand":"xterm"}"#;
         assert!(serde_json::from_str::<AppConfig>(typo).is_err());
+    }
+
+    #[test]
+    fn the_desktop_builtin_follows_the_test_pattern_and_yields_to_the_operators_app() {
+        let desk = desktop_app("/usr/bin/twm", "/usr/bin/xterm");
+        let cat = AppCatalog::build_with_builtins(std::slice::from_ref(&desk), &[], &[]).unwrap();
+        let titles: Vec<_> = cat.list().iter().map(|a| a.title.as_str()).collect();
+        assert_eq!(titles, [TEST_PATTERN_TITLE, DESKTOP_TITLE]);
+        assert_eq!(cat.list()[1].source, AppSource::Builtin);
+        let AppKind::Process { command, args, .. } = &cat.list()[1].kind else {
+            panic!("the desktop is a process app");
+        };
+        assert_eq!(command, "/bin/sh");
+        assert_eq!(&args[3..], ["/usr/bin/twm", "/usr/bin/xterm"]);
+
+        let own = AppConfig {
+            title: DESKTOP_TITLE.into(),
+            kind: AppKind::Process {
+                command: "startxfce4".into(),
+                args: vec![],
+                env: Default::default(),
+                working_dir: None,
+            },
+        };
+        let cat = AppCatalog::build_with_builtins(
+            std::slice::from_ref(&desk),
+            std::slice::from_ref(&own),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cat.list().len(), 2);
+        let d = cat.by_title(DESKTOP_TITLE).unwrap();
+        assert_eq!(d.source, AppSource::Config);
+        assert!(matches!(&d.kind, AppKind::Process { command, .. } if command == "startxfce4"));
+
+        let stored = |owner| StoredApp {
+            title: DESKTOP_TITLE.into(),
+            kind: own.kind.clone(),
+            owner,
+        };
+        let cat =
+            AppCatalog::build_with_builtins(std::slice::from_ref(&desk), &[], &[stored(None)])
+                .unwrap();
+        assert_eq!(cat.by_title(DESKTOP_TITLE).unwrap().source, AppSource::Api);
+        assert_eq!(
+            AppCatalog::build_with_builtins(std::slice::from_ref(&desk), &[], &[stored(Some(7))]),
+            Err(AppError::DuplicateTitle(DESKTOP_TITLE.into()))
+        );
     }
 
     #[test]

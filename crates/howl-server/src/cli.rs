@@ -68,6 +68,9 @@ pub struct ServeArgs {
     /// Do not advertise the host over mDNS.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Do not list the built-in "Desktop" app (overrides `desktop_app`).
+    #[arg(long)]
+    pub no_desktop_app: bool,
     /// Address for the NVHTTP listeners (overrides `bind_address`). [default: 0.0.0.0]
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<IpAddr>,

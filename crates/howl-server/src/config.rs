@@ -89,7 +89,11 @@ pub struct Config {
     /// but works only with the admin token (tenant tokens are stored as hashes), and ffmpeg
     /// and VLC pick Digest whenever it is offered: turn it off to let tenants use them.
     pub rtsp_egress_digest: bool,
-    /// Apps besides the built-in "Test Pattern".
+    /// List the built-in "Desktop" app (a window manager and xterm in a virtual desktop) when
+    /// a window manager (twm, openbox, fluxbox or icewm) and xterm are on `PATH`. An app of
+    /// your own titled "Desktop" replaces it.
+    pub desktop_app: bool,
+    /// Apps besides the built-in "Test Pattern" (and "Desktop").
     pub apps: Vec<AppConfig>,
 }
 
@@ -127,6 +131,7 @@ impl Default for Config {
             rtsp_egress_play_timeout_secs: 20,
             rtsp_egress_udp: true,
             rtsp_egress_digest: true,
+            desktop_app: true,
             apps: Vec::new(),
         }
     }
@@ -181,6 +186,7 @@ const ENV_KEYS: &[&str] = &[
     "rtsp_egress_play_timeout_secs",
     "rtsp_egress_udp",
     "rtsp_egress_digest",
+    "desktop_app",
 ];
 
 impl Config {

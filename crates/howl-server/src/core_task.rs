@@ -350,6 +350,7 @@ impl CoreHandle {
 struct Core {
     clients: ClientRegistry,
     apps: Arc<AppCatalog>,
+    builtin_apps: Vec<AppConfig>,
     configured_apps: Vec<AppConfig>,
     stored_apps: Vec<StoredApp>,
     tenants: Vec<TenantRecord>,
@@ -363,22 +364,37 @@ struct Core {
 
 /// Starts the actor. It runs until `shutdown` fires or every handle is dropped.
 ///
-/// `configured_apps` come from the config file; the API-created apps and the tenants come from
-/// `state`. Fails when the two app lists clash (a config app now has an API app's title).
+/// `builtin_apps` are the server's further built-ins (the "Desktop"), `configured_apps` come
+/// from the config file; the API-created apps and the tenants come from `state`. Fails when
+/// the config and API lists clash (a config app now has an API app's title).
 pub fn spawn(
     state: howl_core::PersistedState,
     state_file: PathBuf,
+    mut builtin_apps: Vec<AppConfig>,
     configured_apps: Vec<AppConfig>,
     pairing_window: Duration,
     events: EventBus,
     shutdown: CancellationToken,
 ) -> Result<(CoreHandle, tokio::task::JoinHandle<()>), howl_core::apps::AppError> {
-    let apps = AppCatalog::build(&configured_apps, &state.apps)?;
+    let apps = match AppCatalog::build_with_builtins(&builtin_apps, &configured_apps, &state.apps) {
+        Ok(apps) => apps,
+        // A tenant created an app with a built-in's title before the built-in existed: keep
+        // the tenant's app and leave the built-in out rather than refuse to start.
+        Err(howl_core::apps::AppError::DuplicateTitle(t))
+            if builtin_apps.iter().any(|b| b.title == t) =>
+        {
+            tracing::warn!(title = %t, "a tenant's app has a built-in app's title; the built-in is not listed");
+            builtin_apps.retain(|b| b.title != t);
+            AppCatalog::build_with_builtins(&builtin_apps, &configured_apps, &state.apps)?
+        }
+        Err(e) => return Err(e),
+    };
     let (tx, mut rx) = mpsc::channel(CORE_COMMAND_CAPACITY);
     let (tenants_tx, tenants_rx) = watch::channel(Arc::new(tenant_index(&state.tenants)));
     let mut core = Core {
         clients: ClientRegistry::from_list(state.clients),
         apps: Arc::new(apps),
+        builtin_apps,
         configured_apps,
         stored_apps: state.apps,
         tenants: state.tenants,
@@ -646,8 +662,9 @@ impl Core {
     /// Validates `stored` as the new API app list, then persists it; memory and disk stay in
     /// step (a change that cannot be saved is undone).
     fn replace_apps(&mut self, stored: Vec<StoredApp>) -> Result<(), CoreError> {
-        let catalog = AppCatalog::build(&self.configured_apps, &stored)
-            .map_err(|e| CoreError::Invalid(e.to_string()))?;
+        let catalog =
+            AppCatalog::build_with_builtins(&self.builtin_apps, &self.configured_apps, &stored)
+                .map_err(|e| CoreError::Invalid(e.to_string()))?;
         let old_apps = std::mem::replace(&mut self.apps, Arc::new(catalog));
         let old_stored = std::mem::replace(&mut self.stored_apps, stored);
         if let Err(e) = self.persist() {

@@ -48,6 +48,49 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
+/// The built-in apps besides the test pattern: the "Desktop" when it is switched on and a
+/// window manager and a terminal are on `PATH` (looked up once: the list is fixed while the
+/// server runs).
+fn builtin_apps(cfg: &Config) -> Vec<howl_core::apps::AppConfig> {
+    if !cfg.desktop_app {
+        return Vec::new();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let wm = DESKTOP_WMS.iter().find_map(|w| find_in_path(&path, w));
+    let term = find_in_path(&path, DESKTOP_TERMINAL);
+    match (wm, term) {
+        (Some(wm), Some(term)) => {
+            tracing::info!(wm = %wm.display(), terminal = %term.display(), "the built-in Desktop app is listed");
+            vec![howl_core::apps::desktop_app(
+                &wm.to_string_lossy(),
+                &term.to_string_lossy(),
+            )]
+        }
+        _ => {
+            tracing::info!(
+                "no window manager ({}) or no {DESKTOP_TERMINAL} on PATH: the built-in Desktop app is not listed",
+                DESKTOP_WMS.join(", ")
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// Small window managers the built-in Desktop uses, in order of preference.
+const DESKTOP_WMS: &[&str] = &["twm", "openbox", "fluxbox", "icewm"];
+/// The terminal the built-in Desktop opens.
+const DESKTOP_TERMINAL: &str = "xterm";
+
+/// The first executable file called `name` in the `PATH` list.
+fn find_in_path(path: &std::ffi::OsStr, name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 /// Runs the server until a termination signal. Returns once shut down.
 pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
     tls::install_default_provider();
@@ -71,6 +114,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
     let (core, core_task) = core_task::spawn(
         state,
         sd.path(crate::statedir::STATE_FILE),
+        builtin_apps(&cfg),
         cfg.apps.clone(),
         cfg.pairing_window(),
         events.clone(),
