@@ -10,7 +10,8 @@ Modes: `full` (every input kind, audio), `isolation` (one key repeatedly, record
 seen), `hold` (press a key and a button, then leave without releasing them), `check` (just
 report the state: after `hold` and a resume, nothing may still be held), `picture` (for apps
 other than the test app, such as the built-in "Desktop": wait for a frame that is not one flat
-colour and report how varied it is).
+colour and report how varied it is), `gamepad` (send states of gamepad 0: A held, sticks and
+triggers moved, then released; touch the ready file; linger).
 """
 
 from __future__ import annotations
@@ -37,7 +38,12 @@ CDEF = {
     "LiSendHighResScrollEvent": "int LiSendHighResScrollEvent(short scrollAmount);",
     "LiSendHScrollEvent": "int LiSendHScrollEvent(signed char scrollClicks);",
     "LiSendUtf8TextEvent": "int LiSendUtf8TextEvent(const char *text, unsigned int length);",
+    "LiSendMultiControllerEvent":
+        "int LiSendMultiControllerEvent(short controllerNumber, short activeGamepadMask, "
+        "int buttonFlags, unsigned char leftTrigger, unsigned char rightTrigger, "
+        "short leftStickX, short leftStickY, short rightStickX, short rightStickY);",
 }
+A_FLAG = 0x1000
 KEY_DOWN, KEY_UP = b"\x03", b"\x04"
 BUTTON_PRESS, BUTTON_RELEASE = b"\x07", b"\x08"
 BUTTON_LEFT = 1
@@ -138,7 +144,7 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--height", type=int, default=768)
     ap.add_argument("--fps", type=int, default=30)
-    ap.add_argument("--mode", choices=["full", "isolation", "hold", "check", "picture"], default="full")
+    ap.add_argument("--mode", choices=["full", "isolation", "hold", "check", "picture", "gamepad"], default="full")
     ap.add_argument("--key", type=lambda s: int(s, 0), default=0x41, help="VK for isolation")
     ap.add_argument("--seconds", type=float, default=4.0, help="isolation duration")
     ap.add_argument("--ready-file", help="touched once streaming (for tests that then act)")
@@ -266,6 +272,18 @@ def main() -> int:
                 lambda s: True, timeout=0.5)
             act("button_held", lambda: lib.LiSendMouseButtonEvent(BUTTON_PRESS, BUTTON_LEFT),
                 lambda s: s["buttons"] == 1)
+        elif args.mode == "gamepad":
+            sent = 0
+            for i in range(10):
+                pressed = i % 2 == 0
+                lib.LiSendMultiControllerEvent(0, 1, A_FLAG if pressed else 0,
+                                               255 if pressed else 0, 0,
+                                               1000 * i, -1000 * i, 0, 32767 if pressed else 0)
+                sent += 1
+                time.sleep(0.05)  # distinct states, not one coalesced burst
+            out["gamepad_states_sent"] = sent
+            if args.ready_file:
+                open(args.ready_file, "w").close()
         elif args.mode == "check":
             st, _ = rd.wait(lambda s: True, 1.0)
             out["final"] = st

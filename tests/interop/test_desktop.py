@@ -300,3 +300,49 @@ def test_builtin_desktop_can_be_switched_off(howl_factory, tmp_path):
     cfg.write_text("desktop_app = false\n")
     h2 = howl_factory(extra_args=["--config", str(cfg)])
     assert [a["title"] for a in h2.api("GET", "/api/v1/apps")[1]] == ["Test Pattern"]
+
+
+def proc_input_devices() -> str:
+    try:
+        return Path("/proc/bus/input/devices").read_text()
+    except OSError:
+        return ""
+
+
+def test_gamepad_without_uinput_is_dropped_counted_and_logged_once(howl_factory, tmp_path):
+    if os.path.exists("/dev/uinput"):
+        pytest.skip("/dev/uinput exists here: test_gamepad_appears_as_a_uinput_device covers it")
+    h = desktop_howl(howl_factory, tmp_path)
+    r = run_client(h, tmp_path / "c", "--mode", "gamepad")
+    assert r["ok"] and r["gamepad_states_sent"] == 10, r
+    # The states reached the worker (server decode -> worker protocol -> uinput attempt); it
+    # said once that it cannot make a pad, and counted what it dropped when the stream ended.
+    wait_for(lambda: "gamepad states dropped during this stream" in h.log(), 10,
+             "the worker's dropped-states count")
+    assert h.log().count("cannot create a virtual gamepad") == 1, h.log()[-3000:]
+    # Desktop input kept working meanwhile: the app still answers (its grey background).
+    assert 150 < r["initial"]["background"] < 230, r
+
+
+def test_gamepad_appears_as_a_uinput_device(howl_factory, tmp_path):
+    if not os.path.exists("/dev/uinput"):
+        pytest.skip("no /dev/uinput on this machine: gamepad injection not exercised")
+    h = desktop_howl(howl_factory, tmp_path)
+    assert run_client(h, tmp_path / "c", "--mode", "check")["ok"]  # pairs
+    ready = tmp_path / "ready"
+    p = subprocess.Popen(client_cmd(h, tmp_path / "c", "--mode", "gamepad", "--ready-file",
+                                    str(ready), "--linger", "3"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: ready.exists() or p.poll() is not None, 60, "gamepad states sent")
+        wait_for(lambda: 'Name="howl gamepad 0"' in proc_input_devices(), 10,
+                 "the virtual pad in /proc/bus/input/devices")
+        p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    # The viewer left: its pad is unplugged.
+    wait_for(lambda: 'Name="howl gamepad 0"' not in proc_input_devices(), 10,
+             "the virtual pad removed")
+    assert "virtual gamepad created" in h.log()

@@ -741,6 +741,7 @@ mod input_tag {
     pub const MOUSE_BUTTON: u8 = 5;
     pub const SCROLL: u8 = 6;
     pub const HSCROLL: u8 = 7;
+    pub const GAMEPAD: u8 = 8;
 }
 
 fn press_to_wire(p: Press) -> u8 {
@@ -796,6 +797,21 @@ fn encode_input(event: &ClientInput, out: &mut Vec<u8>) -> Result<(), ProtocolEr
             out.push(input_tag::HSCROLL);
             out.extend_from_slice(&amount.to_be_bytes());
         }
+        ClientInput::Gamepad {
+            controller,
+            connected,
+            state,
+        } => {
+            out.push(input_tag::GAMEPAD);
+            out.push(*controller);
+            out.push(u8::from(*connected));
+            out.extend_from_slice(&state.buttons.to_be_bytes());
+            out.push(state.left_trigger);
+            out.push(state.right_trigger);
+            for v in state.left_stick.iter().chain(&state.right_stick) {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
     }
     Ok(())
 }
@@ -831,6 +847,17 @@ fn decode_input(r: &mut Reader<'_>) -> Result<ClientInput, ProtocolError> {
         },
         input_tag::SCROLL => ClientInput::Scroll { amount: r.i16()? },
         input_tag::HSCROLL => ClientInput::HScroll { amount: r.i16()? },
+        input_tag::GAMEPAD => ClientInput::Gamepad {
+            controller: r.u8()?,
+            connected: r.bool("connected")?,
+            state: crate::gamepad::PadState {
+                buttons: r.u32()?,
+                left_trigger: r.u8()?,
+                right_trigger: r.u8()?,
+                left_stick: [r.i16()?, r.i16()?],
+                right_stick: [r.i16()?, r.i16()?],
+            },
+        },
         v => {
             return Err(ProtocolError::InvalidField {
                 field: "input",
@@ -1253,6 +1280,20 @@ mod tests {
             Message::Input {
                 viewer: 1,
                 event: ClientInput::HScroll { amount: 120 },
+            },
+            Message::Input {
+                viewer: 2,
+                event: ClientInput::Gamepad {
+                    controller: 15,
+                    connected: true,
+                    state: crate::gamepad::PadState {
+                        buttons: 0x3f_f7ff,
+                        left_trigger: 255,
+                        right_trigger: 1,
+                        left_stick: [i16::MIN, i16::MAX],
+                        right_stick: [-1, 300],
+                    },
+                },
             },
             Message::ReleaseInput { viewer: 9 },
             Message::AppExited {

@@ -389,6 +389,16 @@ pub enum ClientInput {
         /// Signed amount.
         amount: i16,
     },
+    /// Full state of one of the client's gamepads (not X11: the worker feeds it to a uinput
+    /// pad, see [`crate::gamepad`]).
+    Gamepad {
+        /// The client's controller number, 0..15.
+        controller: u8,
+        /// False: the client unplugged this pad (its device goes away).
+        connected: bool,
+        /// Buttons, triggers and sticks.
+        state: crate::gamepad::PadState,
+    },
 }
 
 /// One thing for the worker's XTest code to do, in order.
@@ -874,6 +884,8 @@ impl Translator {
                 let notches = self.mouse.hscroll(amount);
                 clicks(notches, BUTTON_SCROLL_RIGHT, BUTTON_SCROLL_LEFT, &mut out);
             }
+            // Gamepads have no X11 device; the worker sends them to uinput.
+            ClientInput::Gamepad { .. } => {}
         }
         out
     }

@@ -1,5 +1,6 @@
 //! Decoded Moonlight input (howl-proto) in the terms the worker's XTest injection understands
-//! (howl-media `xinput`). Gamepads, touch and pen have no X11 device and are not forwarded.
+//! (howl-media `xinput`), and gamepad states for its uinput pads (howl-media `gamepad`).
+//! Touch, pen and controller motion/touchpad are not forwarded.
 
 use howl_media::xinput::{ClientInput, Press};
 use howl_proto::input::{ButtonAction, InputEvent};
@@ -34,6 +35,24 @@ pub fn to_desktop(ev: &InputEvent) -> Option<ClientInput> {
         },
         InputEvent::Scroll { amount } => ClientInput::Scroll { amount: *amount },
         InputEvent::HScroll { amount } => ClientInput::HScroll { amount: *amount },
+        InputEvent::Controller(c) => ClientInput::Gamepad {
+            // howl-proto checked the number (0..16), so it fits a byte.
+            controller: u8::try_from(c.controller).ok()?,
+            // A pad that is gone is a state whose active mask lacks its own bit.
+            connected: c
+                .active_mask
+                .checked_shr(u32::from(c.controller))
+                .unwrap_or(0)
+                & 1
+                != 0,
+            state: howl_media::gamepad::PadState {
+                buttons: c.buttons,
+                left_trigger: c.left_trigger,
+                right_trigger: c.right_trigger,
+                left_stick: c.left_stick,
+                right_stick: c.right_stick,
+            },
+        },
         _ => return None,
     })
 }
@@ -42,6 +61,42 @@ pub fn to_desktop(ev: &InputEvent) -> Option<ClientInput> {
 mod tests {
     use super::*;
     use howl_proto::input::{KeyboardEvent, MouseButton, MousePosition};
+
+    #[test]
+    fn controller_states_map_with_their_connection() {
+        let c = howl_proto::input::ControllerState {
+            controller: 3,
+            active_mask: 0b1001,
+            buttons: 0x1001,
+            left_trigger: 9,
+            right_trigger: 200,
+            left_stick: [-5, 6],
+            right_stick: [7, -8],
+        };
+        let Some(ClientInput::Gamepad {
+            controller,
+            connected,
+            state,
+        }) = to_desktop(&InputEvent::Controller(c))
+        else {
+            panic!("a controller state is a gamepad input");
+        };
+        assert_eq!((controller, connected), (3, true));
+        assert_eq!(state.buttons, 0x1001);
+        assert_eq!((state.left_trigger, state.right_trigger), (9, 200));
+        assert_eq!((state.left_stick, state.right_stick), ([-5, 6], [7, -8]));
+        let gone = howl_proto::input::ControllerState {
+            active_mask: 0b0001,
+            ..c
+        };
+        assert!(matches!(
+            to_desktop(&InputEvent::Controller(gone)),
+            Some(ClientInput::Gamepad {
+                connected: false,
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn keyboard_mouse_and_scroll_map_field_for_field() {

@@ -257,6 +257,8 @@ fn stream_loop(
 ) -> u8 {
     let mut next_heartbeat = Instant::now() + HEARTBEAT_INTERVAL;
     let mut heartbeat_seq = 0u64;
+    // Dropped (leaving the loop) removes every virtual pad.
+    let mut pads = crate::uinput::Gamepads::default();
     loop {
         if let Some(detail) = desk.desktop.as_mut().and_then(|d| d.poll_app_exit()) {
             // The producer ends: the server stops us. Until then the picture keeps streaming.
@@ -294,6 +296,18 @@ fn stream_loop(
             .min(next_heartbeat.saturating_duration_since(Instant::now()));
         match cmd_rx.recv_timeout(wait) {
             Ok(Command::RequestKeyframe) => pipe.force_keyframe(),
+            Ok(Command::Input(
+                viewer,
+                ClientInput::Gamepad {
+                    controller,
+                    connected,
+                    state,
+                },
+            )) => {
+                if desk.desktop.is_some() {
+                    pads.input(viewer, controller, connected, &state);
+                }
+            }
             Ok(Command::Input(viewer, event)) => {
                 if let Some(i) = desk.injector.as_mut() {
                     i.input(viewer, &event);
@@ -303,6 +317,7 @@ fn stream_loop(
                 if let Some(i) = desk.injector.as_mut() {
                     i.release(viewer);
                 }
+                pads.release(viewer);
             }
             Ok(Command::Stop) => {
                 tracing::info!("Stop received");
