@@ -58,6 +58,27 @@ pub enum AppKind {
         #[serde(default)]
         working_dir: Option<String>,
     },
+    /// A container started (through the Docker Engine API) inside the producer's display: the
+    /// display's X socket and the sound server's socket are mounted in, `DISPLAY` and
+    /// `PULSE_SERVER` set. The image must be present locally (howl never pulls).
+    Docker {
+        image: String,
+        /// Command and arguments; empty: the image's own.
+        #[serde(default)]
+        command: Vec<String>,
+        #[serde(default)]
+        env: std::collections::BTreeMap<String, String>,
+        /// Extra bind mounts, `host-path:container-path[:ro]`.
+        #[serde(default)]
+        mounts: Vec<String>,
+        /// Docker network mode; `none` unless the app needs the network.
+        #[serde(default = "default_network")]
+        network: String,
+    },
+}
+
+fn default_network() -> String {
+    "none".to_owned()
 }
 
 fn default_tone_hz() -> u32 {
@@ -115,6 +136,10 @@ pub enum AppError {
     DuplicateTitle(String),
     #[error("app {0:?}: a process app needs a non-empty command")]
     EmptyCommand(String),
+    #[error("app {0:?}: a docker app needs an image")]
+    EmptyImage(String),
+    #[error("app {0:?}: mount {1:?} is not host-path:container-path[:ro|:rw] with absolute paths")]
+    BadMount(String, String),
 }
 
 /// Stable, non-zero, positive 31-bit ID from a title (SHA-256, first four bytes).
@@ -124,6 +149,18 @@ pub fn app_id_for_title(title: &str) -> i32 {
     let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff;
     // Zero means "no app" to clients; map it away. The cast cannot wrap: v < 2^31.
     if v == 0 { 1 } else { v as i32 }
+}
+
+/// `host:container[:ro|:rw]`, both absolute (Docker would read a relative host part as a
+/// volume name).
+fn valid_mount(m: &str) -> bool {
+    let parts: Vec<&str> = m.split(':').collect();
+    let paths_ok = |h: &str, c: &str| h.starts_with('/') && c.starts_with('/');
+    match parts[..] {
+        [h, c] => paths_ok(h, c),
+        [h, c, mode] => paths_ok(h, c) && matches!(mode, "ro" | "rw"),
+        _ => false,
+    }
 }
 
 /// The validated list of apps, in display order.
@@ -194,6 +231,14 @@ impl AppCatalog {
                 && command.trim().is_empty()
             {
                 return Err(AppError::EmptyCommand(title.to_owned()));
+            }
+            if let AppKind::Docker { image, mounts, .. } = kind {
+                if image.trim().is_empty() {
+                    return Err(AppError::EmptyImage(title.to_owned()));
+                }
+                if let Some(m) = mounts.iter().find(|m| !valid_mount(m)) {
+                    return Err(AppError::BadMount(title.to_owned(), m.clone()));
+                }
             }
             if let Some(pos) = apps.iter().position(|a| a.title == title) {
                 // A configured "Test Pattern" replaces the built-in one's settings.
@@ -327,6 +372,50 @@ mod tests {
             AppCatalog::build_with_builtins(std::slice::from_ref(&desk), &[], &[stored(Some(7))]),
             Err(AppError::DuplicateTitle(DESKTOP_TITLE.into()))
         );
+    }
+
+    #[test]
+    fn docker_apps_parse_with_defaults_and_are_checked() {
+        let json = r#"{"title":"C","kind":"docker","image":"howl-test-app"}"#;
+        let c: AppConfig = serde_json::from_str(json).unwrap();
+        let AppKind::Docker {
+            image,
+            command,
+            network,
+            mounts,
+            ..
+        } = &c.kind
+        else {
+            panic!("docker kind");
+        };
+        assert_eq!(
+            (image.as_str(), network.as_str()),
+            ("howl-test-app", "none")
+        );
+        assert!(command.is_empty() && mounts.is_empty());
+        assert!(AppCatalog::new(std::slice::from_ref(&c)).is_ok());
+        let with = |image: &str, mount: &str| AppConfig {
+            title: "C".into(),
+            kind: AppKind::Docker {
+                image: image.into(),
+                command: vec![],
+                env: Default::default(),
+                mounts: vec![mount.into()],
+                network: "none".into(),
+            },
+        };
+        assert_eq!(
+            AppCatalog::new(&[with(" ", "/a:/b")]),
+            Err(AppError::EmptyImage("C".into()))
+        );
+        assert!(AppCatalog::new(&[with("i", "/a:/b:ro")]).is_ok());
+        for bad in ["a:/b", "/a:b", "/a", "/a:/b:rx", "/a:/b:ro:x"] {
+            assert_eq!(
+                AppCatalog::new(&[with("i", bad)]),
+                Err(AppError::BadMount("C".into(), bad.into())),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -48,7 +48,7 @@
 use crate::xinput::{ClientInput, Press};
 
 /// Version of this protocol; sent in [`Message::Hello`]. Bump it on any incompatible change.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Largest allowed frame (type byte + payload). 16 MiB holds any access unit a sane encoder
 /// produces at the bitrates GameStream uses (a 4K IDR is a few MiB at most), while a corrupted
@@ -160,6 +160,20 @@ pub struct DesktopApp {
     pub env: Vec<(String, String)>,
     /// Working directory; the worker's own when `None`.
     pub working_dir: Option<String>,
+    /// Run it in a container instead of as a host process: `command` and `args` are then
+    /// the container's command (both empty: the image's own).
+    pub container: Option<ContainerSpec>,
+}
+
+/// A Docker container for a desktop app (howl-core `AppKind::Docker`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// A locally present image.
+    pub image: String,
+    /// Extra bind mounts, `host:container[:ro]`.
+    pub mounts: Vec<String>,
+    /// Docker network mode.
+    pub network: String,
 }
 
 /// Everything a worker needs to build its pipeline. Sent once, in [`Message::Start`].
@@ -636,6 +650,18 @@ fn encode_payload(msg: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
                         }
                         None => out.push(0),
                     }
+                    match &app.container {
+                        Some(c) => {
+                            out.push(1);
+                            put_str(out, "image", &c.image)?;
+                            put_count(out, "mounts", c.mounts.len())?;
+                            for m in &c.mounts {
+                                put_str(out, "mounts", m)?;
+                            }
+                            put_str(out, "network", &c.network)?;
+                        }
+                        None => out.push(0),
+                    }
                 }
             }
         }
@@ -886,11 +912,27 @@ fn decode_desktop(r: &mut Reader<'_>) -> Result<DesktopApp, ProtocolError> {
     } else {
         None
     };
+    let container = if r.bool("container")? {
+        let image = r.string("image")?;
+        let n = r.count("mounts")?;
+        let mut mounts = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            mounts.push(r.string("mounts")?);
+        }
+        Some(ContainerSpec {
+            image,
+            mounts,
+            network: r.string("network")?,
+        })
+    } else {
+        None
+    };
     Ok(DesktopApp {
         command,
         args,
         env,
         working_dir,
+        container,
     })
 }
 
@@ -1238,6 +1280,11 @@ mod tests {
                     args: vec!["--tone".into(), "π".into()],
                     env: vec![("A".into(), "b=c".into())],
                     working_dir: Some("/tmp".into()),
+                    container: Some(ContainerSpec {
+                        image: "howl-test-app:latest".into(),
+                        mounts: vec!["/a:/b:ro".into()],
+                        network: "none".into(),
+                    }),
                 }),
                 slices_per_frame: 1,
             }),

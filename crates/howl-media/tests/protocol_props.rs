@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use howl_media::protocol::{
-    AudioPacket, Codec, DesktopApp, EncoderInfo, FrameDecoder, MAX_FRAME_LEN, Message, OpusConfig,
-    ProtocolError, Source, StreamParams, VideoFrame, encode,
+    AudioPacket, Codec, ContainerSpec, DesktopApp, EncoderInfo, FrameDecoder, MAX_FRAME_LEN,
+    Message, OpusConfig, ProtocolError, Source, StreamParams, VideoFrame, encode,
 };
 use howl_media::xinput::{ClientInput, Press};
 use proptest::prelude::*;
@@ -22,14 +22,20 @@ fn source() -> impl Strategy<Value = Source> {
             ".{0,12}",
             prop::collection::vec(".{0,6}", 0..4),
             prop::collection::vec((".{0,6}", ".{0,6}"), 0..3),
-            proptest::option::of(".{0,8}")
+            proptest::option::of(".{0,8}"),
+            proptest::option::of((".{0,8}", prop::collection::vec(".{0,6}", 0..3), ".{0,4}"))
         )
             .prop_map(
-                |(command, args, env, working_dir)| Source::Desktop(DesktopApp {
+                |(command, args, env, working_dir, container)| Source::Desktop(DesktopApp {
                     command,
                     args,
                     env,
                     working_dir,
+                    container: container.map(|(image, mounts, network)| ContainerSpec {
+                        image,
+                        mounts,
+                        network
+                    }),
                 })
             ),
     ]

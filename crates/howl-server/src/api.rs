@@ -681,9 +681,14 @@ fn app_body(v: serde_json::Value, owner: Option<u64>) -> Result<howl_core::Store
     let c: howl_core::apps::AppConfig =
         serde_json::from_value(v).map_err(|e| ApiError::BadRequest(format!("invalid app: {e}")))?;
     // A process app runs a command on the host as the server's user: operators only.
-    if owner.is_some() && matches!(c.kind, howl_core::AppKind::Process { .. }) {
+    if owner.is_some()
+        && matches!(
+            c.kind,
+            howl_core::AppKind::Process { .. } | howl_core::AppKind::Docker { .. }
+        )
+    {
         return Err(ApiError::Forbidden(
-            "tenants cannot create process apps: they run commands on the host".into(),
+            "tenants cannot create process or docker apps: they run commands on the host".into(),
         ));
     }
     Ok(howl_core::StoredApp {

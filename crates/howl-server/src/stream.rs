@@ -421,7 +421,7 @@ fn add_player_stats(c: &mut RtspCounters, st: &SessionStats) {
 /// Every app kind of this build streams (the worker reports what it cannot start).
 fn check_streamable(app: &App) -> Result<(), LaunchError> {
     match app.kind {
-        AppKind::TestPattern { .. } | AppKind::Process { .. } => Ok(()),
+        AppKind::TestPattern { .. } | AppKind::Process { .. } | AppKind::Docker { .. } => Ok(()),
     }
 }
 
@@ -438,6 +438,24 @@ fn source_of(app: &App) -> Source {
             args: args.clone(),
             env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             working_dir: working_dir.clone(),
+            container: None,
+        }),
+        AppKind::Docker {
+            image,
+            command,
+            env,
+            mounts,
+            network,
+        } => Source::Desktop(howl_media::protocol::DesktopApp {
+            command: command.first().cloned().unwrap_or_default(),
+            args: command.iter().skip(1).cloned().collect(),
+            env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            working_dir: None,
+            container: Some(howl_media::protocol::ContainerSpec {
+                image: image.clone(),
+                mounts: mounts.clone(),
+                network: network.clone(),
+            }),
         }),
     }
 }

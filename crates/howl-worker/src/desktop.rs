@@ -52,6 +52,8 @@ pub struct Desktop {
     pulse: Option<Child>,
     pulse_socket: Option<PathBuf>,
     app: Option<Child>,
+    /// A docker app's container, instead of `app`.
+    container: Option<crate::docker::Container>,
     app_exit_reported: bool,
 }
 
@@ -77,6 +79,7 @@ impl Desktop {
             pulse: None,
             pulse_socket: None,
             app: None,
+            container: None,
             app_exit_reported: false,
         };
         // On any error below, dropping `desktop` stops what was already started.
@@ -92,7 +95,19 @@ impl Desktop {
                 tracing::warn!(reason = %why, "no sound server for this desktop; its audio is silent");
             }
         }
-        desktop.app = Some(desktop.start_app(app, marker)?);
+        match &app.container {
+            None => desktop.app = Some(desktop.start_app(app, marker)?),
+            Some(spec) => {
+                let body = crate::docker::create_body(
+                    app,
+                    spec,
+                    desktop.display,
+                    desktop.pulse_socket.as_deref(),
+                    marker,
+                );
+                desktop.container = Some(crate::docker::Container::start(body)?);
+            }
+        }
         tracing::info!(display = desktop.display, command = %app.command, audio = desktop.pulse.is_some(), "desktop started");
         Ok(desktop)
     }
@@ -140,9 +155,13 @@ impl Desktop {
         if self.app_exit_reported {
             return None;
         }
-        let status = self.app.as_mut()?.try_wait().ok().flatten()?;
+        let detail = match (self.app.as_mut(), self.container.as_ref()) {
+            (Some(app), _) => app.try_wait().ok().flatten()?.to_string(),
+            (None, Some(c)) => c.poll_exit()?,
+            (None, None) => return None,
+        };
         self.app_exit_reported = true;
-        Some(status.to_string())
+        Some(detail)
     }
 }
 
@@ -151,6 +170,8 @@ impl Drop for Desktop {
         if let Some(app) = self.app.take() {
             stop_group(app, APP_STOP_GRACE);
         }
+        // The container before the servers it is connected to (bounded by its own deadline).
+        drop(self.container.take());
         if let Some(p) = self.pulse.take() {
             stop_child(p, SERVER_STOP_GRACE);
         }
@@ -455,6 +476,7 @@ mod tests {
             args: vec!["-c".into(), script.into()],
             env: vec![],
             working_dir: None,
+            container: None,
         }
     }
 
@@ -528,6 +550,7 @@ mod tests {
             args: vec![],
             env: vec![],
             working_dir: None,
+            container: None,
         };
         let err = Desktop::start(320, 240, &app, dir.path(), &marker).unwrap_err();
         assert!(err.to_string().contains("cannot start app"), "{err}");

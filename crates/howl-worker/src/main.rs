@@ -23,6 +23,7 @@
 
 mod decode_check;
 mod desktop;
+mod docker;
 mod encoders;
 mod error;
 mod pipeline;

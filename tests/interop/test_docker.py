@@ -1,0 +1,146 @@
+"""Docker apps (issue 7): a container from a locally imported image (no pulls) streams on the
+producer's private display, and stopping the stream, or killing the server and starting it
+again, leaves no container behind.
+
+When no Docker daemon is reachable the test starts its own (`dockerd --iptables=false
+--bridge=none --storage-driver=vfs`, state under the test's temporary directory) and stops it
+afterwards; when Docker cannot run at all the tests skip and say why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from test_desktop import app_bin, marked_processes, run_client, start_streaming, wait_for
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("Xvfb") is None,
+    reason="Xvfb is not installed (scripts/common.sh installs it); desktops cannot run here")
+
+
+def docker(host: str, *args, check=True, timeout=120, **kw):
+    return subprocess.run(["docker", "-H", host, *args], capture_output=True, text=True,
+                          timeout=timeout, check=check, **kw)
+
+
+def reachable(host: str) -> bool:
+    try:
+        return docker(host, "info", check=False, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="module")
+def docker_host(tmp_path_factory):
+    """A reachable Docker daemon's address: the machine's own, else one started here."""
+    if shutil.which("docker") is None:
+        pytest.skip("no docker client installed: the Docker runner is not exercised")
+    default = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if reachable(default):
+        yield default
+        return
+    if shutil.which("dockerd") is None:
+        pytest.skip(f"no Docker daemon at {default} and no dockerd to start: "
+                    "the Docker runner is not exercised")
+    # A short path: unix socket paths are limited to 108 bytes.
+    root = Path(f"/tmp/howl-dockerd-{uuid.uuid4().hex[:8]}")
+    root.mkdir()
+    sock = f"unix://{root}/docker.sock"
+    log = open(root / "dockerd.log", "w")
+    proc = subprocess.Popen(
+        ["dockerd", "--iptables=false", "--bridge=none", "--storage-driver=vfs",
+         "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+         "--pidfile", str(root / "dockerd.pid"), "-H", sock],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not reachable(sock):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (root / "dockerd.log").read_text()[-1500:]
+                pytest.skip(f"dockerd cannot run on this machine: the Docker runner is not "
+                            f"exercised\n{tail}")
+            time.sleep(0.2)  # polling the daemon's socket; it sends no readiness event
+        yield sock
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def test_image(docker_host, tmp_path_factory):
+    """`howl-test-app:<id>`: howl-testapp and the libraries it links, imported from a tar."""
+    rootfs = tmp_path_factory.mktemp("rootfs")
+    binary = app_bin()
+    files = [binary]
+    ldd = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+    files += [w for line in ldd.splitlines() for w in line.split() if w.startswith("/")]
+    for f in files:
+        dest = rootfs / f.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(f), dest)
+    shutil.copy2(binary, rootfs / "howl-testapp")
+    (rootfs / "tmp" / ".X11-unix").mkdir(parents=True)
+    tag = f"howl-test-app:{uuid.uuid4().hex[:8]}"
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    docker(docker_host, "import", "-", tag, stdin=tar.stdout)
+    tar.wait()
+    yield tag
+    docker(docker_host, "rmi", "-f", tag, check=False)
+
+
+def containers(docker_host, state_dir: Path) -> list[str]:
+    out = docker(docker_host, "ps", "-a", "--filter", f"label=howl.producer",
+                 "--format", "{{.ID}} {{.Label \"howl.producer\"}}").stdout
+    return [l for l in out.splitlines() if str(state_dir) in l]
+
+
+def docker_howl(howl_factory, tmp_path, docker_host, image, args=()):
+    cfg = tmp_path / "howl.toml"
+    cfg.write_text(f'[[apps]]\ntitle = "Test App"\nkind = "docker"\nimage = {json.dumps(image)}\n'
+                   f'command = {json.dumps(["/howl-testapp", *args])}\n')
+    return howl_factory(extra_args=["--config", str(cfg)], env={"DOCKER_HOST": docker_host})
+
+
+def test_container_streams_on_the_private_display_and_is_removed(howl_factory, tmp_path,
+                                                                 docker_host, test_image):
+    h = docker_howl(howl_factory, tmp_path, docker_host, test_image)
+    r = run_client(h, tmp_path / "c", "--mode", "check")
+    assert r["ok"], (r, h.log()[-3000:])
+    # The app in the container draws on the producer's display: its grey, its strip.
+    assert 150 < r["final"]["background"] < 230, (r, h.log()[-3000:])
+    assert "container started" in h.log()
+    wait_for(lambda: not containers(docker_host, h.state_dir), 20, "the container removed")
+    wait_for(lambda: not marked_processes(h.state_dir), 10, "no desktop processes after quit")
+
+
+def test_server_sigkill_and_restart_leave_no_container(howl_factory, tmp_path, docker_host,
+                                                       test_image):
+    h = docker_howl(howl_factory, tmp_path, docker_host, test_image)
+    assert run_client(h, tmp_path / "c", "--mode", "check")["ok"]
+    p = start_streaming(h, tmp_path / "c", tmp_path)
+    try:
+        assert containers(docker_host, h.state_dir), "a labelled container while streaming"
+        h.proc.kill()
+        h.proc.wait()
+        h.start()
+        # The restart reaps the container's processes by their marker; AutoRemove deletes it.
+        wait_for(lambda: not containers(docker_host, h.state_dir), 30,
+                 "no container after the restart")
+        wait_for(lambda: not marked_processes(h.state_dir), 10, "no marked processes")
+    finally:
+        p.kill()
+        p.communicate()
