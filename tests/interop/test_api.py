@@ -162,6 +162,10 @@ def test_tenant_tokens_are_scoped_and_validation_is_400(howl):
     st, body = howl.api("POST", "/api/v1/apps", {"title": "sh", "kind": "process",
                                                  "command": "/bin/sh"}, token=a)
     assert st == 403 and "process" in body["error"], body
+    # So does a container (with the host's mounts and the Docker daemon's powers).
+    st, body = howl.api("POST", "/api/v1/apps", {"title": "c", "kind": "docker",
+                                                 "image": "busybox"}, token=a)
+    assert st == 403 and "docker" in body["error"], body
     # The built-in app is read-only to everyone.
     tp = next(x for x in howl.api("GET", "/api/v1/apps")[1] if x["title"] == "Test Pattern")
     assert howl.api("DELETE", f"/api/v1/apps/{tp['id']}")[0] == 409

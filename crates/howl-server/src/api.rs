@@ -676,7 +676,8 @@ async fn list_apps(
 }
 
 /// An app definition: `{"title": "...", "kind": "test-pattern", "tone_hz": 440}` or
-/// `{"title": "...", "kind": "process", "command": "...", "args": [], "env": {}, "working_dir": null}`.
+/// `{"title": "...", "kind": "process", "command": "...", "args": [], "env": {}, "working_dir": null}`
+/// or `{"title": "...", "kind": "docker", "image": "...", "command": [], "env": {}, "mounts": [], "network": "none"}`.
 fn app_body(v: serde_json::Value, owner: Option<u64>) -> Result<howl_core::StoredApp, ApiError> {
     let c: howl_core::apps::AppConfig =
         serde_json::from_value(v).map_err(|e| ApiError::BadRequest(format!("invalid app: {e}")))?;
