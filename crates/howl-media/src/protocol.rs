@@ -26,6 +26,7 @@
 //!   Started{.., opus_config}       ---->   (before any Video/Audio)
 //!   Video / Audio / Heartbeat ...  ---->   (Heartbeat every 500 ms)
 //!                                  <----   RequestKeyframe (any time after Start)
+//!   SourceLost{reason} / SourceRestored ->   (URI sources: the input failed / is back)
 //!   Error{fatal, message}          ---->   (fatal: the worker exits right after)
 //!                                  <----   Stop  => worker sets its pipeline to Null, exits 0
 //! ```
@@ -44,7 +45,7 @@
 //! one frame and decoding can go on, which keeps room for newer message types.
 
 /// Version of this protocol; sent in [`Message::Hello`]. Bump it on any incompatible change.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest allowed frame (type byte + payload). 16 MiB holds any access unit a sane encoder
 /// produces at the bitrates GameStream uses (a 4K IDR is a few MiB at most), while a corrupted
@@ -70,6 +71,8 @@ mod ty {
     pub const AUDIO: u8 = 0x84;
     pub const HEARTBEAT: u8 = 0x85;
     pub const ERROR: u8 = 0x86;
+    pub const SOURCE_LOST: u8 = 0x88;
+    pub const SOURCE_RESTORED: u8 = 0x89;
 }
 
 /// Video codecs a worker can be asked for.
@@ -131,10 +134,19 @@ pub enum Source {
         /// Frequency of the audio test tone in Hz.
         tone_hz: u32,
     },
+    /// A camera, stream or file the worker opens with GStreamer (`rtsp://`, `http(s)://`,
+    /// `file://`, `srt://`), decoded and re-encoded at the stream's size and rate. While it is
+    /// unreachable the worker streams a "no signal" slate and reconnects.
+    Uri {
+        /// The URI, possibly with credentials (never logged by the server).
+        uri: String,
+    },
 }
 
 impl Source {
     const TAG_TEST_PATTERN: u8 = 1;
+    // 2 is the desktop source (issue 7).
+    const TAG_URI: u8 = 3;
 }
 
 /// Everything a worker needs to build its pipeline. Sent once, in [`Message::Start`].
@@ -402,6 +414,15 @@ pub enum Message {
         /// Audio packets produced by the encoder so far (sent or dropped).
         audio_packets: u64,
     },
+    /// Worker → server: a [`Source::Uri`] input failed or stopped delivering pictures; the
+    /// worker keeps streaming (a slate) and reconnects with backoff.
+    SourceLost {
+        /// Why, for events and the slate (no credentials: the worker strips them).
+        reason: String,
+    },
+    /// Worker → server: the [`Source::Uri`] input delivers pictures again after a
+    /// [`Message::SourceLost`].
+    SourceRestored,
     /// Worker → server: something went wrong; `fatal` means the worker exits right after.
     Error {
         /// Whether the worker is about to exit.
@@ -424,6 +445,8 @@ impl Message {
             Message::Audio(_) => "Audio",
             Message::Heartbeat { .. } => "Heartbeat",
             Message::Error { .. } => "Error",
+            Message::SourceLost { .. } => "SourceLost",
+            Message::SourceRestored => "SourceRestored",
         }
     }
 
@@ -439,6 +462,8 @@ impl Message {
             Message::Audio(_) => ty::AUDIO,
             Message::Heartbeat { .. } => ty::HEARTBEAT,
             Message::Error { .. } => ty::ERROR,
+            Message::SourceLost { .. } => ty::SOURCE_LOST,
+            Message::SourceRestored => ty::SOURCE_RESTORED,
         }
     }
 
@@ -567,6 +592,10 @@ fn encode_payload(msg: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
                     out.push(Source::TAG_TEST_PATTERN);
                     out.extend_from_slice(&tone_hz.to_be_bytes());
                 }
+                Source::Uri { uri } => {
+                    out.push(Source::TAG_URI);
+                    put_str(out, "uri", uri)?;
+                }
             }
         }
         Message::RequestKeyframe | Message::Stop => {}
@@ -637,6 +666,8 @@ fn encode_payload(msg: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
             out.push(u8::from(*fatal));
             put_str(out, "message", message)?;
         }
+        Message::SourceLost { reason } => put_str(out, "reason", reason)?,
+        Message::SourceRestored => {}
     }
     Ok(())
 }
@@ -735,6 +766,9 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, ProtocolError> {
             let slices_per_frame = r.u8()?;
             let source = match r.u8()? {
                 Source::TAG_TEST_PATTERN => Source::TestPattern { tone_hz: r.u32()? },
+                Source::TAG_URI => Source::Uri {
+                    uri: r.string("uri")?,
+                },
                 v => {
                     return Err(ProtocolError::InvalidField {
                         field: "source",
@@ -838,6 +872,10 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, ProtocolError> {
             fatal: r.bool("fatal")?,
             message: r.string("message")?,
         },
+        ty::SOURCE_LOST => Message::SourceLost {
+            reason: r.string("reason")?,
+        },
+        ty::SOURCE_RESTORED => Message::SourceRestored,
         other => return Err(ProtocolError::UnknownType(other)),
     };
     r.finish()?;
@@ -948,6 +986,26 @@ mod tests {
             }),
             Message::RequestKeyframe,
             Message::Stop,
+            Message::Start(StreamParams {
+                width: 640,
+                height: 360,
+                fps: 30,
+                bitrate_kbps: 2000,
+                codec: Codec::H264,
+                audio_channels: 2,
+                audio_packet_ms: 5,
+                source: Source::Uri {
+                    uri: "rtsp://u:t@127.0.0.1:8554/app/Test%20Pattern \u{e9}".into(),
+                },
+                slices_per_frame: 1,
+            }),
+            Message::SourceLost {
+                reason: "connection refused".into(),
+            },
+            Message::SourceLost {
+                reason: String::new(),
+            },
+            Message::SourceRestored,
             Message::Hello {
                 version: PROTOCOL_VERSION,
                 pid: 4242,
