@@ -26,6 +26,7 @@ mod encoders;
 mod error;
 mod pipeline;
 mod session;
+mod source;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

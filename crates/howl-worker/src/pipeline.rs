@@ -28,6 +28,7 @@ use howl_media::testpattern;
 
 use crate::encoders::{self, set};
 use crate::error::WorkerError;
+use crate::source::SourceFeed;
 
 /// Frames whose (pts → counter) pairing waits for the encoder's output. The encoder holds at
 /// most a few frames (zero-latency, no B-frames); this bounds the table if it drops some.
@@ -82,6 +83,8 @@ pub struct MediaPipeline {
     next_counter: u32,
     /// Name of the encoder element in use (for logs).
     pub encoder_name: &'static str,
+    /// The input of a URI source; `None` for the test pattern.
+    feed: Option<SourceFeed>,
 }
 
 fn make(factory: &str, name: &str) -> Result<gst::Element, WorkerError> {
@@ -113,7 +116,18 @@ impl MediaPipeline {
         let opus = OpusConfig::for_channels(params.audio_channels).ok_or_else(|| {
             WorkerError::Unsupported(format!("{} audio channels", params.audio_channels))
         })?;
-        let howl_media::protocol::Source::TestPattern { tone_hz } = params.source;
+        let (tone_hz, feed) = match &params.source {
+            howl_media::protocol::Source::TestPattern { tone_hz } => (Some(*tone_hz), None),
+            howl_media::protocol::Source::Uri { uri } => (
+                None,
+                Some(SourceFeed::new(
+                    uri,
+                    params.width,
+                    params.height,
+                    outbox.clone(),
+                )?),
+            ),
+        };
 
         let pipeline = gst::Pipeline::with_name("howl-worker");
         let width = params.width as usize;
@@ -160,6 +174,9 @@ impl MediaPipeline {
         );
 
         let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast()];
+        if let Some(overlay) = feed.as_ref().and_then(SourceFeed::overlay) {
+            chain.push(overlay.clone());
+        }
         if candidate.wants_convert {
             chain.push(make("videoconvert", "vconv")?);
         }
@@ -169,8 +186,14 @@ impl MediaPipeline {
 
         // --- audio ---
         let asrc = make("audiotestsrc", "asrc")?;
-        set(&asrc, "wave", "sine")?;
-        set(&asrc, "freq", &tone_hz.to_string())?;
+        match tone_hz {
+            Some(hz) => {
+                set(&asrc, "wave", "sine")?;
+                set(&asrc, "freq", &hz.to_string())?;
+            }
+            // URI sources: their audio is not passed through yet.
+            None => set(&asrc, "wave", "silence")?,
+        }
         set(&asrc, "is-live", "true")?;
         let samples = 48 * u32::from(params.audio_packet_ms);
         set(&asrc, "samplesperbuffer", &samples.to_string())?;
@@ -219,6 +242,7 @@ impl MediaPipeline {
             next_slot: 0,
             next_counter: 1,
             encoder_name: candidate.element,
+            feed,
         })
     }
 
@@ -265,7 +289,7 @@ impl MediaPipeline {
             self.shared.frames_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         };
-        let counter = self.next_counter;
+        let mut counter = self.next_counter;
         {
             let b = buffer
                 .get_mut()
@@ -275,8 +299,13 @@ impl MediaPipeline {
             let mut map = b
                 .map_writable()
                 .map_err(|e| WorkerError::Pipeline(format!("map: {e}")))?;
-            testpattern::draw_i420(map.as_mut_slice(), self.width, self.height, counter)
-                .map_err(|e| WorkerError::Pipeline(e.to_string()))?;
+            match &self.feed {
+                Some(feed) => counter = feed.fill(map.as_mut_slice())?,
+                None => {
+                    testpattern::draw_i420(map.as_mut_slice(), self.width, self.height, counter)
+                        .map_err(|e| WorkerError::Pipeline(e.to_string()))?;
+                }
+            }
         }
         if let Ok(mut p) = self.pending.lock() {
             if p.len() >= PENDING_COUNTERS_CAPACITY {
@@ -303,7 +332,10 @@ impl MediaPipeline {
 
     /// Drains the bus: errors and EOS end the session; everything else is handled or dropped so
     /// the bus never accumulates messages.
-    pub fn poll_bus(&self) -> Result<(), WorkerError> {
+    pub fn poll_bus(&mut self) -> Result<(), WorkerError> {
+        if let Some(feed) = &mut self.feed {
+            feed.poll();
+        }
         let Some(bus) = self.pipeline.bus() else {
             return Ok(());
         };

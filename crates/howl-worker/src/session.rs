@@ -139,7 +139,15 @@ fn serve(cmd_rx: &Receiver<Command>, out_tx: &SyncSender<Message>) -> u8 {
             Err(RecvTimeoutError::Disconnected) => return EXIT_SERVER_GONE,
         }
     };
-    tracing::info!(?params, "starting pipeline");
+    // Not `?params`: a URI source may carry credentials.
+    tracing::info!(
+        width = params.width,
+        height = params.height,
+        fps = params.fps,
+        bitrate_kbps = params.bitrate_kbps,
+        codec = params.codec.name(),
+        "starting pipeline"
+    );
 
     let shared = Arc::new(Shared::default());
     let mut pipe = match MediaPipeline::build(&params, out_tx.clone(), shared.clone()) {
