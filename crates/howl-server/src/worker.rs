@@ -78,6 +78,21 @@ pub struct WorkerStats {
     pub heartbeats: AtomicU64,
     /// When the last heartbeat arrived, in ms after [`Worker::started_at`].
     pub last_heartbeat_ms: AtomicU64,
+    /// A URI source's input state (stays default for other sources).
+    pub source: watch::Sender<SourceStatus>,
+}
+
+/// The input of a URI-source worker (issue 9), as the worker last reported it. A `watch`, so
+/// it stays bounded however fast the source flaps; the counters let a slow observer see how
+/// many losses and recoveries happened between two looks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// `Some(reason)` while the source is lost (the worker streams its slate).
+    pub down: Option<String>,
+    /// Losses since the worker started.
+    pub losses: u64,
+    /// Recoveries since the worker started.
+    pub recoveries: u64,
 }
 
 /// A running worker. Dropping the handle stops it (Stop, grace, SIGKILL) in its own task.
@@ -111,6 +126,11 @@ impl Worker {
     /// Watches the worker's exit.
     pub fn exit(&self) -> watch::Receiver<WorkerExit> {
         self.exit.clone()
+    }
+
+    /// Watches the state of a URI source's input; ends when the worker ends.
+    pub fn source_status(&self) -> watch::Receiver<SourceStatus> {
+        self.stats.source.subscribe()
     }
 
     /// Asks the worker to stop; the supervising task enforces the grace period.
@@ -328,6 +348,20 @@ async fn supervise(
                             u64::try_from(started_at.elapsed().as_millis()).unwrap_or(u64::MAX),
                             Ordering::Relaxed,
                         );
+                    }
+                    Message::SourceLost { reason } => {
+                        tracing::warn!(pid, %reason, "worker's source lost; slate on");
+                        stats.source.send_modify(|s| {
+                            s.down = Some(reason);
+                            s.losses += 1;
+                        });
+                    }
+                    Message::SourceRestored => {
+                        tracing::info!(pid, "worker's source restored");
+                        stats.source.send_modify(|s| {
+                            s.down = None;
+                            s.recoveries += 1;
+                        });
                     }
                     Message::Error { fatal, message } => {
                         if fatal {
