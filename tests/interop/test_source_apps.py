@@ -13,7 +13,9 @@ player that decodes every frame's counter band:
   producer's worker (same pid), its fds and threads, and the server's fds where they were;
 - SIGTERM of the downstream with 10 players on the source app while the upstream is down (the
   source mid-reconnect): exit 0 within the deadline, every player's connection closes, no
-  worker is left.
+  worker is left;
+- the upstream's 440 Hz tone is the source app's audio;
+- source URIs are checked, shown without credentials, and `file://` is for operators only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import urllib.parse
 import numpy as np
 import pytest
 
+from stream_client import dominant_frequency
 from test_api import EventStream
 from test_rtsp_egress import alive, rtsp_status, workers_of
 from test_streaming import fds_of, threads_of, wait_until
@@ -220,3 +223,25 @@ def test_source_uris_are_checked_redacted_and_file_is_operator_only(howl):
                                                  "uri": "rtsp://192.0.2.1/s"},
                         token=tenant["token"])
     assert st == 201, body
+
+
+def test_source_audio_passes_through(howl_factory, tmp_path):
+    """The upstream's 440 Hz test tone reaches the source app's players (decoded by the worker's
+    input, re-encoded with Opus on the output's clock)."""
+    up = howl_factory()
+    down = howl_factory()
+    path = make_source_app(down, up)
+    audio = tmp_path / "a.pcm"
+    p = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-rtsp_transport", "tcp",
+         "-i", player_url(down, path), "-map", "0:a:0", "-t", "6", "-ac", "1", "-ar", "48000",
+         "-f", "s16le", str(audio)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:] + down.log()[-3000:]
+    samples = np.frombuffer(audio.read_bytes(), dtype=np.int16).astype(np.float64)
+    assert len(samples) >= 5 * 48000, len(samples)
+    # The last 3 s: the source is connected by then (the first second may be the slate's silence).
+    tail = samples[-3 * 48000:]
+    assert np.abs(tail).max() > 1000, "silence where the upstream's tone should be"
+    freq = dominant_frequency(tail)
+    assert abs(freq - 440) <= 5, freq
+    print(f"source app audio: {freq:.1f} Hz")

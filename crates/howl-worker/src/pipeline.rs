@@ -185,18 +185,19 @@ impl MediaPipeline {
         gst::Element::link_many(&chain)?;
 
         // --- audio ---
-        let asrc = make("audiotestsrc", "asrc")?;
-        match tone_hz {
-            Some(hz) => {
+        let asrc = match (&feed, tone_hz) {
+            // URI sources: the source's audio (or silence), pushed by main.
+            (Some(feed), _) => feed.audio_src().clone().upcast(),
+            (None, hz) => {
+                let asrc = make("audiotestsrc", "asrc")?;
                 set(&asrc, "wave", "sine")?;
-                set(&asrc, "freq", &hz.to_string())?;
+                set(&asrc, "freq", &hz.unwrap_or(440).to_string())?;
+                set(&asrc, "is-live", "true")?;
+                let samples = 48 * u32::from(params.audio_packet_ms);
+                set(&asrc, "samplesperbuffer", &samples.to_string())?;
+                asrc
             }
-            // URI sources: their audio is not passed through yet.
-            None => set(&asrc, "wave", "silence")?,
-        }
-        set(&asrc, "is-live", "true")?;
-        let samples = 48 * u32::from(params.audio_packet_ms);
-        set(&asrc, "samplesperbuffer", &samples.to_string())?;
+        };
         let aconv = make("audioconvert", "aconv")?;
         let ares = make("audioresample", "ares")?;
         let acaps = capsfilter(
@@ -268,6 +269,9 @@ impl MediaPipeline {
         let Some(now) = self.pipeline.current_running_time() else {
             return Ok(());
         };
+        if let Some(feed) = &mut self.feed {
+            feed.push_audio(now, self.frame_duration);
+        }
         let fd = self.frame_duration.nseconds().max(1);
         let now_slot = now.nseconds() / fd;
         if now_slot < self.next_slot {

@@ -3,9 +3,10 @@
 //! ```text
 //! input pipeline (restartable, its own clock and threads):
 //!   uridecodebin uri=... -> videoconvert -> videoscale -> I420 WxH caps -> appsink (latest 1)
-//!                        \-> (audio pads) fakesink
+//!                        \-> audioconvert -> audioresample -> S16LE 48 kHz stereo -> appsink
 //! output pipeline (MediaPipeline, never restarted):
 //!   appsrc <- main copies the latest input picture, or a slate -> textoverlay -> encoder ...
+//!   appsrc <- main moves the input's samples (silence when there are none) -> opusenc ...
 //! ```
 //!
 //! The output side keeps running at the producer's frame rate whatever the input does, so viewers
@@ -18,7 +19,9 @@
 //!
 //! Everything here runs on the worker's main thread (called from `MediaPipeline`), so it never
 //! blocks: pulling from the input's appsink uses a zero timeout and teardown is asynchronous.
-//! Audio: the source's audio is not passed through yet; the output carries silence.
+//! Audio is paced by the output's clock: each tick main pushes the samples due by then, taken
+//! from a short backlog of the input's samples and padded with silence (a source without
+//! audio, an outage, or an input that runs late).
 
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -54,6 +57,19 @@ pub const RTSP_LATENCY_MS: u32 = 200;
 /// How long dropping the feed waits for the input pipeline to reach `Null`.
 pub const DROP_DEADLINE: Duration = Duration::from_millis(800);
 
+/// Input audio waiting for the output, at most this long; older samples are dropped (the input
+/// ran ahead of the output clock, or the output stalled).
+pub const AUDIO_BACKLOG: Duration = Duration::from_millis(200);
+
+/// Output audio is pushed this far ahead of the output clock, on top of one frame period (the
+/// main thread wakes once per frame), so the Opus encoder never runs dry between ticks.
+pub const AUDIO_LEAD: Duration = Duration::from_millis(20);
+
+/// Sample rate and channels of the audio handed between the two pipelines; the output chain
+/// converts to the stream's channel count.
+const AUDIO_RATE: u64 = 48_000;
+const AUDIO_CHANNELS: usize = 2;
+
 /// Slate colours (I420, video range): a dark blue-grey that no test-pattern frame has.
 const SLATE_Y: u8 = 40;
 const SLATE_U: u8 = 150;
@@ -63,6 +79,7 @@ const SLATE_V: u8 = 120;
 struct Input {
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
+    sound: gst_app::AppSink,
     started: Instant,
 }
 
@@ -87,6 +104,12 @@ pub struct SourceFeed {
     /// Reports that found the outbox full, sent on the next poll (at most a loss and a restore).
     unsent: Vec<Message>,
     overlay: Option<gst::Element>,
+    /// The output pipeline's audio source.
+    audio_src: gst_app::AppSrc,
+    /// Input samples (interleaved stereo) not yet pushed to the output.
+    audio: std::collections::VecDeque<i16>,
+    /// Sample frames pushed to the output so far (its timeline).
+    audio_pushed: u64,
 }
 
 impl std::fmt::Debug for SourceFeed {
@@ -129,6 +152,14 @@ impl SourceFeed {
                 None
             }
         };
+        let audio_src = gst_app::AppSrc::builder()
+            .name("asrc")
+            .caps(&audio_caps())
+            .is_live(true)
+            .format(gst::Format::Time)
+            .do_timestamp(false)
+            .block(false)
+            .build();
         let now = Instant::now();
         Ok(SourceFeed {
             uri: uri.to_owned(),
@@ -146,7 +177,74 @@ impl SourceFeed {
             reported_down: false,
             unsent: Vec::new(),
             overlay,
+            audio_src,
+            audio: std::collections::VecDeque::new(),
+            audio_pushed: 0,
         })
+    }
+
+    /// The output's audio source (raw S16LE 48 kHz stereo), in place of the test tone.
+    pub fn audio_src(&self) -> &gst_app::AppSrc {
+        &self.audio_src
+    }
+
+    /// Pushes the output audio due by `now` (output running time) plus the lead: the input's
+    /// samples, padded with silence.
+    pub fn push_audio(&mut self, now: gst::ClockTime, frame: gst::ClockTime) {
+        let ahead = now + frame + gst::ClockTime::from_nseconds(AUDIO_LEAD.as_nanos() as u64);
+        let target = ahead.nseconds() * AUDIO_RATE / 1_000_000_000;
+        if target <= self.audio_pushed {
+            return;
+        }
+        let mut n = target - self.audio_pushed;
+        // Starved for longer than the backlog: restart the timeline at now instead of
+        // bursting stale audio.
+        let backlog = AUDIO_BACKLOG.as_millis() as u64 * AUDIO_RATE / 1000;
+        if n > backlog {
+            self.audio_pushed = target - backlog;
+            n = backlog;
+        }
+        let samples = n as usize * AUDIO_CHANNELS;
+        let mut bytes = Vec::with_capacity(samples * 2);
+        for _ in 0..samples {
+            let v = self.audio.pop_front().unwrap_or(0);
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let pts = gst::ClockTime::from_nseconds(self.audio_pushed * 1_000_000_000 / AUDIO_RATE);
+        let duration = gst::ClockTime::from_nseconds(n * 1_000_000_000 / AUDIO_RATE);
+        let mut buffer = gst::Buffer::from_mut_slice(bytes);
+        if let Some(b) = buffer.get_mut() {
+            b.set_pts(pts);
+            b.set_duration(duration);
+        }
+        self.audio_pushed += n;
+        if let Err(e) = self.audio_src.push_buffer(buffer) {
+            tracing::debug!(error = ?e, "audio appsrc refused a buffer");
+        }
+    }
+
+    /// Moves the input's decoded samples into the backlog, dropping the oldest beyond it.
+    fn take_input_audio(&mut self) {
+        let Some(input) = &self.input else {
+            return;
+        };
+        while let Some(sample) = input.sound.try_pull_sample(gst::ClockTime::ZERO) {
+            let Some(buf) = sample.buffer() else {
+                continue;
+            };
+            let Ok(map) = buf.map_readable() else {
+                continue;
+            };
+            self.audio.extend(
+                map.chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]])),
+            );
+        }
+        let cap = AUDIO_BACKLOG.as_millis() as usize * AUDIO_RATE as usize / 1000 * AUDIO_CHANNELS;
+        if self.audio.len() > cap {
+            let extra = self.audio.len() - cap;
+            self.audio.drain(..extra);
+        }
     }
 
     /// The text overlay to put between `appsrc` and the encoder, if any.
@@ -217,6 +315,10 @@ impl SourceFeed {
             self.fail(&reason);
             return;
         }
+        self.take_input_audio();
+        let Some(input) = &self.input else {
+            return;
+        };
         let mut got = false;
         while let Some(sample) = input.sink.try_pull_sample(gst::ClockTime::ZERO) {
             if let Some(b) = sample.buffer_owned() {
@@ -255,6 +357,7 @@ impl SourceFeed {
         self.tear_down();
         self.live = false;
         self.latest = None;
+        self.audio.clear();
         self.retry_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         if let Some(o) = &self.overlay {
@@ -315,8 +418,25 @@ impl SourceFeed {
             .drop(true)
             .sync(true)
             .build();
+        // Audio waits unlinked until the source shows an audio pad; `async = false` keeps a
+        // source without audio from holding the pipeline in preroll.
+        let aconv = make("audioconvert")?;
+        let ares = make("audioresample")?;
+        let sound = gst_app::AppSink::builder()
+            .name("sound")
+            .caps(&audio_caps())
+            .max_buffers(64)
+            .drop(true)
+            .sync(true)
+            .build();
+        sound.set_property("async", false);
         pipeline.add_many([&src, &conv, &scale, sink.upcast_ref()])?;
+        pipeline.add_many([&aconv, &ares, sound.upcast_ref()])?;
         gst::Element::link_many([&conv, &scale, sink.upcast_ref()])?;
+        gst::Element::link_many([&aconv, &ares, sound.upcast_ref()])?;
+        let aconv_sink = aconv
+            .static_pad("sink")
+            .ok_or_else(|| WorkerError::Pipeline("audioconvert has no sink pad".into()))?;
         let conv_sink = conv
             .static_pad("sink")
             .ok_or_else(|| WorkerError::Pipeline("videoconvert has no sink pad".into()))?;
@@ -333,7 +453,13 @@ impl SourceFeed {
                 }
                 return;
             }
-            // Audio (and extra video): into a fakesink so an unlinked pad cannot stop the source.
+            if kind.starts_with("audio/") && !aconv_sink.is_linked() {
+                if let Err(e) = pad.link(&aconv_sink) {
+                    tracing::warn!(error = ?e, "cannot link the source's audio");
+                }
+                return;
+            }
+            // Extra streams: into a fakesink so an unlinked pad cannot stop the source.
             let Some(pipeline) = weak.upgrade() else {
                 return;
             };
@@ -361,6 +487,7 @@ impl SourceFeed {
         Ok(Input {
             pipeline,
             sink,
+            sound,
             started: Instant::now(),
         })
     }
@@ -413,6 +540,19 @@ impl Drop for SourceFeed {
             }
         }
     }
+}
+
+fn audio_caps() -> gst::Caps {
+    gst_audio_caps(AUDIO_RATE, AUDIO_CHANNELS)
+}
+
+fn gst_audio_caps(rate: u64, channels: usize) -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "S16LE")
+        .field("layout", "interleaved")
+        .field("rate", i32::try_from(rate).unwrap_or(48_000))
+        .field("channels", i32::try_from(channels).unwrap_or(2))
+        .build()
 }
 
 fn make(factory: &str) -> Result<gst::Element, WorkerError> {
