@@ -7,7 +7,9 @@ player that decodes every frame's counter band:
 - the upstream is stopped for HOWL_TEST_SOURCE_OUTAGE_SECS (default 10, the issue's figure) and
   restarted: the player stays connected, receives "no signal" slate frames meanwhile, and the
   upstream's test-pattern counter is back within 5 s of the upstream being ready again; a
-  `source_lost` and a `source_restored` event and the loss/recovery counters record it;
+  `source_lost` and a `source_restored` event and the loss/recovery counters record it; a
+  moonlight-python viewer of the same app stays connected through it too (slate frames, then
+  the upstream's counter again);
 - then HOWL_TEST_SOURCE_CYCLES (default 20) shorter outages of HOWL_TEST_SOURCE_SHORT_SECS
   (default 2 s; 20 x 10 s would be too long for CI) each recover within 5 s and leave the
   producer's worker (same pid), its fds and threads, and the server's fds where they were;
@@ -34,7 +36,7 @@ import pytest
 from stream_client import dominant_frequency
 from test_api import EventStream
 from test_rtsp_egress import alive, rtsp_status, workers_of
-from test_streaming import fds_of, threads_of, wait_until
+from test_streaming import fds_of, parse_result, run_client, threads_of, wait_until
 from testpattern import read_counter
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None,
@@ -124,7 +126,7 @@ def metric(h, name):
     raise AssertionError(f"{name} not in /metrics")
 
 
-def test_source_app_survives_upstream_outages_without_leaks(howl_factory):
+def test_source_app_survives_upstream_outages_without_leaks(howl_factory, tmp_path):
     up = howl_factory()
     down = howl_factory()
     path = make_source_app(down, up)
@@ -136,20 +138,46 @@ def test_source_app_survives_upstream_outages_without_leaks(howl_factory):
             down.log()[-3000:]
         workers = workers_of(down.proc.pid)
         assert len(workers) == 1, workers
+        # A Moonlight viewer (moonlight-python) watches through the long outage too.
+        assert run_client(down, tmp_path / "ml", "--pair-only")["ok"]
+        frames = int(30 * (OUTAGE + 12))
+        moonlight = run_client(down, tmp_path / "ml", "--app", "Camera", "--width", W,
+                               "--height", H, "--fps", 30, "--bitrate", 1500,
+                               "--frames", frames, background=True)
+        assert wait_until(lambda: len(workers_of(down.proc.pid)) == 2, 30), down.log()[-3000:]
 
         slates, back = outage(up, player, OUTAGE)
         assert player.proc.poll() is None, "the player was disconnected"
+        out, err = moonlight.communicate(timeout=120)
+        ml = parse_result(out, err, down)
+        assert ml["ok"], ml
+        counters = ml["counters"]
+        first_gap = next(i for i, c in enumerate(counters) if c is None)
+        resumed = [c for c in counters[first_gap:] if c is not None]
+        assert sum(1 for c in counters if c is None) >= 30 * (OUTAGE - 4), counters
+        assert len(resumed) >= 30, counters[-60:]
+        # Never backwards; a repeat is the output re-encoding the latest input picture when the
+        # next one is late (the output runs on its own clock), and the counter moves on.
+        assert all(b >= a for a, b in zip(resumed, resumed[1:])), resumed
+        assert resumed[-1] - resumed[0] >= len(resumed) // 2, resumed
+        repeats = sum(1 for a, b in zip(resumed, resumed[1:]) if a == b)
+        # The viewer's private instance ends with it; the players' producer stays.
+        assert wait_until(lambda: workers_of(down.proc.pid) == workers, 20), workers
         # 30 fps for ~OUTAGE s, less the stall detection: most of it is slate.
         assert slates >= 30 * (OUTAGE - 4), slates
         assert back <= RECOVERY_LIMIT, back
         lost = events.wait(lambda e: e["type"] == "source_lost")
         assert lost["app"] == "Camera" and lost["reason"] and up.token not in lost["reason"]
         events.wait(lambda e: e["type"] == "source_restored")
-        assert metric(down, "howl_source_losses_total") == 1
-        assert metric(down, "howl_source_recoveries_total") == 1
+        # Two producers read the upstream (the players' and the Moonlight viewer's): each lost
+        # it once and got it back once.
+        assert metric(down, "howl_source_losses_total") == 2
+        assert metric(down, "howl_source_recoveries_total") == 2
         assert metric(down, "howl_sources_down") == 0
         print(f"{OUTAGE:.0f} s outage: {slates} slate frames, picture back {back:.1f} s after "
-              f"the upstream returned")
+              f"the upstream returned; moonlight-python: {len(counters)} frames, "
+              f"{counters.count(None)} without a counter (slate), {len(resumed)} after it "
+              f"({repeats} repeated)")
         assert up.token not in down.log(), "the source URI's token was logged"
 
         worker = workers[0]
@@ -166,8 +194,8 @@ def test_source_app_survives_upstream_outages_without_leaks(howl_factory):
             return (fds_of(worker), threads_of(worker), fds_of(down.proc.pid))
 
         assert wait_until(lambda: all(n <= b for n, b in zip(now(), base)), 10), (base, now())
-        assert metric(down, "howl_source_losses_total") == 1 + CYCLES
-        assert metric(down, "howl_source_recoveries_total") == 1 + CYCLES
+        assert metric(down, "howl_source_losses_total") == 2 + CYCLES
+        assert metric(down, "howl_source_recoveries_total") == 2 + CYCLES
         print(f"{CYCLES} outages of {SHORT:.0f} s: back within {min(backs):.1f}..{max(backs):.1f} s;"
               f" worker fds/threads {base[0]}/{base[1]} unchanged")
     finally:
