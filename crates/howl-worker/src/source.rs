@@ -81,6 +81,9 @@ struct Input {
     sink: gst_app::AppSink,
     sound: gst_app::AppSink,
     started: Instant,
+    /// The thread setting the pipeline to `Playing` (a source element may connect inside its
+    /// state change, e.g. `srtsrc` in caller mode, which must not stall the heartbeat).
+    starter: Option<JoinHandle<()>>,
 }
 
 /// The input side of a URI source and its reconnect state, owned by the worker's main thread.
@@ -378,6 +381,9 @@ impl SourceFeed {
         let spawned = std::thread::Builder::new()
             .name("howl-src-down".into())
             .spawn(move || {
+                if let Some(h) = input.starter {
+                    let _ = h.join();
+                }
                 let _ = input.pipeline.set_state(gst::State::Null);
             });
         match spawned {
@@ -477,18 +483,24 @@ impl SourceFeed {
                 }
             }
         });
-        if let Err(e) = pipeline.set_state(gst::State::Playing) {
-            let _ = pipeline.set_state(gst::State::Null);
-            return Err(WorkerError::Pipeline(format!(
-                "source refused to start: {e}"
-            )));
-        }
+        // A refused state change also posts an error on the bus, which `poll` reads; without
+        // one, CONNECT_TIMEOUT ends the attempt.
+        let starting = pipeline.clone();
+        let starter = std::thread::Builder::new()
+            .name("howl-src-up".into())
+            .spawn(move || {
+                if let Err(e) = starting.set_state(gst::State::Playing) {
+                    tracing::debug!(error = %e, "source refused Playing");
+                }
+            })
+            .map_err(|e| WorkerError::Pipeline(format!("cannot spawn the source starter: {e}")))?;
         tracing::info!("connecting to the source");
         Ok(Input {
             pipeline,
             sink,
             sound,
             started: Instant::now(),
+            starter: Some(starter),
         })
     }
 
