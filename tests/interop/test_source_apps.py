@@ -16,7 +16,7 @@ player that decodes every frame's counter band:
 - SIGTERM of the downstream with 10 players on the source app while the upstream is down (the
   source mid-reconnect): exit 0 within the deadline, every player's connection closes, no
   worker is left;
-- the upstream's 440 Hz tone is the source app's audio;
+- the upstream's 440 Hz tone is the source app's audio; a file:// clip plays and loops;
 - source URIs are checked, shown without credentials, and `file://` is for operators only.
 """
 
@@ -273,3 +273,29 @@ def test_source_audio_passes_through(howl_factory, tmp_path):
     freq = dominant_frequency(tail)
     assert abs(freq - 440) <= 5, freq
     print(f"source app audio: {freq:.1f} Hz")
+
+
+def test_file_source_plays_and_loops_at_its_end(howl, tmp_path):
+    """A file:// source: its end of stream is a loss ("end of stream"), and the reconnect plays
+    it again from the start."""
+    clip = tmp_path / "clip.mkv"
+    p = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi",
+                        "-i", "testsrc=size=320x240:rate=30", "-t", "2", "-c:v", "mpeg4",
+                        str(clip)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    events = EventStream(howl, howl.token)
+    try:
+        st, app = howl.api("POST", "/api/v1/apps", {"title": "Clip", "kind": "source",
+                                                    "uri": clip.as_uri()})
+        assert st == 201, app
+        player = Player(player_url(howl, "/app/Clip"))
+        try:
+            lost = events.wait(lambda e: e["type"] == "source_lost", timeout=30)
+            assert lost["reason"] == "end of stream", lost
+            events.wait(lambda e: e["type"] == "source_restored", timeout=30)
+            assert player.proc.poll() is None
+            assert len(player.since(0)) > 60, "the player got no frames"
+        finally:
+            player.stop()
+    finally:
+        events.close()

@@ -329,6 +329,12 @@ impl SourceFeed {
                 got = true;
             }
         }
+        // The pipeline posts EOS only once every sink has it, and the audio sink of a source
+        // without audio never does: the picture sink's own EOS is the end.
+        if !got && input.sink.is_eos() {
+            self.fail("end of stream");
+            return;
+        }
         if got {
             self.last_picture = now;
             if !self.live {
