@@ -27,6 +27,7 @@ mod encoders;
 mod error;
 mod pipeline;
 mod session;
+mod source;
 mod xinject;
 
 use std::path::PathBuf;
