@@ -75,6 +75,48 @@ pub enum AppKind {
         #[serde(default = "default_network")]
         network: String,
     },
+    /// A camera, stream or file opened by the media worker (`rtsp://`, `rtsps://`, `http://`,
+    /// `https://`, `file://`, `srt://`); a "no signal" slate covers outages while it reconnects.
+    Source {
+        /// May carry credentials (`rtsp://user:pass@host/...`): never logged or shown whole.
+        uri: String,
+    },
+}
+
+/// URI schemes a source app may use: what the worker's GStreamer can open.
+pub const SOURCE_SCHEMES: [&str; 6] = ["rtsp", "rtsps", "http", "https", "file", "srt"];
+
+/// Checks a source URI's shape: a known scheme, something after `://`, no control characters.
+pub fn check_source_uri(uri: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return Err("has no scheme (expected e.g. rtsp://host/path)".into());
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if !SOURCE_SCHEMES.contains(&scheme.as_str()) {
+        return Err(format!(
+            "scheme {scheme:?} is not one of {}",
+            SOURCE_SCHEMES.join(", ")
+        ));
+    }
+    if rest.is_empty() {
+        return Err("has nothing after the scheme".into());
+    }
+    if uri.chars().any(char::is_control) || uri.contains(' ') {
+        return Err("contains spaces or control characters (percent-encode them)".into());
+    }
+    Ok(())
+}
+
+/// The URI without its `user:password@` part, for logs, events and API views.
+pub fn redact_uri(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => uri.to_owned(),
+    }
 }
 
 fn default_network() -> String {
@@ -114,15 +156,27 @@ pub struct StoredApp {
     pub owner: Option<u64>,
 }
 
-/// One app, with its stable ID.
+/// One app, with its stable ID. Its JSON (API views) shows a source URI without credentials;
+/// what is persisted is [`StoredApp`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct App {
     pub id: i32,
     pub title: String,
+    #[serde(serialize_with = "serialize_redacted")]
     pub kind: AppKind,
     pub source: AppSource,
     /// The tenant that owns it (API-created by a tenant token); `None`: the operator's.
     pub owner: Option<u64>,
+}
+
+fn serialize_redacted<S: serde::Serializer>(kind: &AppKind, s: S) -> Result<S::Ok, S::Error> {
+    match kind {
+        AppKind::Source { uri } => AppKind::Source {
+            uri: redact_uri(uri),
+        }
+        .serialize(s),
+        other => other.serialize(s),
+    }
 }
 
 /// Why a configured app list was refused.
@@ -140,6 +194,8 @@ pub enum AppError {
     EmptyImage(String),
     #[error("app {0:?}: mount {1:?} is not host-path:container-path[:ro|:rw] with absolute paths")]
     BadMount(String, String),
+    #[error("app {0:?}: source uri {1}")]
+    BadSourceUri(String, String),
 }
 
 /// Stable, non-zero, positive 31-bit ID from a title (SHA-256, first four bytes).
@@ -239,6 +295,11 @@ impl AppCatalog {
                 if let Some(m) = mounts.iter().find(|m| !valid_mount(m)) {
                     return Err(AppError::BadMount(title.to_owned(), m.clone()));
                 }
+            }
+            if let AppKind::Source { uri } = kind
+                && let Err(why) = check_source_uri(uri)
+            {
+                return Err(AppError::BadSourceUri(title.to_owned(), why));
             }
             if let Some(pos) = apps.iter().position(|a| a.title == title) {
                 // A configured "Test Pattern" replaces the built-in one's settings.
@@ -416,6 +477,49 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn source_apps_parse_and_their_uris_are_checked() {
+        let json = r#"{"title":"Cam","kind":"source","uri":"rtsp://u:p@10.0.0.2/s"}"#;
+        let c: AppConfig = serde_json::from_str(json).unwrap();
+        assert!(AppCatalog::new(std::slice::from_ref(&c)).is_ok());
+        for bad in [
+            "10.0.0.2/s",
+            "gopher://x",
+            "rtsp://",
+            "rtsp://a b",
+            "v4l2:///dev/video0",
+        ] {
+            let c = AppConfig {
+                title: "Cam".into(),
+                kind: AppKind::Source { uri: bad.into() },
+            };
+            assert!(
+                matches!(AppCatalog::new(&[c]), Err(AppError::BadSourceUri(..))),
+                "{bad}"
+            );
+        }
+        for ok in [
+            "file:///tmp/a.mp4",
+            "https://example.org/live.m3u8",
+            "srt://127.0.0.1:9000",
+            "RTSP://cam/1",
+        ] {
+            assert_eq!(check_source_uri(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            redact_uri("rtsp://u:secret@10.0.0.2:554/a@b"),
+            "rtsp://***@10.0.0.2:554/a@b"
+        );
+        assert_eq!(redact_uri("file:///x@y"), "file:///x@y");
+        let cat = AppCatalog::new(&[c]).unwrap();
+        let json = serde_json::to_string(cat.by_title("Cam").unwrap()).unwrap();
+        assert!(
+            json.contains("rtsp://***@10.0.0.2/s") && !json.contains("u:p"),
+            "{json}"
+        );
+        assert_eq!(redact_uri("srt://h:1"), "srt://h:1");
     }
 
     #[test]

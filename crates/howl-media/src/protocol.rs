@@ -28,6 +28,7 @@
 //!                                  <----   RequestKeyframe (any time after Start)
 //!                                  <----   Input{viewer, event} / ReleaseInput{viewer}
 //!   AppExited{detail}              ---->   (a desktop's app ended by itself; Stop follows)
+//!   SourceLost{reason} / SourceRestored ->   (URI sources: the input failed / is back)
 //!   Error{fatal, message}          ---->   (fatal: the worker exits right after)
 //!                                  <----   Stop  => worker sets its pipeline to Null, exits 0
 //! ```
@@ -77,6 +78,8 @@ mod ty {
     pub const HEARTBEAT: u8 = 0x85;
     pub const ERROR: u8 = 0x86;
     pub const APP_EXITED: u8 = 0x87;
+    pub const SOURCE_LOST: u8 = 0x88;
+    pub const SOURCE_RESTORED: u8 = 0x89;
 }
 
 /// Video codecs a worker can be asked for.
@@ -141,11 +144,19 @@ pub enum Source {
     /// A virtual desktop: a private X server at the stream's resolution with a private sound
     /// sink, running one app inside them, captured and encoded.
     Desktop(DesktopApp),
+    /// A camera, stream or file the worker opens with GStreamer (`rtsp://`, `http(s)://`,
+    /// `file://`, `srt://`), decoded and re-encoded at the stream's size and rate. While it is
+    /// unreachable the worker streams a "no signal" slate and reconnects.
+    Uri {
+        /// The URI, possibly with credentials (never logged by the server).
+        uri: String,
+    },
 }
 
 impl Source {
     const TAG_TEST_PATTERN: u8 = 1;
     const TAG_DESKTOP: u8 = 2;
+    const TAG_URI: u8 = 3;
 }
 
 /// The program a [`Source::Desktop`] runs inside its display and sound sink.
@@ -460,6 +471,15 @@ pub enum Message {
         /// How it ended (`exit status: 0`, `signal: 9`), for logs and events.
         detail: String,
     },
+    /// Worker → server: a [`Source::Uri`] input failed or stopped delivering pictures; the
+    /// worker keeps streaming (a slate) and reconnects with backoff.
+    SourceLost {
+        /// Why, for events and the slate (no credentials: the worker strips them).
+        reason: String,
+    },
+    /// Worker → server: the [`Source::Uri`] input delivers pictures again after a
+    /// [`Message::SourceLost`].
+    SourceRestored,
     /// Worker → server: something went wrong; `fatal` means the worker exits right after.
     Error {
         /// Whether the worker is about to exit.
@@ -485,6 +505,8 @@ impl Message {
             Message::Audio(_) => "Audio",
             Message::Heartbeat { .. } => "Heartbeat",
             Message::Error { .. } => "Error",
+            Message::SourceLost { .. } => "SourceLost",
+            Message::SourceRestored => "SourceRestored",
         }
     }
 
@@ -503,6 +525,8 @@ impl Message {
             Message::Audio(_) => ty::AUDIO,
             Message::Heartbeat { .. } => ty::HEARTBEAT,
             Message::Error { .. } => ty::ERROR,
+            Message::SourceLost { .. } => ty::SOURCE_LOST,
+            Message::SourceRestored => ty::SOURCE_RESTORED,
         }
     }
 
@@ -663,6 +687,10 @@ fn encode_payload(msg: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
                         None => out.push(0),
                     }
                 }
+                Source::Uri { uri } => {
+                    out.push(Source::TAG_URI);
+                    put_str(out, "uri", uri)?;
+                }
             }
         }
         Message::RequestKeyframe | Message::Stop => {}
@@ -739,6 +767,8 @@ fn encode_payload(msg: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
             out.push(u8::from(*fatal));
             put_str(out, "message", message)?;
         }
+        Message::SourceLost { reason } => put_str(out, "reason", reason)?,
+        Message::SourceRestored => {}
     }
     Ok(())
 }
@@ -1046,6 +1076,9 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, ProtocolError> {
             let source = match r.u8()? {
                 Source::TAG_TEST_PATTERN => Source::TestPattern { tone_hz: r.u32()? },
                 Source::TAG_DESKTOP => Source::Desktop(decode_desktop(&mut r)?),
+                Source::TAG_URI => Source::Uri {
+                    uri: r.string("uri")?,
+                },
                 v => {
                     return Err(ProtocolError::InvalidField {
                         field: "source",
@@ -1157,6 +1190,10 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, ProtocolError> {
             fatal: r.bool("fatal")?,
             message: r.string("message")?,
         },
+        ty::SOURCE_LOST => Message::SourceLost {
+            reason: r.string("reason")?,
+        },
+        ty::SOURCE_RESTORED => Message::SourceRestored,
         other => return Err(ProtocolError::UnknownType(other)),
     };
     r.finish()?;
@@ -1346,6 +1383,26 @@ mod tests {
             Message::AppExited {
                 detail: "exit status: 0".into(),
             },
+            Message::Start(StreamParams {
+                width: 640,
+                height: 360,
+                fps: 30,
+                bitrate_kbps: 2000,
+                codec: Codec::H264,
+                audio_channels: 2,
+                audio_packet_ms: 5,
+                source: Source::Uri {
+                    uri: "rtsp://u:t@127.0.0.1:8554/app/Test%20Pattern \u{e9}".into(),
+                },
+                slices_per_frame: 1,
+            }),
+            Message::SourceLost {
+                reason: "connection refused".into(),
+            },
+            Message::SourceLost {
+                reason: String::new(),
+            },
+            Message::SourceRestored,
             Message::Hello {
                 version: PROTOCOL_VERSION,
                 pid: 4242,

@@ -157,6 +157,21 @@ fn message() -> impl Strategy<Value = Message> {
             audio_packets: n[2],
         }),
         (any::<bool>(), ".{0,20}").prop_map(|(fatal, message)| Message::Error { fatal, message }),
+        (any::<[u32; 4]>(), codec(), ".{0,40}").prop_map(|(n, codec, uri)| Message::Start(
+            StreamParams {
+                width: n[0],
+                height: n[1],
+                fps: n[2],
+                bitrate_kbps: n[3],
+                codec,
+                audio_channels: 2,
+                audio_packet_ms: 5,
+                source: Source::Uri { uri },
+                slices_per_frame: 1,
+            }
+        )),
+        ".{0,40}".prop_map(|reason| Message::SourceLost { reason }),
+        Just(Message::SourceRestored),
     ]
 }
 

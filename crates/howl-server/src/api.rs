@@ -677,7 +677,9 @@ async fn list_apps(
 
 /// An app definition: `{"title": "...", "kind": "test-pattern", "tone_hz": 440}` or
 /// `{"title": "...", "kind": "process", "command": "...", "args": [], "env": {}, "working_dir": null}`
-/// or `{"title": "...", "kind": "docker", "image": "...", "command": [], "env": {}, "mounts": [], "network": "none"}`.
+/// or `{"title": "...", "kind": "docker", "image": "...", "command": [], "env": {}, "mounts": [], "network": "none"}`
+/// or `{"title": "...", "kind": "source", "uri": "rtsp://user:pass@camera/stream"}` (views redact
+/// the credentials).
 fn app_body(v: serde_json::Value, owner: Option<u64>) -> Result<howl_core::StoredApp, ApiError> {
     let c: howl_core::apps::AppConfig =
         serde_json::from_value(v).map_err(|e| ApiError::BadRequest(format!("invalid app: {e}")))?;
@@ -690,6 +692,17 @@ fn app_body(v: serde_json::Value, owner: Option<u64>) -> Result<howl_core::Store
     {
         return Err(ApiError::Forbidden(
             "tenants cannot create process or docker apps: they run commands on the host".into(),
+        ));
+    }
+    // file:// reads the host's files as the server's user: operators only.
+    if owner.is_some()
+        && let howl_core::AppKind::Source { uri } = &c.kind
+        && uri
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("file://"))
+    {
+        return Err(ApiError::Forbidden(
+            "tenants cannot create file:// source apps: they read the host's files".into(),
         ));
     }
     Ok(howl_core::StoredApp {

@@ -87,6 +87,19 @@ pub enum Event {
         title: String,
         change: &'static str,
     },
+    /// A source app's input failed or stalled; its viewers see a "no signal" slate while the
+    /// worker reconnects with backoff.
+    SourceLost {
+        app: String,
+        lobby_id: Option<u64>,
+        /// The worker's reason, with any credentials of the URI removed.
+        reason: String,
+    },
+    /// A source app's input delivers pictures again.
+    SourceRestored {
+        app: String,
+        lobby_id: Option<u64>,
+    },
 }
 
 impl Event {
@@ -105,6 +118,8 @@ impl Event {
             Event::WorkerStarted { .. } => "worker_started",
             Event::WorkerDied { .. } => "worker_died",
             Event::AppChanged { .. } => "app_changed",
+            Event::SourceLost { .. } => "source_lost",
+            Event::SourceRestored { .. } => "source_restored",
         }
     }
 }

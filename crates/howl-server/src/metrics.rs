@@ -384,6 +384,24 @@ impl Collector for Snapshot {
         )?;
         gauge(
             enc,
+            "howl_sources_down",
+            "Source apps whose input is lost now (viewers see the slate)",
+            e.sources_down,
+        )?;
+        counter(
+            enc,
+            "howl_source_losses",
+            "Times a source app's input was lost",
+            e.source_losses,
+        )?;
+        counter(
+            enc,
+            "howl_source_recoveries",
+            "Times a source app's input came back",
+            e.source_recoveries,
+        )?;
+        gauge(
+            enc,
             "howl_max_video_queue_depth",
             "Frames the furthest-behind viewer lags its producer",
             e.max_video_queue_depth,

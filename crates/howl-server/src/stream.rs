@@ -246,6 +246,10 @@ pub struct EngineCounters {
     pub heap_trimmed_since_idle: bool,
     /// RTSP egress players (also counted in `sessions`, `bytes_sent` and `sessions_ended`).
     pub rtsp: RtspCounters,
+    /// URI sources (issue 9): inputs lost now, losses and recoveries since start.
+    pub sources_down: usize,
+    pub source_losses: u64,
+    pub source_recoveries: u64,
 }
 
 /// Live figures of the RTSP egress (issue 9).
@@ -421,7 +425,10 @@ fn add_player_stats(c: &mut RtspCounters, st: &SessionStats) {
 /// Every app kind of this build streams (the worker reports what it cannot start).
 fn check_streamable(app: &App) -> Result<(), LaunchError> {
     match app.kind {
-        AppKind::TestPattern { .. } | AppKind::Process { .. } | AppKind::Docker { .. } => Ok(()),
+        AppKind::TestPattern { .. }
+        | AppKind::Process { .. }
+        | AppKind::Docker { .. }
+        | AppKind::Source { .. } => Ok(()),
     }
 }
 
@@ -457,6 +464,58 @@ fn source_of(app: &App) -> Source {
                 network: network.clone(),
             }),
         }),
+        AppKind::Source { uri } => Source::Uri { uri: uri.clone() },
+    }
+}
+
+/// Turns a URI source's reports into events and counters, until its worker ends. Each change
+/// the watch shows is one event; losses and recoveries coalesced between two looks (a source
+/// flapping faster than this task runs) still reach the counters.
+async fn watch_source(
+    mut status: watch::Receiver<crate::worker::SourceStatus>,
+    mut exit: watch::Receiver<WorkerExit>,
+    events: crate::events::EventBus,
+    audience: Audience,
+    app: String,
+    lobby_id: Option<u64>,
+    [losses, recoveries]: [Arc<AtomicU64>; 2],
+) {
+    let mut seen = crate::worker::SourceStatus::default();
+    loop {
+        tokio::select! {
+            r = status.changed() => if r.is_err() { return },
+            r = exit.changed() => {
+                if r.is_err() || *exit.borrow() != WorkerExit::Running {
+                    return;
+                }
+                continue;
+            }
+        }
+        let now = status.borrow_and_update().clone();
+        losses.fetch_add(now.losses.saturating_sub(seen.losses), Ordering::Relaxed);
+        recoveries.fetch_add(
+            now.recoveries.saturating_sub(seen.recoveries),
+            Ordering::Relaxed,
+        );
+        match (&seen.down, &now.down) {
+            (_, Some(reason)) if now.losses > seen.losses => events.publish(
+                audience,
+                Event::SourceLost {
+                    app: app.clone(),
+                    lobby_id,
+                    reason: reason.clone(),
+                },
+            ),
+            (_, None) if now.recoveries > seen.recoveries => events.publish(
+                audience,
+                Event::SourceRestored {
+                    app: app.clone(),
+                    lobby_id,
+                },
+            ),
+            _ => {}
+        }
+        seen = now;
     }
 }
 
@@ -784,6 +843,9 @@ struct Engine {
     /// When to return freed heap to the OS, set when the engine became idle.
     trim_due: Option<Instant>,
     heap_trims: Arc<AtomicU64>,
+    /// Losses and recoveries of URI sources, counted by each source's watcher task.
+    source_losses: Arc<AtomicU64>,
+    source_recoveries: Arc<AtomicU64>,
     trimmed_idle: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -850,6 +912,8 @@ pub fn spawn(
         retired: EngineCounters::default(),
         trim_due: None,
         heap_trims: Arc::default(),
+        source_losses: Arc::default(),
+        source_recoveries: Arc::default(),
         trimmed_idle: Arc::default(),
     };
     drop(tx);
@@ -1499,6 +1563,14 @@ impl Engine {
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
             heap_trims: self.heap_trims.load(Ordering::Relaxed),
+            sources_down: self
+                .instances
+                .values()
+                .filter_map(|i| i.worker.as_ref())
+                .filter(|w| w.stats.source.borrow().down.is_some())
+                .count(),
+            source_losses: self.source_losses.load(Ordering::Relaxed),
+            source_recoveries: self.source_recoveries.load(Ordering::Relaxed),
             // Cleared whenever a trim is scheduled, set when it is done.
             heap_trimmed_since_idle: self.instances.is_empty()
                 && self.trimmed_idle.load(Ordering::Relaxed),
@@ -1730,6 +1802,17 @@ impl Engine {
                             .await;
                     }
                 });
+                if matches!(inst.app.kind, AppKind::Source { .. }) {
+                    tokio::spawn(watch_source(
+                        w.source_status(),
+                        w.exit(),
+                        self.settings.events.clone(),
+                        audience(inst.owner()),
+                        inst.app.title.clone(),
+                        inst.lobby_id(),
+                        [self.source_losses.clone(), self.source_recoveries.clone()],
+                    ));
+                }
                 self.settings.events.publish(
                     audience(inst.owner()),
                     Event::WorkerStarted {

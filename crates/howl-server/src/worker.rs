@@ -88,6 +88,21 @@ pub struct WorkerStats {
     pub input_events: AtomicU64,
     /// Input events dropped because the worker's input queue was full.
     pub input_dropped: AtomicU64,
+    /// A URI source's input state (stays default for other sources).
+    pub source: watch::Sender<SourceStatus>,
+}
+
+/// The input of a URI-source worker (issue 9), as the worker last reported it. A `watch`, so
+/// it stays bounded however fast the source flaps; the counters let a slow observer see how
+/// many losses and recoveries happened between two looks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// `Some(reason)` while the source is lost (the worker streams its slate).
+    pub down: Option<String>,
+    /// Losses since the worker started.
+    pub losses: u64,
+    /// Recoveries since the worker started.
+    pub recoveries: u64,
 }
 
 /// A running worker. Dropping the handle stops it (Stop, grace, SIGKILL) in its own task.
@@ -148,6 +163,11 @@ impl Worker {
     /// Watches the worker's exit.
     pub fn exit(&self) -> watch::Receiver<WorkerExit> {
         self.exit.clone()
+    }
+
+    /// Watches the state of a URI source's input; ends when the worker ends.
+    pub fn source_status(&self) -> watch::Receiver<SourceStatus> {
+        self.stats.source.subscribe()
     }
 
     /// Asks the worker to stop; the supervising task enforces the grace period.
@@ -382,6 +402,20 @@ async fn supervise(
                         // Past the grace, the kill below ends it.
                         let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
                         break 'run WorkerExit::Stopped;
+                    }
+                    Message::SourceLost { reason } => {
+                        tracing::warn!(pid, %reason, "worker's source lost; slate on");
+                        stats.source.send_modify(|s| {
+                            s.down = Some(reason);
+                            s.losses += 1;
+                        });
+                    }
+                    Message::SourceRestored => {
+                        tracing::info!(pid, "worker's source restored");
+                        stats.source.send_modify(|s| {
+                            s.down = None;
+                            s.recoveries += 1;
+                        });
                     }
                     Message::Error { fatal, message } => {
                         if fatal {

@@ -28,6 +28,7 @@ mod encoders;
 mod error;
 mod pipeline;
 mod session;
+mod source;
 mod uinput;
 mod xinject;
 

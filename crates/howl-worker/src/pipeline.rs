@@ -35,6 +35,7 @@ use howl_media::testpattern;
 
 use crate::encoders::{self, set};
 use crate::error::WorkerError;
+use crate::source::SourceFeed;
 
 /// Frames whose (pts → counter) pairing waits for the encoder's output. The encoder holds at
 /// most a few frames (zero-latency, no B-frames); this bounds the table if it drops some.
@@ -83,6 +84,12 @@ pub enum Capture {
         /// Tone frequency.
         tone_hz: u32,
     },
+    /// A camera, stream or file, decoded by a restartable input ([`SourceFeed`]) and drawn
+    /// into the frames pushed on the test pattern's schedule.
+    Uri {
+        /// The URI (credentials possible: never logged).
+        uri: String,
+    },
     /// An X display and (optionally) a PulseAudio null sink's monitor.
     Desktop {
         /// X display name, `:N`.
@@ -111,6 +118,8 @@ pub struct MediaPipeline {
     next_counter: u32,
     /// Name of the encoder element in use (for logs).
     pub encoder_name: &'static str,
+    /// The input of a URI source; `None` for the test pattern.
+    feed: Option<SourceFeed>,
 }
 
 fn make(factory: &str, name: &str) -> Result<gst::Element, WorkerError> {
@@ -143,6 +152,15 @@ impl MediaPipeline {
         let opus = OpusConfig::for_channels(params.audio_channels).ok_or_else(|| {
             WorkerError::Unsupported(format!("{} audio channels", params.audio_channels))
         })?;
+        let feed = match capture {
+            Capture::Uri { uri } => Some(SourceFeed::new(
+                uri,
+                params.width,
+                params.height,
+                outbox.clone(),
+            )?),
+            Capture::TestPattern { .. } | Capture::Desktop { .. } => None,
+        };
 
         let pipeline = gst::Pipeline::with_name("howl-worker");
         let width = params.width as usize;
@@ -190,8 +208,11 @@ impl MediaPipeline {
 
         let mut chain: Vec<gst::Element> = Vec::new();
         match capture {
-            Capture::TestPattern { .. } => {
+            Capture::TestPattern { .. } | Capture::Uri { .. } => {
                 chain.push(appsrc.clone().upcast());
+                if let Some(overlay) = feed.as_ref().and_then(SourceFeed::overlay) {
+                    chain.push(overlay.clone());
+                }
                 if candidate.wants_convert {
                     chain.push(make("videoconvert", "vconv")?);
                 }
@@ -245,6 +266,11 @@ impl MediaPipeline {
         // --- audio ---
         let samples = 48 * u32::from(params.audio_packet_ms);
         let asrc = match capture {
+            // URI sources: the source's audio (or silence), pushed by main.
+            Capture::Uri { .. } => match &feed {
+                Some(feed) => feed.audio_src().clone().upcast(),
+                None => return Err(WorkerError::Pipeline("URI source without its feed".into())),
+            },
             Capture::TestPattern { tone_hz } => {
                 let asrc = make("audiotestsrc", "asrc")?;
                 set(&asrc, "wave", "sine")?;
@@ -312,7 +338,7 @@ impl MediaPipeline {
         gst::Element::link_many(&achain)?;
 
         let (appsrc, pool) = match capture {
-            Capture::TestPattern { .. } => {
+            Capture::TestPattern { .. } | Capture::Uri { .. } => {
                 let frame_size = u32::try_from(info.size())
                     .map_err(|_| WorkerError::Unsupported("frame too large".into()))?;
                 let pool = gst::BufferPool::new();
@@ -338,6 +364,7 @@ impl MediaPipeline {
             next_slot: 0,
             next_counter: 1,
             encoder_name: candidate.element,
+            feed,
         })
     }
 
@@ -370,6 +397,9 @@ impl MediaPipeline {
         let Some(now) = self.pipeline.current_running_time() else {
             return Ok(());
         };
+        if let Some(feed) = &mut self.feed {
+            feed.push_audio(now, self.frame_duration);
+        }
         let fd = self.frame_duration.nseconds().max(1);
         let now_slot = now.nseconds() / fd;
         if now_slot < self.next_slot {
@@ -391,7 +421,7 @@ impl MediaPipeline {
             self.shared.frames_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         };
-        let counter = self.next_counter;
+        let mut counter = self.next_counter;
         {
             let b = buffer
                 .get_mut()
@@ -401,8 +431,13 @@ impl MediaPipeline {
             let mut map = b
                 .map_writable()
                 .map_err(|e| WorkerError::Pipeline(format!("map: {e}")))?;
-            testpattern::draw_i420(map.as_mut_slice(), self.width, self.height, counter)
-                .map_err(|e| WorkerError::Pipeline(e.to_string()))?;
+            match &self.feed {
+                Some(feed) => counter = feed.fill(map.as_mut_slice())?,
+                None => {
+                    testpattern::draw_i420(map.as_mut_slice(), self.width, self.height, counter)
+                        .map_err(|e| WorkerError::Pipeline(e.to_string()))?;
+                }
+            }
         }
         if let Ok(mut p) = self.pending.lock() {
             if p.len() >= PENDING_COUNTERS_CAPACITY {
@@ -429,7 +464,10 @@ impl MediaPipeline {
 
     /// Drains the bus: errors and EOS end the session; everything else is handled or dropped so
     /// the bus never accumulates messages.
-    pub fn poll_bus(&self) -> Result<(), WorkerError> {
+    pub fn poll_bus(&mut self) -> Result<(), WorkerError> {
+        if let Some(feed) = &mut self.feed {
+            feed.poll();
+        }
         let Some(bus) = self.pipeline.bus() else {
             return Ok(());
         };

@@ -147,7 +147,15 @@ fn serve(cmd_rx: &Receiver<Command>, out_tx: &SyncSender<Message>, socket_path: 
             Err(RecvTimeoutError::Disconnected) => return EXIT_SERVER_GONE,
         }
     };
-    tracing::info!(?params, "starting pipeline");
+    // Not `?params`: a URI source may carry credentials.
+    tracing::info!(
+        width = params.width,
+        height = params.height,
+        fps = params.fps,
+        bitrate_kbps = params.bitrate_kbps,
+        codec = params.codec.name(),
+        "starting pipeline"
+    );
 
     // A desktop first: the pipeline captures its display. Declared before the pipeline so it
     // is dropped after it (the pipeline must let go of the display and the sink first).
@@ -155,6 +163,7 @@ fn serve(cmd_rx: &Receiver<Command>, out_tx: &SyncSender<Message>, socket_path: 
     let mut injector = None;
     let capture = match &params.source {
         Source::TestPattern { tone_hz } => Capture::TestPattern { tone_hz: *tone_hz },
+        Source::Uri { uri } => Capture::Uri { uri: uri.clone() },
         Source::Desktop(app) => {
             if let Err(e) = params.validate() {
                 let _ = send_control(out_tx, fatal(&e.to_string()));

@@ -93,6 +93,10 @@ impl HowlServer {
             .args(["--api-bind", &api.to_string()])
             // Streaming ports too, so parallel tests never collide (ignored by older builds).
             .env("HOWL_RTSP_PORT", free_tcp_port().to_string())
+            .env(
+                "HOWL_RTSP_EGRESS_BIND",
+                format!("127.0.0.1:{}", free_tcp_port()),
+            )
             .env("HOWL_VIDEO_PORT", free_udp_port().to_string())
             .env("HOWL_CONTROL_PORT", free_udp_port().to_string())
             .env("HOWL_AUDIO_PORT", free_udp_port().to_string())
