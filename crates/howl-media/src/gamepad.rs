@@ -40,31 +40,8 @@ pub mod code {
     pub const ABS_HAT0Y: u16 = 0x11;
 }
 
-/// Moonlight's button bits (howl-proto `input::buttons`; repeated here because the worker
-/// side does not depend on howl-proto).
-pub mod bits {
-    pub const UP: u32 = 0x0001;
-    pub const DOWN: u32 = 0x0002;
-    pub const LEFT: u32 = 0x0004;
-    pub const RIGHT: u32 = 0x0008;
-    pub const START: u32 = 0x0010;
-    pub const BACK: u32 = 0x0020;
-    pub const LS_CLICK: u32 = 0x0040;
-    pub const RS_CLICK: u32 = 0x0080;
-    pub const LB: u32 = 0x0100;
-    pub const RB: u32 = 0x0200;
-    pub const GUIDE: u32 = 0x0400;
-    pub const A: u32 = 0x1000;
-    pub const B: u32 = 0x2000;
-    pub const X: u32 = 0x4000;
-    pub const Y: u32 = 0x8000;
-    pub const PADDLE1: u32 = 0x01_0000;
-    pub const PADDLE2: u32 = 0x02_0000;
-    pub const PADDLE3: u32 = 0x04_0000;
-    pub const PADDLE4: u32 = 0x08_0000;
-    pub const TOUCHPAD: u32 = 0x10_0000;
-    pub const MISC: u32 = 0x20_0000;
-}
+/// Moonlight's button bits, as the wire defines them.
+pub use howl_proto::input::buttons as bits;
 
 /// Button bit → evdev key (the d-pad bits are the hat, not keys).
 pub const BUTTONS: &[(u32, u16)] = &[

@@ -537,6 +537,20 @@ pub fn reap_marked(marker: &Path, prefix: bool) -> Vec<u32> {
         // A directory: `/x/run` must not match markers under `/x/run2`.
         needle.push(b'/');
     }
+    kill_where("environ", |environ| {
+        environ.split(|b| *b == 0).any(|var| {
+            if prefix {
+                var.starts_with(&needle)
+            } else {
+                var == needle.as_slice()
+            }
+        })
+    })
+}
+
+/// SIGKILLs every other process whose `/proc/<pid>/<file>` satisfies `is_ours`; returns the
+/// PIDs killed. Processes that vanish or cannot be read are skipped.
+fn kill_where(file: &str, is_ours: impl Fn(&[u8]) -> bool) -> Vec<u32> {
     let me = std::process::id();
     let mut killed = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -549,17 +563,10 @@ pub fn reap_marked(marker: &Path, prefix: bool) -> Vec<u32> {
         if pid == me {
             continue;
         }
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        let Ok(content) = std::fs::read(format!("/proc/{pid}/{file}")) else {
             continue;
         };
-        let hit = environ.split(|b| *b == 0).any(|var| {
-            if prefix {
-                var.starts_with(&needle)
-            } else {
-                var == needle.as_slice()
-            }
-        });
-        if hit && kill_pid(pid) {
+        if is_ours(&content) && kill_pid(pid) {
             killed.push(pid);
         }
     }
@@ -642,35 +649,8 @@ pub fn reap_orphans(runtime_dir: &Path) -> Vec<u32> {
 }
 
 fn reap_worker_processes(runtime_dir: &Path) -> Vec<u32> {
-    let me = std::process::id();
-    let mut killed = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return killed;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if is_orphan_worker(&cmdline, runtime_dir) {
-            // Ours by construction: a worker of this state directory whose server is gone.
-            let status = std::process::Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            if status.is_ok_and(|s| s.success()) {
-                killed.push(pid);
-            }
-        }
-    }
-    killed
+    // Ours by construction: a worker of this state directory whose server is gone.
+    kill_where("cmdline", |cmdline| is_orphan_worker(cmdline, runtime_dir))
 }
 
 /// Whether a NUL-separated command line is `howl-worker --socket <runtime_dir>/...`.
