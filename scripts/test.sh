@@ -8,6 +8,10 @@ ensure_apt_packages
 ensure_rust
 ensure_venv
 
+# Text-only and fast, so it runs first: no import cycle between a crate's top-level modules,
+# no source file over 800 lines outside tests (the allow-lists with reasons are in the script).
+log "structure: no module cycles, no oversized files"
+python3 scripts/check-structure.py
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy (-D warnings)"

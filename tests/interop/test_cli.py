@@ -138,6 +138,18 @@ def test_sessions_list_and_stop_during_a_stream(howl, tmp_path):
         assert table[0].split()[:3] == ["ID", "CLIENT", "APP"], table
         row = table[2].split()
         assert row[0] == str(sid) and "1280x720" in row and "h264" in row, table
+        # Issue 14: the CLIENT column is the paired client's name from the certificate
+        # registry, read when listing (a rename shows at once), not its fingerprint.
+        (paired,) = howl.api("GET", "/api/v1/clients")[1]
+        assert sessions[0]["client"] == paired["fingerprint"], (sessions, paired)
+        assert sessions[0]["client_name"] == paired["name"], (sessions, paired)
+        assert paired["name"] in table[2], (paired, table)
+        code, _ = howl.api("PATCH", f"/api/v1/clients/{paired['fingerprint']}",
+                           {"name": "den tv"})
+        assert code == 200, code
+        table = ok(howl, "sessions").splitlines()
+        assert "den tv" in table[2] and paired["fingerprint"][:16] not in table[2], table
+        assert json.loads(ok(howl, "sessions", "--json"))[0]["client_name"] == "den tv"
         status = ok(howl, "status")
         assert "sessions        1" in status, status
 

@@ -1,11 +1,11 @@
 //! Stream sessions as the domain sees them: identity, and the one typed reason every session
 //! ends with (seed 002: sessions that never ended because nothing owned their end).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A session's handle: unique for the lifetime of the server process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SessionId(pub u64);
 
 impl fmt::Display for SessionId {

@@ -23,3 +23,8 @@ pub mod gamepad;
 pub mod protocol;
 pub mod testpattern;
 pub mod xinput;
+
+/// The environment variable every process a worker starts for its desktop carries, set to the
+/// worker's socket path: the marker by which the server finds and kills what a dead worker
+/// left behind (the worker sets it, the server's reaper reads `/proc/<pid>/environ` for it).
+pub const PRODUCER_ENV: &str = "HOWL_PRODUCER";

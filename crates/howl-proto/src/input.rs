@@ -24,7 +24,7 @@
 //! Unreliable packets (hover, move, motion) can be lost: never derive press/release or
 //! contact state from them (reference §3.4).
 
-use crate::control::{Delivery, channel};
+use crate::enet::{Delivery, channel};
 use crate::nvhttp::Fault;
 
 /// Input packet magics for appversion 7.1.431 (Sunshine mode), as the LE32 after `size`.

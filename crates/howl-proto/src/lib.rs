@@ -12,6 +12,7 @@
 pub mod audio;
 mod base64;
 pub mod control;
+pub mod enet;
 pub mod fec;
 pub mod input;
 pub mod nvhttp;

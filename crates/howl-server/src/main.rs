@@ -1,31 +1,18 @@
 //! The `howl` binary: parses the command line and wires the pieces together. Nothing else.
 
-mod api;
-mod apiclient;
-mod apiunix;
-mod auth;
 mod cli;
-mod commands;
 mod config;
-mod core_task;
+mod control;
+mod data;
 mod desktop_input;
-mod enet;
-mod events;
+mod domain;
 mod heap;
-mod listener;
-mod mdns;
 mod media;
-mod metrics;
-mod nvhttp;
 mod player;
-mod procinfo;
 mod rtsp;
 mod serve;
 mod statedir;
 mod stream;
-mod table;
-mod tls;
-mod webui;
 mod worker;
 
 use clap::Parser;
@@ -49,11 +36,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => runtime.block_on(run_serve(cli.serve)),
         Some(cli::Command::Serve(args)) => runtime.block_on(run_serve(args)),
-        Some(cli::Command::Pin(args)) => runtime.block_on(commands::pin(args)),
-        Some(cli::Command::Status(args)) => runtime.block_on(commands::status(args)),
-        Some(cli::Command::Sessions(args)) => runtime.block_on(commands::sessions(args)),
-        Some(cli::Command::Lobbies(args)) => runtime.block_on(commands::lobbies(args)),
-        Some(cli::Command::Clients(args)) => runtime.block_on(commands::clients(args)),
+        Some(cli::Command::Pin(args)) => runtime.block_on(cli::commands::pin(args)),
+        Some(cli::Command::Status(args)) => runtime.block_on(cli::commands::status(args)),
+        Some(cli::Command::Sessions(args)) => runtime.block_on(cli::commands::sessions(args)),
+        Some(cli::Command::Lobbies(args)) => runtime.block_on(cli::commands::lobbies(args)),
+        Some(cli::Command::Clients(args)) => runtime.block_on(cli::commands::clients(args)),
     };
     // Never wait on stragglers at exit: shutdown already had its deadline.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));

@@ -16,8 +16,8 @@
 //! Media never waits on a slow player: the fan-out is a bounded broadcast; a player that falls
 //! behind (or whose TCP window is full) loses frames up to the next keyframe, alone.
 
-use crate::auth::{Principal, TenantIndex};
-use crate::core_task::CoreHandle;
+use crate::domain::CoreHandle;
+use crate::domain::auth::{Principal, TenantIndex};
 use crate::stream::{EngineHandle, SessionStats};
 use crate::worker::{self, Worker};
 use howl_core::{App, EndReason, SessionId};
@@ -346,7 +346,7 @@ fn principal_of(q: &DescribeQuery, admin_token: &str, tenants: &TenantIndex) -> 
         return Some(p);
     }
     let password = q.credentials.as_ref()?.as_ref().ok()?.basic_password()?;
-    match crate::auth::authenticate(password, admin_token, tenants)? {
+    match crate::domain::auth::authenticate(password, admin_token, tenants)? {
         p @ Principal::Tenant { .. } => Some(p),
         Principal::Admin => None,
     }

@@ -4,12 +4,14 @@
 //! drop open connections, stop the core actor, exit. State is persisted on every change, so
 //! nothing is left to flush.
 
-use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::listener::{self, Limits};
-use crate::nvhttp::{NvHttp, NvHttpSettings};
+use crate::control::api::{self, ApiState};
+use crate::control::listener::{self, Limits};
+use crate::control::nvhttp::{NvHttp, NvHttpSettings};
+use crate::control::{mdns, tls};
+use crate::data::enet;
 use crate::statedir::StateDir;
-use crate::{core_task, enet, mdns, stream, tls, worker};
+use crate::{domain, stream, worker};
 use howl_proto::nvhttp::{SCM_AV1_MAIN8, SCM_H264, SCM_HEVC};
 use howl_proto::rtsp::StreamPorts;
 use howl_proto::sdp::CodecSupport;
@@ -110,8 +112,8 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
 
     let shutdown = CancellationToken::new();
     let uniqueid = state.uniqueid.clone();
-    let events = crate::events::EventBus::new();
-    let (core, core_task) = core_task::spawn(
+    let events = crate::domain::events::EventBus::new();
+    let (core, core_task) = domain::spawn(
         state,
         sd.path(crate::statedir::STATE_FILE),
         builtin_apps(&cfg),
@@ -275,8 +277,8 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         ..nv_limits.clone()
     };
 
-    let metrics = crate::metrics::Metrics::new();
-    tokio::spawn(crate::metrics::count_pairing_events(
+    let metrics = crate::control::metrics::Metrics::new();
+    tokio::spawn(crate::control::metrics::count_pairing_events(
         metrics.clone(),
         events.subscribe(),
         shutdown.clone(),
@@ -335,8 +337,8 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
                         resume_linger_secs: cfg.resume_linger_secs,
                         shutdown_deadline_secs: SHUTDOWN_DEADLINE.as_secs(),
                     },
-                    started: std::time::Instant::now(),
                 }),
+                started: std::time::Instant::now(),
                 metrics: metrics.clone(),
             },
             cfg.max_body_bytes,
@@ -353,10 +355,10 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             },
             shutdown.clone(),
         ));
-        match crate::apiunix::bind(state_dir) {
+        match crate::control::api::unix::bind(state_dir) {
             Ok((l, path)) => {
                 tracing::info!(socket = %path.display(), "management API also on a unix socket (admin, no token)");
-                tasks.spawn(crate::apiunix::serve(
+                tasks.spawn(crate::control::api::unix::serve(
                     l,
                     path,
                     router,

@@ -14,8 +14,8 @@
 //! client disconnects, its instance lingers (so `/resume` works) until `linger` passes;
 //! `/cancel` ends it at once.
 
-use crate::enet::{EnetCommand, EnetEvent, EnetSender, PeerId};
-use crate::events::{Audience, Event};
+use crate::data::enet::{EnetCommand, EnetEvent, EnetSender, PeerId};
+use crate::domain::events::{Audience, Event};
 use crate::media::{self, MediaKind, SenderSettings};
 use crate::player::{PlayerJoin, PlayerJoined, PlayerLink, PlayerRefusal};
 use crate::worker::{self, Worker, WorkerExit};
@@ -78,7 +78,7 @@ pub struct EngineSettings {
     /// With the control stream up, how long without any control message ends the session.
     pub control_silence: Duration,
     /// Where session, lobby and worker events go (operators' live view).
-    pub events: crate::events::EventBus,
+    pub events: crate::domain::events::EventBus,
     /// How an `/app/` producer for RTSP players runs unless its first player asks otherwise.
     pub player_defaults: crate::player::PlayerDefaults,
 }
@@ -176,7 +176,7 @@ fn default_idle() -> u64 {
 }
 
 /// A lobby as the API shows it.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct LobbyView {
     pub id: u64,
     pub name: String,
@@ -282,11 +282,15 @@ pub enum LobbyError {
 }
 
 /// A session as the API and tests see it.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SessionView {
     #[schema(value_type = u64)]
     pub id: SessionId,
     pub client: String,
+    /// The paired client's name from the certificate registry (filled in by the API), or a
+    /// player's label.
+    #[serde(default)]
+    pub client_name: String,
     pub app: String,
     pub width: u32,
     pub height: u32,
@@ -474,7 +478,7 @@ fn source_of(app: &App) -> Source {
 async fn watch_source(
     mut status: watch::Receiver<crate::worker::SourceStatus>,
     mut exit: watch::Receiver<WorkerExit>,
-    events: crate::events::EventBus,
+    events: crate::domain::events::EventBus,
     audience: Audience,
     app: String,
     lobby_id: Option<u64>,
@@ -1135,7 +1139,7 @@ impl Engine {
         let id = self.next_id;
         self.next_id += 1;
         let (worker_tx, _) = watch::channel(None);
-        tracing::info!(client = %crate::core_task::short(&input.client), peer = %input.peer_ip, app = %app.title, instance = id, "launch");
+        tracing::info!(client = %crate::domain::short(&input.client), peer = %input.peer_ip, app = %app.title, instance = id, "launch");
         self.instances.insert(
             id,
             Instance {
@@ -1195,7 +1199,7 @@ impl Engine {
         for sid in old {
             self.end_session(sid, EndReason::Replaced, now);
         }
-        tracing::info!(client = %crate::core_task::short(&input.client), lobby = id, "join lobby");
+        tracing::info!(client = %crate::domain::short(&input.client), lobby = id, "join lobby");
         self.new_session(id, input, now)
     }
 
@@ -1389,7 +1393,7 @@ impl Engine {
         let Some(inst) = self.instance_of(&input.client) else {
             return Err(LaunchError::NothingToResume);
         };
-        tracing::info!(client = %crate::core_task::short(&input.client), instance = inst, "resume");
+        tracing::info!(client = %crate::domain::short(&input.client), instance = inst, "resume");
         self.new_session(inst, input, now)
     }
 
@@ -1603,6 +1607,7 @@ impl Engine {
                 SessionView {
                     id: s.id,
                     client: s.client.clone(),
+                    client_name: String::new(),
                     app: inst.map(|i| i.app.title.clone()).unwrap_or_default(),
                     width: cfg.map(|c| c.width).unwrap_or(0),
                     height: cfg.map(|c| c.height).unwrap_or(0),
@@ -1635,6 +1640,7 @@ impl Engine {
             v.push(SessionView {
                 id: p.id,
                 client: p.label.clone(),
+                client_name: p.label.clone(),
                 app: inst.map(|i| i.app.title.clone()).unwrap_or_default(),
                 width: params.map(|c| c.width).unwrap_or(0),
                 height: params.map(|c| c.height).unwrap_or(0),
@@ -2137,7 +2143,7 @@ impl Engine {
         *self.ended.entry(reason.label()).or_insert(0) += 1;
         s.stats.video_queue_depth.store(0, Ordering::Relaxed);
         add_session_stats(&mut self.retired, &s.stats);
-        tracing::info!(session = %sid, client = %crate::core_task::short(&s.client), reason = %reason,
+        tracing::info!(session = %sid, client = %crate::domain::short(&s.client), reason = %reason,
             frames_sent = s.stats.frames_sent.load(Ordering::Relaxed), "session ended");
         {
             let inst = self.instances.get(&s.instance);

@@ -27,9 +27,7 @@ use howl_media::protocol::DesktopApp;
 
 use crate::error::WorkerError;
 
-/// Environment variable every process of a desktop carries: the worker's socket path, unique
-/// per worker and inside the server's runtime directory. The server's reaper looks for it.
-pub const PRODUCER_ENV: &str = "HOWL_PRODUCER";
+pub use howl_media::PRODUCER_ENV;
 
 /// How long Xvfb may take to report its display number.
 pub const XVFB_START_DEADLINE: Duration = Duration::from_secs(10);

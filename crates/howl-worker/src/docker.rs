@@ -51,7 +51,7 @@ pub fn create_body(
     let mut env = vec![
         format!("DISPLAY=:{display}"),
         format!("PULSE_SERVER={pulse}"),
-        format!("{}={marker}", crate::desktop::PRODUCER_ENV),
+        format!("{}={marker}", howl_media::PRODUCER_ENV),
     ];
     env.extend(app.env.iter().map(|(k, v)| format!("{k}={v}")));
     let cmd = if app.command.is_empty() {

@@ -1,5 +1,11 @@
 //! Command-line interface. `howl` alone is `howl serve`.
 
+pub mod api;
+pub mod apiclient;
+pub mod commands;
+pub mod format;
+pub mod table;
+
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

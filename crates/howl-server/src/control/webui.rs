@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-const INDEX_HTML: &str = include_str!("../ui/index.html");
-const APP_JS: &str = include_str!("../ui/app.js");
-const STYLE_CSS: &str = include_str!("../ui/style.css");
+const INDEX_HTML: &str = include_str!("../../ui/index.html");
+const APP_JS: &str = include_str!("../../ui/app.js");
+const STYLE_CSS: &str = include_str!("../../ui/style.css");
 
 /// Only same-origin script, style and fetches; no inline script, no plugins, no framing.
 /// `img-src data:` lets the page use an empty inline favicon instead of a request that 404s.

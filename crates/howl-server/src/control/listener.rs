@@ -13,7 +13,7 @@
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +46,7 @@ pub struct ConnInfo {
 }
 
 /// Live counters of one listener. The histograms are shared with the metrics registry when
-/// made by [`crate::metrics::Metrics::listener_stats`]; `default()` gives detached ones.
+/// made by [`crate::control::metrics::Metrics::listener_stats`]; `default()` gives detached ones.
 #[derive(Debug)]
 pub struct ListenerStats {
     pub accepted: AtomicU64,
@@ -66,8 +66,8 @@ impl Default for ListenerStats {
             open: AtomicU64::new(0),
             tls_handshake_failures: AtomicU64::new(0),
             deadline_closes: AtomicU64::new(0),
-            tls_handshake_seconds: crate::metrics::tls_handshake_histogram(),
-            request_seconds: crate::metrics::request_histogram(),
+            tls_handshake_seconds: tls_handshake_histogram(),
+            request_seconds: request_histogram(),
         }
     }
 }
@@ -273,6 +273,40 @@ async fn handle_conn<F, S, B>(
             {
                 tracing::debug!(%peer, error = %e, "https connection ended with an error");
             }
+        }
+    }
+}
+
+/// TLS handshakes on loopback take about a millisecond; a slow client or a busy host a few
+/// hundred. 0.5 ms .. ~4 s in 14 doublings, past which the handshake deadline fires anyway.
+pub fn tls_handshake_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+/// Most NVHTTP requests answer in milliseconds; a pairing request waits for the operator's
+/// PIN (up to the pairing window). 1 ms .. ~65 s in 17 doublings.
+pub fn request_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// One listener's connection counters, read at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerSample {
+    pub accepted: u64,
+    pub open: u64,
+    pub tls_handshake_failures: u64,
+    pub deadline_closes: u64,
+}
+
+impl ListenerStats {
+    /// The counters as they are now, for a metrics scrape.
+    pub fn sample(&self) -> ListenerSample {
+        let s = self;
+        ListenerSample {
+            accepted: s.accepted.load(Ordering::Relaxed),
+            open: s.open.load(Ordering::Relaxed),
+            tls_handshake_failures: s.tls_handshake_failures.load(Ordering::Relaxed),
+            deadline_closes: s.deadline_closes.load(Ordering::Relaxed),
         }
     }
 }

@@ -6,18 +6,15 @@
 //! pairing step 1 (which waits for the operator's PIN) by the pairing window. None of them
 //! touches media; they only talk to the core actor.
 
-use crate::core_task::{CoreError, CoreHandle, short};
-use crate::listener::ConnInfo;
+use crate::control::listener::ConnInfo;
+use crate::domain::{CoreError, CoreHandle, short};
 use crate::stream::{EngineHandle, LaunchInput};
 use howl_core::{PairedClient, PinError};
 use howl_proto::nvhttp::{
     AppList, CancelResponse, ErrorResponse, LaunchRequest, LaunchResponse, OkResponse, PairRequest,
     PairResponse, Query, ResumeResponse, ServerInfo,
 };
-use howl_proto::pairing::{
-    AwaitingClientChallenge, AwaitingClientPairingSecret, AwaitingServerChallengeResp,
-    ServerIdentity, ServerPairing,
-};
+use howl_proto::pairing::{ServerIdentity, ServerPairing, ServerPairingState};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use std::convert::Infallible;
@@ -27,15 +24,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Box art served for every app until apps carry their own.
-const APP_ASSET_PNG: &[u8] = include_bytes!("../assets/appasset.png");
-
-/// Handshake state stored between pairing steps 2 to 4 (see `howl_core::pairing`).
-#[derive(Debug)]
-pub enum PairingStage {
-    ClientChallenge(AwaitingClientChallenge),
-    ServerChallengeResp(AwaitingServerChallengeResp),
-    ClientPairingSecret(AwaitingClientPairingSecret),
-}
+const APP_ASSET_PNG: &[u8] = include_bytes!("../../assets/appasset.png");
 
 /// Static facts the NVHTTP handlers report.
 #[derive(Debug, Clone)]
@@ -381,7 +370,7 @@ impl NvHttp {
             Ok((next, resp)) => {
                 if let Err(e) = self
                     .core
-                    .put_stage(requester, PairingStage::ClientChallenge(next))
+                    .put_stage(requester, ServerPairingState::AwaitingClientChallenge(next))
                     .await
                 {
                     return core_error(e);
@@ -399,8 +388,8 @@ impl NvHttp {
 
     fn pairing_failed(&self, requester: &str, reason: String) {
         self.core.events().publish(
-            crate::events::Audience::AdminOnly,
-            crate::events::Event::PairingFailed {
+            crate::domain::events::Audience::AdminOnly,
+            crate::domain::events::Event::PairingFailed {
                 requester: requester.to_owned(),
                 reason,
             },
@@ -420,24 +409,28 @@ impl NvHttp {
             xml(PairResponse::failed().to_xml())
         };
         let (next, resp) = match (stage, request) {
-            (Some(PairingStage::ClientChallenge(s)), PairRequest::ClientChallenge(cc)) => {
+            (
+                Some(ServerPairingState::AwaitingClientChallenge(s)),
+                PairRequest::ClientChallenge(cc),
+            ) => {
                 let random = match random_32() {
                     Ok(r) => r,
                     Err(e) => return fail(e),
                 };
                 match s.client_challenge(cc, random, &self.identity) {
-                    Ok((n, r)) => (PairingStage::ServerChallengeResp(n), r),
-                    Err(e) => return fail(e.to_string()),
-                }
-            }
-            (Some(PairingStage::ServerChallengeResp(s)), PairRequest::ServerChallengeResp(h)) => {
-                match s.server_challenge_resp(h, &self.identity) {
-                    Ok((n, r)) => (PairingStage::ClientPairingSecret(n), r),
+                    Ok((n, r)) => (ServerPairingState::AwaitingServerChallengeResp(n), r),
                     Err(e) => return fail(e.to_string()),
                 }
             }
             (
-                Some(PairingStage::ClientPairingSecret(s)),
+                Some(ServerPairingState::AwaitingServerChallengeResp(s)),
+                PairRequest::ServerChallengeResp(h),
+            ) => match s.server_challenge_resp(h, &self.identity) {
+                Ok((n, r)) => (ServerPairingState::AwaitingClientPairingSecret(n), r),
+                Err(e) => return fail(e.to_string()),
+            },
+            (
+                Some(ServerPairingState::AwaitingClientPairingSecret(s)),
                 PairRequest::ClientPairingSecret { secret, signature },
             ) => {
                 self.core.end_pairing(requester);

@@ -2,7 +2,7 @@
 //! the 0700 state directory). Only the server's own user can connect, so a peer on it is the
 //! admin and needs no token: local tools and scripts need not read the token file.
 
-use crate::api::UnixPeer;
+use crate::control::api::UnixPeer;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
