@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use howl_io::PollingSocket;
 use howl_proto::control::{
     ClientCrypto, ClientMessage, Delivery, HostMessage, Reliability, channel,
 };
@@ -47,48 +48,6 @@ pub(crate) enum ControlCommand {
     Send(ClientMessage),
     /// Graceful disconnect (`disconnect_later`), lingering up to [`ENET_DISCONNECT_LINGER`].
     Disconnect,
-}
-
-/// A std UDP socket that blocks at most [`ENET_POLL_INTERVAL`] per receive.
-struct PollingSocket(UdpSocket);
-
-impl enet::Socket for PollingSocket {
-    type Address = SocketAddr;
-    type Error = std::io::Error;
-
-    fn init(&mut self, _opts: enet::SocketOptions) -> Result<(), std::io::Error> {
-        self.0.set_nonblocking(false)?;
-        self.0.set_read_timeout(Some(ENET_POLL_INTERVAL))
-    }
-
-    fn send(&mut self, address: SocketAddr, buffer: &[u8]) -> Result<usize, std::io::Error> {
-        match self.0.send_to(buffer, address) {
-            Ok(n) => Ok(n),
-            Err(e) if transient(&e) => Ok(0),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn receive(
-        &mut self,
-        buffer: &mut [u8; enet::MTU_MAX],
-    ) -> Result<Option<(SocketAddr, enet::PacketReceived)>, std::io::Error> {
-        match self.0.recv_from(buffer) {
-            Ok((n, addr)) => Ok(Some((addr, enet::PacketReceived::Complete(n)))),
-            Err(e) if transient(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// Errors a UDP socket reports that say nothing about our own socket's health (ICMP
-/// unreachable from a host that is not up yet, timeouts of the polling read).
-fn transient(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        WouldBlock | TimedOut | ConnectionRefused | ConnectionReset | Interrupted
-    )
 }
 
 /// Handle to the control thread. Dropping it signals the thread, which disconnects at once and
@@ -137,7 +96,7 @@ impl ControlThread {
             channel_limit: channel::CHANNEL_COUNT,
             ..Default::default()
         };
-        let mut host = enet::Host::new(PollingSocket(socket), settings)
+        let mut host = enet::Host::new(PollingSocket::new(socket, ENET_POLL_INTERVAL), settings)
             .map_err(|e| control_err(format!("ENet host: {e:?}")))?;
         host.set_mtu(ENET_MTU)
             .map_err(|e| control_err(format!("ENet MTU: {e:?}")))?;

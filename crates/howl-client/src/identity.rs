@@ -17,7 +17,6 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use howl_proto::pairing::ClientIdentity;
 
@@ -102,23 +101,9 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ClientError> {
 /// (reference part 1 §2.4): CN `NVIDIA GameStream Client`, serial 0, long validity.
 /// Returns `(key_pem, cert_pem)`.
 pub fn generate_identity() -> Result<(String, String), ClientError> {
-    let kg = |e: &dyn std::fmt::Display| ClientError::Crypto(format!("key generation: {e}"));
-    let rsa =
-        aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|e| kg(&e))?;
-    let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&rsa).map_err(|e| kg(&e))?;
-    let der = rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_ref().to_vec());
-    let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)
-        .map_err(|e| kg(&e))?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| kg(&e))?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, CLIENT_CERT_CN);
-    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2054, 1, 1);
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0]));
-    let cert = params.self_signed(&key).map_err(|e| kg(&e))?;
-    Ok((key.serialize_pem(), cert.pem()))
+    let id = howl_io::generate_identity(CLIENT_CERT_CN, &[0], 2054)
+        .map_err(|e| ClientError::Crypto(e.to_string()))?;
+    Ok((id.key_pem, id.cert_pem))
 }
 
 /// A persisted `uniqueid` in qt's style: a random 64-bit value in lower-case hex.

@@ -5,7 +5,6 @@
 //! unreadable or corrupt file is reported with its path instead of being silently replaced:
 //! regenerating the key would force every client to pair again.
 
-use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use howl_core::store::{StoreError, atomic_write, read_optional};
 use howl_core::{PersistedState, SCHEMA_VERSION};
@@ -46,20 +45,7 @@ pub fn default_state_dir() -> PathBuf {
     PathBuf::from(home).join(".local/state/howl")
 }
 
-/// The host's TLS identity as PEM text.
-#[derive(Clone)]
-pub struct IdentityPem {
-    pub key_pem: String,
-    pub cert_pem: String,
-}
-
-impl std::fmt::Debug for IdentityPem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdentityPem")
-            .field("key_pem", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
+pub use howl_io::IdentityPem;
 
 /// An opened state directory.
 #[derive(Debug, Clone)]
@@ -204,26 +190,9 @@ fn new_uniqueid() -> Result<String, StateDirError> {
 /// RSA-2048 key and a self-signed SHA-256 certificate, the shape every client expects
 /// (reference part 1, 2.4). Validity is long: clients never check it once pinned.
 pub fn generate_identity() -> Result<IdentityPem, StateDirError> {
-    let kg = |e: &dyn std::fmt::Display| StateDirError::KeyGen(e.to_string());
-    let rsa =
-        aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|e| kg(&e))?;
-    let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&rsa).map_err(|e| kg(&e))?;
-    let der = rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_ref().to_vec());
-    let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)
-        .map_err(|e| kg(&e))?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| kg(&e))?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "howl GameStream host");
-    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2064, 1, 1);
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&random_bytes::<16>()?[..]));
-    let cert = params.self_signed(&key).map_err(|e| kg(&e))?;
-    Ok(IdentityPem {
-        key_pem: key.serialize_pem(),
-        cert_pem: cert.pem(),
-    })
+    let serial = random_bytes::<16>()?;
+    howl_io::generate_identity("howl GameStream host", &serial, 2064)
+        .map_err(|e| StateDirError::KeyGen(e.to_string()))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! Session matching (which peer belongs to which stream) is the router's job: this module only
 //! reports the CONNECT `data` word that carries the session's connect token.
 
+use howl_io::PollingSocket;
 use rusty_enet as enet;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -84,59 +85,6 @@ pub struct EnetStats {
     pub events_dropped: AtomicU64,
 }
 
-/// A std UDP socket that waits up to [`POLL_INTERVAL`] for a datagram, so the service loop
-/// neither spins nor sleeps blindly.
-struct PollingSocket(UdpSocket);
-
-impl enet::Socket for PollingSocket {
-    type Address = SocketAddr;
-    type Error = std::io::Error;
-
-    fn init(&mut self, _opts: enet::SocketOptions) -> Result<(), std::io::Error> {
-        self.0.set_nonblocking(false)?;
-        self.0.set_read_timeout(Some(POLL_INTERVAL))
-    }
-
-    fn send(&mut self, address: SocketAddr, buffer: &[u8]) -> Result<usize, std::io::Error> {
-        match self.0.send_to(buffer, address) {
-            Ok(n) => Ok(n),
-            // A full socket buffer or an unreachable peer must not kill the host.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::ConnectionRefused
-                        | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                Ok(0)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn receive(
-        &mut self,
-        buffer: &mut [u8; enet::MTU_MAX],
-    ) -> Result<Option<(SocketAddr, enet::PacketReceived)>, std::io::Error> {
-        match self.0.recv_from(buffer) {
-            Ok((n, addr)) => Ok(Some((addr, enet::PacketReceived::Complete(n)))),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::ConnectionRefused
-                        | std::io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
 /// Handle to the ENet thread. Dropping it (or calling [`EnetHost::stop`]) ends the thread
 /// within one [`POLL_INTERVAL`]; `Drop` signals and joins, which is bounded by that interval.
 #[derive(Debug)]
@@ -162,7 +110,7 @@ impl EnetHost {
             channel_limit: CHANNEL_LIMIT,
             ..Default::default()
         };
-        let mut host = enet::Host::new(PollingSocket(socket), settings)
+        let mut host = enet::Host::new(PollingSocket::new(socket, POLL_INTERVAL), settings)
             .map_err(|e| std::io::Error::other(format!("ENet host: {e:?}")))?;
         host.set_mtu(MTU)
             .map_err(|e| std::io::Error::other(format!("ENet MTU: {e:?}")))?;
