@@ -13,7 +13,7 @@
 
 use crate::auth::Principal;
 use crate::core_task::{CoreError, CoreHandle, short};
-use crate::stream::{LobbyError, LobbySpec, LobbyView, SessionView, WorkerView};
+use crate::engine::{LobbyError, LobbySpec, LobbyView, SessionView, WorkerView};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -37,7 +37,7 @@ const EVENT_KEEPALIVE: Duration = Duration::from_secs(15);
 #[derive(Clone)]
 pub struct ApiState {
     pub core: CoreHandle,
-    pub engine: crate::stream::EngineHandle,
+    pub engine: crate::engine::EngineHandle,
     /// Counters of the listeners and the ENet host, read for `/api/v1/status`.
     pub listeners: Arc<Vec<(&'static str, Arc<crate::listener::ListenerStats>)>>,
     pub enet: Arc<crate::enet::EnetStats>,

@@ -13,8 +13,8 @@
 //! escaped here: the crate writes label values verbatim.
 
 use crate::api::{ApiError, ApiState};
+use crate::engine::{EngineCounters, SessionView};
 use crate::listener::ListenerStats;
-use crate::stream::{EngineCounters, SessionView};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
@@ -40,7 +40,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Pairing outcomes, created at zero so a rate() over them works before the first attempt.
 pub const PAIRING_OUTCOMES: [&str; 4] = ["started", "paired", "wrong_pin", "failed"];
 
-/// Frame drop reasons the engine reports (see `stream::add_session_stats`), shown at zero
+/// Frame drop reasons the engine reports (see `engine::views::fold`), shown at zero
 /// before the first session so dashboards have a series to plot.
 const DROP_REASONS: [&str; 3] = ["lagged", "awaiting_keyframe", "unpacketizable"];
 

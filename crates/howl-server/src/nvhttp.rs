@@ -7,8 +7,8 @@
 //! touches media; they only talk to the core actor.
 
 use crate::core_task::{CoreError, CoreHandle, short};
+use crate::engine::{EngineHandle, LaunchInput};
 use crate::listener::ConnInfo;
-use crate::stream::{EngineHandle, LaunchInput};
 use howl_core::{PairedClient, PinError};
 use howl_proto::nvhttp::{
     AppList, CancelResponse, ErrorResponse, LaunchRequest, LaunchResponse, OkResponse, PairRequest,
