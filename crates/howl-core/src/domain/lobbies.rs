@@ -34,9 +34,10 @@ impl Domain {
             slices_per_frame: 1,
         };
         params.validate()?;
+        let idle_timeout = req.idle_timeout.max(MIN_LOBBY_IDLE);
         let policy = if req.stop_when_everyone_leaves {
             StopPolicy::WhenEmpty {
-                after: req.idle_timeout.max(MIN_LOBBY_IDLE),
+                after: idle_timeout,
             }
         } else {
             StopPolicy::UntilStopped
@@ -47,6 +48,7 @@ impl Domain {
             name,
             clients,
             owner: req.owner,
+            idle_timeout,
         };
         self.publish(
             lobby.owner,

@@ -133,6 +133,8 @@ impl Domain {
     ) -> Result<(), Refusal> {
         let decision = self.check_announce(viewer, &stream);
         match decision {
+            // An unknown session has nothing to end (the driver answers 454).
+            Err(refusal @ Refusal::NoViewer(_)) => Err(refusal),
             Err(refusal) => {
                 if self.viewers.contains_key(&viewer) {
                     let detail = refusal.to_string();
@@ -161,7 +163,12 @@ impl Domain {
         viewer: ViewerId,
         s: &AnnouncedStream,
     ) -> Result<(ProducerId, Option<StreamParams>), Refusal> {
-        let v = self.viewers.get(&viewer).ok_or(Refusal::NoViewer(viewer))?;
+        // Only a Moonlight session announces; any other id is as good as unknown.
+        let v = self
+            .viewers
+            .get(&viewer)
+            .filter(|v| v.moonlight().is_some())
+            .ok_or(Refusal::NoViewer(viewer))?;
         let p = self
             .producers
             .get(&v.producer)

@@ -49,6 +49,9 @@ pub struct Lobby {
     pub clients: Vec<String>,
     /// The tenant that owns it; `None`: the operator's.
     pub owner: Option<u64>,
+    /// The idle timeout the operator set (in force when its policy is
+    /// [`StopPolicy::WhenEmpty`]; kept either way for the API's view).
+    pub idle_timeout: Duration,
 }
 
 impl Lobby {
@@ -125,6 +128,16 @@ impl Producer {
             ProducerKind::Private { client } => Some(client),
             _ => None,
         }
+    }
+
+    /// Whether it stops once nobody watches (`stop_when_everyone_leaves` of a lobby).
+    pub fn stops_when_empty(&self) -> bool {
+        matches!(self.policy, StopPolicy::WhenEmpty { .. })
+    }
+
+    /// Whether it waits for its stop time without viewers (the API's "lingering").
+    pub fn lingering(&self) -> bool {
+        self.stop_at.is_some()
     }
 
     /// The codec it encodes, once known.

@@ -150,15 +150,21 @@ struct Model {
     /// Workers that are still alive as far as the domain should know: started, not stopped
     /// by an action, not reported gone.
     alive: BTreeSet<WorkerId>,
+    /// Every action, in order.
+    log: Vec<Action>,
 }
 
 impl Model {
     fn new() -> Self {
+        // The virtual clock's origin; tests read the real clock only here.
+        #[allow(clippy::disallowed_methods)]
+        Self::at(Instant::now())
+    }
+
+    fn at(t0: Instant) -> Self {
         Self {
             d: Domain::new(settings()),
-            // The virtual clock's origin; tests read the real clock only here.
-            #[allow(clippy::disallowed_methods)]
-            now: Instant::now(),
+            now: t0,
             viewers: Vec::new(),
             ends: BTreeMap::new(),
             started_events: BTreeSet::new(),
@@ -166,6 +172,7 @@ impl Model {
             pending: Vec::new(),
             running: Vec::new(),
             alive: BTreeSet::new(),
+            log: Vec::new(),
         }
     }
 
@@ -220,7 +227,7 @@ impl Model {
                         3 => stream(7, 7, Codec::H264),
                         _ => stream(1280, 720, Codec::Av1),
                     };
-                    let was_live = self.d.viewer(v).is_some();
+                    let was_live = self.d.viewer(v).is_some_and(|v| v.moonlight().is_some());
                     let r = self.d.rtsp_announced(now, v, s);
                     if r.is_err() && was_live {
                         assert!(self.d.viewer(v).is_none(), "a refused ANNOUNCE ends it");
@@ -362,6 +369,7 @@ impl Model {
     /// Executes the actions as far as the invariants care.
     fn drain(&mut self) {
         while let Some(a) = self.d.poll_action() {
+            self.log.push(a.clone());
             match a {
                 Action::StartWorker { worker, .. } => {
                     self.pending.push(worker);
@@ -502,6 +510,18 @@ proptest! {
             m.apply(op);
         }
         m.finish();
+    }
+
+    /// No clock, no randomness: the same inputs give the same actions, ids included.
+    #[test]
+    fn runs_are_a_pure_function_of_their_inputs(ops in prop::collection::vec(op(), 1..60)) {
+        let t0 = Model::new().now;
+        let (mut a, mut b) = (Model::at(t0), Model::at(t0));
+        for op in &ops {
+            a.apply(op);
+            b.apply(op);
+        }
+        prop_assert_eq!(&a.log, &b.log);
     }
 
     /// Without any report from drivers, time alone ends every Moonlight session and every

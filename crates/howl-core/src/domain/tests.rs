@@ -1326,3 +1326,66 @@ fn a_client_may_connect_control_before_play_and_both_deadlines_apply() {
     h.wait(secs(4));
     assert_eq!(h.ended(v), Some(EndReason::RtspDeadline));
 }
+
+#[test]
+fn protocol_steps_of_another_kind_or_an_ended_viewer_change_nothing() {
+    let mut h = H::new();
+    let p =
+        h.d.player_join(
+            h.now,
+            player(app_target(&app(3, "Cam"), VideoRequest::default())),
+        )
+        .unwrap();
+    h.drain();
+    // A driver bug (a Moonlight step for a player) is refused without ending the player.
+    assert_eq!(
+        h.d.rtsp_announced(h.now, p, stream(1280, 720, Codec::H264)),
+        Err(Refusal::NoViewer(p))
+    );
+    assert!(!h.d.rtsp_played(h.now, p) && !h.d.control_connected(h.now, p));
+    assert!(!h.d.control_seen(h.now, p));
+    assert!(h.drain().is_empty());
+    // Steps for a viewer that already ended are ignored.
+    let v = h.launch(FP_A, &app(7, "Pattern"));
+    h.d.cancel(h.now, FP_A);
+    h.drain();
+    assert_eq!(
+        h.d.rtsp_announced(h.now, v, stream(1280, 720, Codec::H264)),
+        Err(Refusal::NoViewer(v))
+    );
+    assert!(!h.d.rtsp_played(h.now, v));
+    assert!(!h.d.set_viewer_deadline(h.now, v, None));
+    h.d.keyframe_wanted(v);
+    assert!(h.drain().is_empty());
+    assert_eq!(h.ends(v).len(), 1);
+}
+
+#[test]
+fn a_lobby_keeps_its_settings_for_the_api() {
+    let mut h = H::new();
+    let (l, _) = lobby(
+        &mut h,
+        LobbyRequest {
+            idle_timeout: Duration::ZERO,
+            owner: Some(4),
+            ..lobby_req("Plain")
+        },
+    );
+    let p = h.d.producer(l).unwrap();
+    let lobby = p.lobby().unwrap();
+    assert_eq!(
+        lobby.idle_timeout, MIN_LOBBY_IDLE,
+        "zero would stop it at once"
+    );
+    assert_eq!((p.owner(), p.lobby_id()), (Some(4), Some(l.0)));
+    assert!(!p.stops_when_empty() && !p.lingering());
+    assert_eq!(p.listed_id(), lobby.app_id);
+    assert_ne!(
+        p.listed_id(),
+        p.app.id,
+        "clients launch the lobby, not the app"
+    );
+    assert_eq!(h.d.lobby_named("Plain").map(|p| p.id), Some(l));
+    assert!(h.events().iter().any(|e| matches!(e,
+        DomainEvent::LobbyCreated { id, name, app } if *id == l && name == "Plain" && app == "Pattern")));
+}
