@@ -33,6 +33,44 @@
 //! Ids ([`ViewerId`], [`ProducerId`], [`WorkerId`]) come from counters inside, so a run is a
 //! pure function of its inputs; the tests replay them with a virtual clock.
 //!
+//! ```
+//! use howl_core::domain::*;
+//! use howl_core::{App, AppKind, AppSource, EndReason};
+//! use howl_proto::sdp::CodecSupport;
+//! use std::time::{Duration, Instant};
+//!
+//! let secs = Duration::from_secs;
+//! let mut domain = Domain::new(Settings {
+//!     linger: secs(30),
+//!     moonlight: MoonlightTimeouts { rtsp: secs(20), connect: secs(10), control_silence: secs(10) },
+//!     codecs: CodecSupport { h264: true, hevc: false, av1: false, hdr: false, yuv444: false },
+//!     player_defaults: PlayerDefaults::default(),
+//! });
+//! let app = App {
+//!     id: 1,
+//!     title: "Pattern".into(),
+//!     kind: AppKind::TestPattern { tone_hz: 440 },
+//!     source: AppSource::Builtin,
+//!     owner: None,
+//! };
+//! let t0 = Instant::now(); // the driver's clock; the domain never reads one
+//! let client = "ab".repeat(32);
+//! let launch = LaunchRequest { client: client.clone(), app_id: 1, app: Some(app), mode: None };
+//! let viewer = domain.launch(t0, launch).unwrap();
+//! // Drain after every input: here, only the SessionStarted event.
+//! while let Some(action) = domain.poll_action() {
+//!     assert!(matches!(action, Action::Publish { event: DomainEvent::SessionStarted { .. }, .. }));
+//! }
+//! // The client never finishes its RTSP handshake: the timer fires at the deadline.
+//! let due = domain.next_deadline().unwrap();
+//! assert_eq!(due, t0 + secs(20));
+//! domain.handle_timeout(due);
+//! let actions: Vec<Action> = std::iter::from_fn(|| domain.poll_action()).collect();
+//! assert!(actions.iter().any(|a| matches!(a,
+//!     Action::EndViewer { viewer: v, reason: EndReason::RtspDeadline } if v.id == viewer)));
+//! assert_eq!(domain.producers().count(), 0, "its private app stopped with it");
+//! ```
+//!
 //! # Adding a viewer kind
 //!
 //! A browser viewer, a remote node: add one variant to [`ViewerKind`] with the state only that
@@ -62,8 +100,8 @@ pub use viewer::{
 
 use crate::{App, EndReason, SessionId};
 use howl_media::protocol::{ParamsError, StreamParams};
-use howl_proto::player::VideoRequest;
-use howl_proto::sdp::CodecSupport;
+pub use howl_proto::player::VideoRequest;
+pub use howl_proto::sdp::CodecSupport;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
