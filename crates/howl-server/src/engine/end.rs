@@ -1,22 +1,28 @@
-//! The one path by which a viewer ends, and the tick that enforces every deadline.
+//! Executing the domain's ends (a viewer's connection, a producer's resources), its events,
+//! and the tick that feeds it the drivers' liveness and time.
 
-use super::{Engine, Viewer, audience};
+use super::{Engine, audience};
 use crate::events::Event;
 use crate::viewer::ViewerKind;
-use howl_core::{EndReason, SessionId};
+use howl_core::EndReason;
+use howl_core::domain::{self, DomainEvent, ProducerId};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long after the last producer stopped the engine returns freed heap to the OS: long
+/// enough for the stopped workers' supervisors and senders to drop their buffers.
+const HEAP_TRIM_DELAY: Duration = Duration::from_secs(2);
 
 impl Engine {
-    /// The one way a viewer ends, whatever its kind: its protocol is told why (where it
-    /// listens), its tasks are cancelled, its counters retire into the totals, operators get
-    /// a `session_ended` event, and its producer applies its stop policy. False when there
-    /// was no such viewer (it ended already).
-    pub(super) fn end_viewer(&mut self, sid: SessionId, reason: EndReason, now: Instant) -> bool {
+    /// The driver's half of the one end path (the domain already removed the viewer and
+    /// applied its producer's stop policy): the kind tells its client why where its protocol
+    /// can, the viewer's tasks are cancelled, and its counters retire into the totals.
+    pub(super) fn viewer_ended(&mut self, viewer: &domain::Viewer, reason: &EndReason) {
+        let sid = viewer.id;
         let Some(mut v) = self.viewers.remove(&sid) else {
-            return false;
+            return;
         };
-        v.kind.on_end(&reason);
+        v.kind.on_end(reason);
         v.cancel.cancel();
         if let ViewerKind::Moonlight(m) = &v.kind {
             self.router.unregister(&sid);
@@ -25,67 +31,120 @@ impl Engine {
             }
         }
         v.stats.video_queue_depth.store(0, Ordering::Relaxed);
-        self.retire(&v, &reason);
+        self.retire(&v, reason);
         // Fingerprints are shortened in logs; a player's label is short already.
         let who = match v.kind {
-            ViewerKind::Moonlight(_) => crate::core_task::short(&v.client),
-            ViewerKind::RtspPlayer(_) => &v.client,
+            ViewerKind::Moonlight(_) => crate::core_task::short(&viewer.label),
+            ViewerKind::RtspPlayer(_) => &viewer.label,
         };
         tracing::info!(session = %sid, kind = v.kind.label(), client = %who, reason = %reason,
             frames_sent = v.stats.frames_sent.load(Ordering::Relaxed), "session ended");
-        let inst = self.instances.get(&v.instance);
-        self.settings.events.publish(
-            audience(inst.and_then(|i| i.owner())),
-            Event::SessionEnded {
-                id: sid.0,
-                client: v.client.clone(),
-                app: inst.map(|i| i.app.title.clone()).unwrap_or_default(),
-                lobby_id: inst.and_then(|i| i.lobby_id()),
+    }
+
+    /// A producer is gone: its viewers' feeds close, and an idle engine returns its heap.
+    pub(super) fn producer_stopped(&mut self, id: ProducerId, reason: &EndReason, now: Instant) {
+        // Dropping the sender closes the watch: every feed still following it ends.
+        if let Some(tx) = self.producers.remove(&id) {
+            tx.send_replace(None);
+        }
+        tracing::info!(producer = %id, reason = %reason, "app stopped");
+        if self.domain.producers().next().is_none() {
+            // Idle now. Once the worker supervisors and sender tasks have let go of their
+            // buffers, hand the freed heap back to the OS (see `tick`).
+            self.trim_due = Some(now + HEAP_TRIM_DELAY);
+            self.trimmed_idle.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// An event for operators; worker pids are the driver's to add.
+    pub(super) fn publish(&mut self, owner: Option<u64>, event: DomainEvent) {
+        let event = match event {
+            DomainEvent::SessionStarted {
+                id,
+                client,
+                app,
+                lobby_id,
+            } => Event::SessionStarted {
+                id: id.0,
+                client,
+                app,
+                lobby_id,
+            },
+            DomainEvent::SessionEnded {
+                id,
+                client,
+                app,
+                lobby_id,
+                reason,
+            } => Event::SessionEnded {
+                id: id.0,
+                client,
+                app,
+                lobby_id,
                 reason: reason.to_string(),
             },
-        );
-        self.leave_instance(sid, v.instance, reason, now);
-        true
+            DomainEvent::LobbyCreated { id, name, app } => Event::LobbyCreated {
+                id: id.0,
+                name,
+                app,
+            },
+            DomainEvent::LobbyStopped { id, name, reason } => Event::LobbyStopped {
+                id: id.0,
+                name,
+                reason: reason.to_string(),
+            },
+            DomainEvent::WorkerStarted {
+                worker,
+                app,
+                lobby_id,
+            } => {
+                let Some(w) = self.workers.get(&worker) else {
+                    return;
+                };
+                Event::WorkerStarted {
+                    pid: w.pid,
+                    app,
+                    lobby_id,
+                }
+            }
+            DomainEvent::WorkerDied {
+                worker,
+                app,
+                lobby_id,
+                reason,
+            } => Event::WorkerDied {
+                pid: self.workers.get(&worker).map(|w| w.pid),
+                app,
+                lobby_id,
+                reason,
+            },
+        };
+        self.settings.events.publish(audience(owner), event);
     }
 
-    /// Ends every viewer and stops every producer.
-    pub(super) fn end_everything(&mut self, reason: EndReason, now: Instant) {
-        let ids: Vec<u64> = self.instances.keys().copied().collect();
-        for id in ids {
-            self.stop_instance(id, reason.clone(), now);
-        }
-        let sids: Vec<SessionId> = self.viewers.keys().copied().collect();
-        for sid in sids {
-            self.end_viewer(sid, reason.clone(), now);
-        }
-    }
-
-    /// Every deadline: each viewer's own (its driver computes them, the engine enforces them,
-    /// so a wedged or vanished driver task cannot keep a viewer alive), the producers'
-    /// linger, and the idle heap trim.
+    /// Feeds the domain what the drivers saw since the last tick (control traffic, the
+    /// deadlines player connections publish), then time; the drain that follows ends what
+    /// expired. Drivers publish rather than call in, so a wedged driver task cannot keep a
+    /// viewer alive.
     pub(super) fn tick(&mut self, now: Instant) {
         self.trim_heap_when_idle(now);
-        let expired: Vec<(SessionId, EndReason)> = self
-            .viewers
-            .values_mut()
-            .filter_map(|v| Some((v.id, v.kind.expired(now)?)))
-            .collect();
-        for (sid, reason) in expired {
-            self.end_viewer(sid, reason, now);
+        for (&id, v) in &self.viewers {
+            match &v.kind {
+                ViewerKind::Moonlight(m) => {
+                    if let Some(seen) = m.last_control() {
+                        self.domain.control_seen(seen, id);
+                    }
+                }
+                ViewerKind::RtspPlayer(p) => {
+                    self.domain.set_viewer_deadline(now, id, p.link.deadline());
+                }
+            }
         }
-        let lingering: Vec<u64> = self
-            .instances
-            .values()
-            .filter(|i| i.viewers.is_empty() && i.linger_until.is_some_and(|t| now >= t))
-            .map(|i| i.id)
-            .collect();
-        for id in lingering {
-            self.stop_instance(id, EndReason::IdleTimeout, now);
-        }
+        self.domain.handle_timeout(now);
     }
 
     fn trim_heap_when_idle(&mut self, now: Instant) {
-        if !self.instances.is_empty() {
+        if self.domain.producers().next().is_some() {
             self.trim_due = None;
         } else if self.trim_due.is_some_and(|t| now >= t) {
             self.trim_due = None;
@@ -99,23 +158,5 @@ impl Engine {
                 done.store(true, Ordering::Relaxed);
             });
         }
-    }
-
-    /// Adds a new viewer to `instance` and tells operators.
-    pub(super) fn attach_viewer(&mut self, viewer: Viewer) {
-        if let Some(inst) = self.instances.get_mut(&viewer.instance) {
-            inst.viewers.insert(viewer.id);
-            inst.linger_until = None;
-            self.settings.events.publish(
-                inst.audience(),
-                Event::SessionStarted {
-                    id: viewer.id.0,
-                    client: viewer.client.clone(),
-                    app: inst.app.title.clone(),
-                    lobby_id: inst.lobby_id(),
-                },
-            );
-        }
-        self.viewers.insert(viewer.id, viewer);
     }
 }

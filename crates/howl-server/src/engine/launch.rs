@@ -2,16 +2,16 @@
 //! launch's RTSP handshake and its producer (ANNOUNCE starts or checks the producer, PLAY
 //! starts the senders), the UDP pings and the ENet connects.
 
-use super::producer::{Role, check_streamable, source_of};
 use super::{Engine, Viewer, random_bytes};
 use crate::enet::{EnetCommand, PeerId};
-use crate::viewer::moonlight::{self, ControlLink, MediaKind, Moonlight, MoonlightDeadlines};
+use crate::viewer::moonlight::{ControlLink, MediaKind, Moonlight};
 use crate::viewer::{ViewerKind, ViewerStats};
+use howl_core::domain::{AnnouncedStream, Fault, LaunchRequest, Refusal};
 use howl_core::{App, EndReason, SessionId};
 use howl_proto::rtsp::{
     Event as RtspEvent, MoonlightParams, MoonlightRtsp, PingPayload, Request, Response, StatusCode,
 };
-use howl_proto::sdp::{EncryptionFlags, HostOffer, StreamConfig};
+use howl_proto::sdp::{EncryptionFlags, HostOffer};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,14 +20,10 @@ use tokio_util::sync::CancellationToken;
 /// Why `/launch` or `/resume` failed; the status code is what clients are told.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("unknown app id {0}")]
-    UnknownApp(i32),
+    /// A lifecycle rule said no (unknown app, not a member, wrong mode, nothing to resume).
     #[error("{0}")]
-    NotAllowed(String),
-    #[error("{0}")]
-    WrongMode(String),
-    #[error("no running app to resume")]
-    NothingToResume,
+    Refused(#[from] Refusal),
+    /// The host could not set the stream up (no RTSP port, no session tokens).
     #[error("the host cannot stream this app: {0}")]
     Unsupported(String),
     #[error("the streaming engine did not answer in time")]
@@ -37,12 +33,14 @@ pub enum LaunchError {
 impl LaunchError {
     pub fn status_code(&self) -> i64 {
         match self {
-            LaunchError::UnknownApp(_) => 404,
-            LaunchError::NotAllowed(_) => 403,
-            LaunchError::WrongMode(_) => 400,
-            LaunchError::NothingToResume => 503,
-            LaunchError::Unsupported(_) => 503,
-            LaunchError::Unavailable => 503,
+            LaunchError::Refused(r) => match r.fault() {
+                Fault::BadRequest => 400,
+                Fault::Forbidden => 403,
+                Fault::NotFound => 404,
+                Fault::Conflict => 409,
+                Fault::Unavailable => 503,
+            },
+            LaunchError::Unsupported(_) | LaunchError::Unavailable => 503,
         }
     }
 }
@@ -129,75 +127,18 @@ impl Engine {
         input: LaunchInput,
         now: Instant,
     ) -> Result<String, LaunchError> {
-        if let Some(lobby) = self
-            .instances
-            .values()
-            .find(|i| i.lobby().is_some_and(|l| l.app_id == app_id))
-            .map(|i| i.id)
-        {
-            return self.join_lobby(lobby, input, now);
-        }
-        let Some(app) = app else {
-            return Err(LaunchError::UnknownApp(app_id));
-        };
-        check_streamable(&app).map_err(LaunchError::Unsupported)?;
-        // A client runs one app of its own at a time; launching again replaces it.
-        if let Some(old) = self.instance_of(&input.client) {
-            self.stop_instance(old, EndReason::ClientQuit, now);
-        }
-        let title = app.title.clone();
-        let id = self.add_instance(
-            Role::Private {
+        let id = self.domain.launch(
+            now,
+            LaunchRequest {
                 client: input.client.clone(),
+                app_id,
+                app,
+                mode: input.mode,
             },
-            app,
-        );
-        tracing::info!(client = %crate::core_task::short(&input.client), peer = %input.peer_ip, app = %title, instance = id, "launch");
-        self.new_session(id, input, now)
-    }
-
-    fn join_lobby(
-        &mut self,
-        id: u64,
-        input: LaunchInput,
-        now: Instant,
-    ) -> Result<String, LaunchError> {
-        let Some(inst) = self.instances.get(&id) else {
-            return Err(LaunchError::UnknownApp(0));
-        };
-        let Some(lobby) = inst.lobby() else {
-            return Err(LaunchError::UnknownApp(0));
-        };
-        if !lobby.clients.is_empty() && !lobby.clients.contains(&input.client) {
-            return Err(LaunchError::NotAllowed(format!(
-                "this client may not join lobby {:?}",
-                lobby.name
-            )));
-        }
-        if let (Some(p), Some((w, h, _fps))) = (&inst.params, input.mode)
-            && (p.width, p.height) != (w, h)
-        {
-            return Err(LaunchError::WrongMode(format!(
-                "lobby {:?} streams {}x{} at {} fps; set the client to that resolution to join",
-                lobby.name, p.width, p.height, p.fps
-            )));
-        }
-        // One stream per client and lobby: a rejoin replaces the old stream.
-        let old: Vec<SessionId> = inst
-            .viewers
-            .iter()
-            .filter(|s| {
-                self.viewers.get(s).is_some_and(|v| {
-                    matches!(v.kind, ViewerKind::Moonlight(_)) && v.client == input.client
-                })
-            })
-            .copied()
-            .collect();
-        for sid in old {
-            self.end_viewer(sid, EndReason::Replaced, now);
-        }
-        tracing::info!(client = %crate::core_task::short(&input.client), lobby = id, "join lobby");
-        self.new_session(id, input, now)
+        )?;
+        tracing::info!(client = %crate::core_task::short(&input.client), peer = %input.peer_ip,
+            app_id, session = %id, "launch");
+        self.open_moonlight(id, input, now)
     }
 
     pub(super) fn resume(
@@ -205,32 +146,47 @@ impl Engine {
         input: LaunchInput,
         now: Instant,
     ) -> Result<String, LaunchError> {
-        let Some(inst) = self.instance_of(&input.client) else {
-            return Err(LaunchError::NothingToResume);
-        };
-        tracing::info!(client = %crate::core_task::short(&input.client), instance = inst, "resume");
-        self.new_session(inst, input, now)
+        let id = self.domain.resume(now, &input.client)?;
+        tracing::info!(client = %crate::core_task::short(&input.client), session = %id, "resume");
+        self.open_moonlight(id, input, now)
     }
 
-    /// Attaches a new Moonlight viewer to `instance`: its connect tokens, its RTSP handshake
-    /// and its own RTSP port; returns the `sessionUrl0` for the client.
-    fn new_session(
+    /// `/cancel`: stops the client's own app; in a lobby it only ends the client's stream.
+    pub(super) fn cancel(&mut self, client: &str, now: Instant) -> bool {
+        self.domain.cancel(now, client)
+    }
+
+    /// The driver's half of a new Moonlight viewer: its connect tokens, its RTSP handshake and
+    /// its own RTSP port; returns the `sessionUrl0` for the client. If any of it fails, the
+    /// viewer the domain just added ends the one way.
+    fn open_moonlight(
         &mut self,
-        instance: u64,
+        sid: SessionId,
         input: LaunchInput,
         now: Instant,
     ) -> Result<String, LaunchError> {
-        // A private instance has one stream: a second launch/resume replaces the first.
-        let old: Vec<SessionId> = self
-            .instances
-            .get(&instance)
-            .filter(|i| i.private_client().is_some())
-            .map(|i| i.viewers.iter().copied().collect())
-            .unwrap_or_default();
-        for sid in old {
-            self.end_viewer(sid, EndReason::Replaced, now);
+        match self.moonlight_io(sid, &input, now) {
+            Ok(url) => Ok(url),
+            Err(e) => {
+                self.router.unregister(&sid);
+                self.domain.end_viewer(
+                    now,
+                    sid,
+                    EndReason::Internal {
+                        detail: e.to_string(),
+                    },
+                );
+                Err(e)
+            }
         }
-        let sid = SessionId(self.next_id());
+    }
+
+    fn moonlight_io(
+        &mut self,
+        sid: SessionId,
+        input: &LaunchInput,
+        now: Instant,
+    ) -> Result<String, LaunchError> {
         let mut ping = PingPayload::from_random(random_bytes::<8>());
         let mut connect = u32::from_be_bytes(random_bytes::<4>());
         let mut tries = 0;
@@ -261,16 +217,9 @@ impl Engine {
             encryption_required: EncryptionFlags::NONE,
             handshake_timeout: self.settings.rtsp_deadline,
         };
-        let listener = MoonlightRtsp::new(params, now)
-            .map_err(|e| LaunchError::Unsupported(e.to_string()))
-            .and_then(|rtsp| Ok((rtsp, self.bind_rtsp()?)));
-        let (rtsp, listener) = match listener {
-            Ok(x) => x,
-            Err(e) => {
-                self.router.unregister(&sid);
-                return Err(e);
-            }
-        };
+        let rtsp =
+            MoonlightRtsp::new(params, now).map_err(|e| LaunchError::Unsupported(e.to_string()))?;
+        let listener = self.bind_rtsp()?;
         let rtsp_port = listener
             .local_addr()
             .map(|a| a.port())
@@ -284,68 +233,19 @@ impl Engine {
                 cancel.clone(),
             ));
         }
-        let deadlines = MoonlightDeadlines {
-            connect: self.settings.connect_deadline,
-            control_silence: self.settings.control_silence,
-        };
-        self.attach_viewer(Viewer {
-            id: sid,
-            instance,
-            client: input.client.clone(),
-            cancel,
-            stats: Arc::new(ViewerStats::default()),
-            started_at: now,
-            kind: ViewerKind::Moonlight(Box::new(Moonlight::new(
-                input.rikey,
-                input.rikeyid,
-                rtsp,
-                deadlines,
-            ))),
-        });
+        self.viewers.insert(
+            sid,
+            Viewer {
+                cancel,
+                stats: Arc::new(ViewerStats::default()),
+                kind: ViewerKind::Moonlight(Box::new(Moonlight::new(
+                    input.rikey,
+                    input.rikeyid,
+                    rtsp,
+                ))),
+            },
+        );
         Ok(Self::session_url(input.local_ip, rtsp_port))
-    }
-
-    /// `/cancel`: stops the client's own app; in a lobby it only ends the client's stream
-    /// (the lobby belongs to its operator).
-    pub(super) fn cancel(&mut self, client: &str, now: Instant) -> bool {
-        let lobby_sessions: Vec<SessionId> = self
-            .viewers
-            .values()
-            .filter(|v| {
-                matches!(v.kind, ViewerKind::Moonlight(_))
-                    && v.client == client
-                    && self
-                        .instances
-                        .get(&v.instance)
-                        .is_some_and(|i| i.lobby().is_some())
-            })
-            .map(|v| v.id)
-            .collect();
-        let mut found = !lobby_sessions.is_empty();
-        for sid in lobby_sessions {
-            self.end_viewer(sid, EndReason::ClientQuit, now);
-        }
-        if let Some(inst) = self.instance_of(client) {
-            self.stop_instance(inst, EndReason::ClientQuit, now);
-            found = true;
-        }
-        found
-    }
-
-    /// The app the client watches (a lobby's id while it views one), else its own running
-    /// app: what makes clients `/resume` instead of `/launch`.
-    pub(super) fn current_game(&self, client: &str) -> i32 {
-        let watching = self
-            .viewers
-            .values()
-            .find(|v| matches!(v.kind, ViewerKind::Moonlight(_)) && v.client == client)
-            .and_then(|v| self.instances.get(&v.instance))
-            .map(|i| i.listed_id());
-        let own = self
-            .instance_of(client)
-            .and_then(|i| self.instances.get(&i))
-            .map(|i| i.app.id);
-        watching.or(own).unwrap_or(0)
     }
 
     /// The Moonlight half of viewer `sid`.
@@ -366,13 +266,17 @@ impl Engine {
         for ev in events {
             match ev {
                 RtspEvent::Announced(cfg) => {
-                    if let Err(why) = self.announced(sid, &cfg) {
+                    // A refusal also ends the viewer in the domain (ClientMisbehaved).
+                    if let Err(why) =
+                        self.domain
+                            .rtsp_announced(now, sid, AnnouncedStream::from(&cfg))
+                    {
+                        let why = why.to_string();
                         tracing::info!(session = %sid, reason = %why, "ANNOUNCE refused");
-                        resp = refusal.clone().with_header("X-Howl-Error", why.clone());
+                        resp = refusal.clone().with_header("X-Howl-Error", why);
                         if let Some(m) = self.moonlight(sid) {
                             m.rtsp.abort();
                         }
-                        self.end_viewer(sid, EndReason::ClientMisbehaved { detail: why }, now);
                     }
                 }
                 RtspEvent::Play => self.play(sid, now),
@@ -380,54 +284,23 @@ impl Engine {
                     tracing::info!(session = %sid, method = ?method, error = %error, "RTSP request refused");
                 }
                 RtspEvent::TimedOut => {
-                    self.end_viewer(sid, EndReason::RtspDeadline, now);
+                    self.domain.end_viewer(now, sid, EndReason::RtspDeadline);
                 }
             }
         }
         resp
     }
 
-    /// ANNOUNCE accepted: start the private producer in the negotiated mode, or check that a
-    /// lobby viewer asked for what the lobby's producer makes.
-    fn announced(&mut self, sid: SessionId, cfg: &StreamConfig) -> Result<(), String> {
-        let Some(inst_id) = self.viewers.get(&sid).map(|v| v.instance) else {
-            return Ok(());
-        };
-        let Some(inst) = self.instances.get(&inst_id) else {
-            return Ok(());
-        };
-        let params = moonlight::stream_params(cfg, source_of(&inst.app));
-        if let Some(lobby) = inst.lobby() {
-            // Encode once: every viewer gets the producer's stream, so it must fit them all.
-            if let Some(p) = &inst.params
-                && ((p.width, p.height) != (cfg.width, cfg.height) || p.codec != params.codec)
-            {
-                return Err(format!(
-                    "lobby {:?} streams {} {}x{}; the client asked for {} {}x{}",
-                    lobby.name,
-                    p.codec.name(),
-                    p.width,
-                    p.height,
-                    params.codec.name(),
-                    cfg.width,
-                    cfg.height
-                ));
-            }
-            return Ok(());
-        }
-        if inst.worker.is_some() && inst.params.as_ref() == Some(&params) {
-            return Ok(()); // resume with the same mode: keep the running producer
-        }
-        self.start_worker(inst_id, params);
-        Ok(())
-    }
-
     /// PLAY: the viewer's senders start (they wait for the client's pings).
     fn play(&mut self, sid: SessionId, now: Instant) {
-        let Some(v) = self.viewers.get_mut(&sid) else {
+        if !self.domain.rtsp_played(now, sid) {
+            return;
+        }
+        let Some(producer) = self.domain.viewer(sid).map(|v| v.producer) else {
             return;
         };
-        let Some(inst) = self.instances.get(&v.instance) else {
+        let worker_rx = self.producer_watch(producer);
+        let Some(v) = self.viewers.get_mut(&sid) else {
             return;
         };
         let ViewerKind::Moonlight(m) = &mut v.kind else {
@@ -435,11 +308,10 @@ impl Engine {
         };
         tracing::info!(session = %sid, "PLAY");
         m.play(
-            now,
             self.settings.fec_percentage,
             self.settings.fault_drop_fraction,
             [&self.video_sock, &self.audio_sock],
-            &inst.worker_watch(),
+            &worker_rx,
             &v.cancel,
             &v.stats,
         );
@@ -470,8 +342,9 @@ impl Engine {
                 .send(EnetCommand::DisconnectLater { peer, data: 0 });
             return None;
         };
+        let producer = self.domain.viewer(sid)?.producer;
+        let worker_rx = self.producer_watch(producer);
         let v = self.viewers.get_mut(&sid)?;
-        let worker_rx = self.instances.get(&v.instance)?.worker_watch();
         let ViewerKind::Moonlight(m) = &mut v.kind else {
             return None;
         };
@@ -486,12 +359,13 @@ impl Engine {
         );
         match link {
             Ok(link) => {
+                self.domain.control_connected(now, sid);
                 self.by_peer.insert(peer, sid);
                 tracing::info!(session = %sid, %addr, "control stream connected");
                 Some(link)
             }
             Err(reason) => {
-                self.end_viewer(sid, reason, now);
+                self.domain.end_viewer(now, sid, reason);
                 None
             }
         }
@@ -505,7 +379,8 @@ impl Engine {
         if let Some(m) = self.moonlight(sid) {
             m.disconnected();
         }
-        self.end_viewer(sid, EndReason::ClientDisconnected, now);
+        self.domain
+            .end_viewer(now, sid, EndReason::ClientDisconnected);
     }
 }
 

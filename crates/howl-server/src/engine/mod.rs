@@ -10,16 +10,18 @@
 //! through the actor: viewers follow their producer through a `viewer::feed::Feed`, and a
 //! Moonlight viewer's control stream is decrypted by its own link on the ENet router task.
 //!
-//! Files: [`launch`] (Moonlight launch/resume/cancel and the RTSP handshake glue), [`lobby`]
-//! (the lobby API), [`players`] (RTSP players joining), [`producer`] (instances, their
-//! workers, the stop policy), [`end`] (the one end path and the deadline tick), [`views`] (what
-//! the API and metrics read).
+//! Every lifecycle rule (who may join what, replace, linger and resume, stop policies, every
+//! deadline, the one end path) lives in howl-core's sans-IO [`Domain`]. The engine is its
+//! driver: it feeds the domain inputs with the actor's `now` (requests, protocol steps, worker
+//! reports, the tick), then drains its actions after every job ([`Engine::drain`]): start or
+//! stop a worker, ask for a keyframe, release a viewer's input, end a viewer's connection,
+//! publish an event. The engine keeps only what the domain must not hold: sockets, tasks,
+//! worker handles, the Moonlight handshakes and keys, counters.
 //!
-//! Lifecycle: `/launch` creates an *instance* (the app, later its worker) and a Moonlight
-//! viewer (waiting for RTSP). ANNOUNCE starts the worker; PLAY starts the senders; UDP pings
-//! tell the senders where to send; the ENet CONNECT binds the control stream. A viewer ends
-//! through [`Engine::end_viewer`] only, with an [`EndReason`]. When a client disconnects, its
-//! instance lingers (so `/resume` works) until `linger` passes; `/cancel` ends it at once.
+//! Files: [`launch`] (Moonlight launch/resume/cancel and the RTSP handshake glue), [`lobby`]
+//! (the lobby API), [`players`] (RTSP players joining), [`producer`] (executing worker actions,
+//! worker reports), [`end`] (executing a viewer's end, the tick), [`views`] (what the API and
+//! metrics read).
 
 mod end;
 mod launch;
@@ -37,12 +39,13 @@ use crate::events::Audience;
 use crate::viewer::moonlight::{self, ControlLink, MediaKind};
 use crate::viewer::rtsp_player::{PlayerEngine, PlayerJoin, PlayerJoined, PlayerRefusal};
 use crate::viewer::{ViewerKind, ViewerStats};
+use crate::worker::Worker;
 use futures_util::future::BoxFuture;
+use howl_core::domain::{Action, Domain, ProducerId, WorkerId};
 use howl_core::routing::Router;
 use howl_core::{App, EndReason, SessionId};
 use howl_proto::rtsp::{Request, Response, StreamPorts};
 use howl_proto::sdp::CodecSupport;
-use producer::Instance;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -50,7 +53,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Commands into the engine (every producer of work → engine). Full queue: the NVHTTP/RTSP
@@ -168,7 +171,7 @@ impl EngineHandle {
 
     pub async fn current_game(&self, client: &str) -> i32 {
         let client = client.to_owned();
-        self.ask(move |e, _| e.current_game(&client))
+        self.ask(move |e, _| e.domain.current_game(&client))
             .await
             .unwrap_or(0)
     }
@@ -178,7 +181,7 @@ impl EngineHandle {
         spec: LobbySpec,
         app: Option<App>,
     ) -> Result<LobbyView, LobbyError> {
-        self.ask(move |e, _| e.create_lobby(spec, app))
+        self.ask(move |e, now| e.create_lobby(spec, app, now))
             .await
             .unwrap_or(Err(LobbyError::Unavailable))
     }
@@ -207,7 +210,7 @@ impl EngineHandle {
     /// Lobbies `client` may join, as (app id, title) for its app list.
     pub async fn lobby_apps(&self, client: &str) -> Vec<(i32, String)> {
         let client = client.to_owned();
-        self.ask(move |e, _| e.lobby_apps(&client))
+        self.ask(move |e, _| e.domain.lobby_apps(&client))
             .await
             .unwrap_or_default()
     }
@@ -218,7 +221,7 @@ impl EngineHandle {
 
     /// Ends one viewer (reason: API stop). False when there was none.
     pub async fn stop_session(&self, id: u64) -> bool {
-        self.ask(move |e, now| e.end_viewer(SessionId(id), EndReason::ApiStop, now))
+        self.ask(move |e, now| e.domain.end_viewer(now, SessionId(id), EndReason::ApiStop))
             .await
             .unwrap_or(false)
     }
@@ -243,9 +246,7 @@ impl EngineHandle {
 
     /// Ends every viewer (clients are told) and stops every worker; bounded by the caller.
     pub async fn shutdown(&self) {
-        let _ = self
-            .ask(|e, now| e.end_everything(EndReason::Shutdown, now))
-            .await;
+        let _ = self.ask(|e, now| e.domain.shutdown(now)).await;
     }
 }
 
@@ -264,7 +265,7 @@ impl PlayerEngine for EngineHandle {
         // Waits for queue room (bounded): an end must not be lost, or the viewer would be
         // counted until its deadline.
         Box::pin(self.tell(move |e, now| {
-            e.end_viewer(session, reason, now);
+            e.domain.end_viewer(now, session, reason);
         }))
     }
 }
@@ -287,28 +288,28 @@ impl moonlight::control::ControlEngine for EngineHandle {
     }
 }
 
-/// A viewer of a producer: what every kind has, and its kind's own half.
+/// The driver's half of a viewer (the domain holds its lifecycle): its tasks, its counters,
+/// and its kind's protocol state.
 #[derive(Debug)]
 struct Viewer {
-    id: SessionId,
-    instance: u64,
-    /// The client's fingerprint (Moonlight), or who and from where (`rtsp:admin@ip:port`).
-    client: String,
-    /// Fired by the end path: the driver's tasks stop.
+    /// Fired when the viewer ends: the driver's tasks stop.
     cancel: CancellationToken,
     stats: Arc<ViewerStats>,
-    started_at: Instant,
     kind: ViewerKind,
 }
 
 struct Engine {
     settings: EngineSettings,
+    domain: Domain,
     self_tx: mpsc::WeakSender<Job>,
     enet: EnetSender,
     video_sock: Arc<UdpSocket>,
     audio_sock: Arc<UdpSocket>,
-    next_id: u64,
-    instances: HashMap<u64, Instance>,
+    /// Each producer's current worker, as its viewers' feeds follow it. Dropped when the
+    /// producer stops, which closes every feed.
+    producers: HashMap<ProducerId, watch::Sender<Option<Arc<Worker>>>>,
+    /// Running workers (started and not yet stopped or exited).
+    workers: HashMap<WorkerId, Arc<Worker>>,
     viewers: HashMap<SessionId, Viewer>,
     /// Connected Moonlight control streams, for ENet disconnects.
     by_peer: HashMap<PeerId, SessionId>,
@@ -329,10 +330,46 @@ impl Engine {
         self.self_tx.upgrade().map(|tx| EngineHandle { tx })
     }
 
-    fn next_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+    /// The watch a producer's viewers follow its worker through.
+    fn producer_watch(&mut self, producer: ProducerId) -> crate::viewer::feed::WorkerWatch {
+        self.producers
+            .entry(producer)
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe()
+    }
+
+    /// Executes the domain's actions, in order, until none is left. Run after every job and
+    /// tick (the domain's "mutate, then drain" rule); executing one never calls the domain.
+    fn drain(&mut self, now: Instant) {
+        while let Some(action) = self.domain.poll_action() {
+            match action {
+                Action::StartWorker {
+                    producer,
+                    worker,
+                    params,
+                } => self.start_worker(producer, worker, params),
+                Action::StopWorker { worker } => {
+                    if let Some(w) = self.workers.remove(&worker) {
+                        w.stop();
+                    }
+                }
+                Action::RequestKeyframe { worker } => {
+                    if let Some(w) = self.workers.get(&worker) {
+                        w.request_keyframe();
+                    }
+                }
+                Action::ReleaseInput { worker, viewer } => {
+                    if let Some(w) = self.workers.get(&worker) {
+                        w.release_input(viewer.0);
+                    }
+                }
+                Action::EndViewer { viewer, reason } => self.viewer_ended(&viewer, &reason),
+                Action::ProducerStopped { producer, reason } => {
+                    self.producer_stopped(producer, &reason, now);
+                }
+                Action::Publish { owner, event } => self.publish(owner, event),
+            }
+        }
     }
 }
 
@@ -372,14 +409,25 @@ pub fn spawn(
         handle.clone(),
         shutdown.clone(),
     ));
+    let domain = Domain::new(howl_core::domain::Settings {
+        linger: settings.linger,
+        moonlight: howl_core::domain::MoonlightTimeouts {
+            rtsp: settings.rtsp_deadline,
+            connect: settings.connect_deadline,
+            control_silence: settings.control_silence,
+        },
+        codecs: settings.codecs,
+        player_defaults: settings.player_defaults,
+    });
     let mut engine = Engine {
         settings,
+        domain,
         self_tx: tx.downgrade(),
         enet,
         video_sock,
         audio_sock,
-        next_id: 1,
-        instances: HashMap::new(),
+        producers: HashMap::new(),
+        workers: HashMap::new(),
         viewers: HashMap::new(),
         by_peer: HashMap::new(),
         router: Router::default(),
@@ -398,14 +446,24 @@ pub fn spawn(
         loop {
             tokio::select! {
                 job = rx.recv() => match job {
-                    Some(job) => job(&mut engine, Instant::now()),
+                    Some(job) => {
+                        let now = Instant::now();
+                        job(&mut engine, now);
+                        engine.drain(now);
+                    }
                     None => break,
                 },
-                _ = tick.tick() => engine.tick(Instant::now()),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    engine.tick(now);
+                    engine.drain(now);
+                }
                 () = shutdown.cancelled() => break,
             }
         }
-        engine.end_everything(EndReason::Shutdown, Instant::now());
+        let now = Instant::now();
+        engine.domain.shutdown(now);
+        engine.drain(now);
     });
     (handle, task)
 }

@@ -1,10 +1,12 @@
 //! What the API, the CLI and the metrics read from the engine: views of lobbies, workers and
 //! sessions, and the live counters (issue 5: every owned thing is counted).
 
-use super::producer::Instance;
 use super::{Engine, Viewer};
 use crate::viewer::{StreamShape, ViewerKind, ViewerStats};
+use crate::worker::Worker;
+use howl_core::domain::{Producer, WorkerState};
 use howl_core::{EndReason, SessionId};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -173,32 +175,28 @@ impl Engine {
     }
 
     pub(super) fn counters(&self) -> EngineCounters {
+        let producers = || self.domain.producers();
         let mut c = EngineCounters {
-            instances: self.instances.len(),
-            lobbies: self
-                .instances
-                .values()
-                .filter(|i| i.lobby().is_some())
+            instances: producers().count(),
+            lobbies: producers().filter(|p| p.lobby().is_some()).count(),
+            sessions: self.domain.viewers().count(),
+            workers: producers()
+                .filter(|p| matches!(p.worker, WorkerState::Ready(_)))
                 .count(),
-            sessions: self.viewers.len(),
-            workers: self
-                .instances
-                .values()
-                .filter(|i| i.worker.is_some())
+            workers_starting: producers()
+                .filter(|p| matches!(p.worker, WorkerState::Starting(_)))
                 .count(),
-            workers_starting: self.instances.values().filter(|i| i.starting).count(),
-            viewers: self.instances.values().map(|i| i.viewers.len()).sum(),
+            viewers: producers().map(|p| p.viewers.len()).sum(),
             heap_trims: self.heap_trims.load(Ordering::Relaxed),
             sources_down: self
-                .instances
+                .workers
                 .values()
-                .filter_map(|i| i.worker.as_ref())
                 .filter(|w| w.stats.source.borrow().down.is_some())
                 .count(),
             source_losses: self.source_losses.load(Ordering::Relaxed),
             source_recoveries: self.source_recoveries.load(Ordering::Relaxed),
             // Cleared whenever a trim is scheduled, set when it is done.
-            heap_trimmed_since_idle: self.instances.is_empty()
+            heap_trimmed_since_idle: producers().next().is_none()
                 && self.trimmed_idle.load(Ordering::Relaxed),
             // Cumulative counters start from the viewers that ended; live ones add below.
             ..self.retired.clone()
@@ -210,14 +208,22 @@ impl Engine {
                 *c.rtsp.players_by_path.entry(p.path.clone()).or_insert(0) += 1;
             }
         }
-        for w in self.instances.values().filter_map(|i| i.worker.as_ref()) {
+        for w in self.workers.values() {
             c.frames_unwatched += w.stats.video_unwatched.load(Ordering::Relaxed);
         }
         c
     }
 
+    /// A producer's running worker.
+    fn worker_of(&self, p: &Producer) -> Option<&Arc<Worker>> {
+        match p.worker {
+            WorkerState::Ready(w) => self.workers.get(&w),
+            _ => None,
+        }
+    }
+
     /// What a viewer streams: what its client negotiated (Moonlight), or its producer's mode.
-    fn shape(v: &Viewer, inst: Option<&Instance>) -> StreamShape {
+    fn shape(v: &Viewer, producer: Option<&Producer>) -> StreamShape {
         match &v.kind {
             ViewerKind::Moonlight(m) => m
                 .stream_config()
@@ -230,7 +236,7 @@ impl Engine {
                 })
                 .unwrap_or_default(),
             ViewerKind::RtspPlayer(p) => {
-                let params = inst.and_then(|i| i.params.as_ref());
+                let params = producer.and_then(|i| i.params.as_ref());
                 StreamShape {
                     width: params.map(|c| c.width).unwrap_or(0),
                     height: params.map(|c| c.height).unwrap_or(0),
@@ -243,17 +249,18 @@ impl Engine {
     }
 
     pub(super) fn views(&self, now: Instant) -> Vec<SessionView> {
-        let mut v: Vec<SessionView> = self
-            .viewers
-            .values()
-            .map(|v| {
-                let inst = self.instances.get(&v.instance);
-                let shape = Self::shape(v, inst);
-                let worker = inst.and_then(|i| i.worker.as_ref());
-                SessionView {
-                    id: v.id,
-                    client: v.client.clone(),
-                    app: inst.map(|i| i.app.title.clone()).unwrap_or_default(),
+        let mut out: Vec<SessionView> = self
+            .domain
+            .viewers()
+            .filter_map(|d| {
+                let v = self.viewers.get(&d.id)?;
+                let p = self.domain.producer(d.producer);
+                let shape = Self::shape(v, p);
+                let worker = p.and_then(|p| self.worker_of(p));
+                Some(SessionView {
+                    id: d.id,
+                    client: d.label.clone(),
+                    app: p.map(|p| p.app.title.clone()).unwrap_or_default(),
                     width: shape.width,
                     height: shape.height,
                     fps: shape.fps,
@@ -265,49 +272,48 @@ impl Engine {
                     frames_sent: v.stats.frames_sent.load(Ordering::Relaxed),
                     frames_dropped: v.stats.frames_dropped.load(Ordering::Relaxed),
                     input_events: v.stats.input_events.load(Ordering::Relaxed),
-                    lobby_id: inst.and_then(Instance::lobby_id),
+                    lobby_id: p.and_then(Producer::lobby_id),
                     bitrate_kbps: shape.bitrate_kbps,
                     rtt_ms: match v.stats.rtt_ms.load(Ordering::Relaxed) {
                         0 => None,
                         ms => Some(u32::try_from(ms).unwrap_or(u32::MAX)),
                     },
-                    uptime_secs: now.saturating_duration_since(v.started_at).as_secs(),
-                    tenant: inst.and_then(Instance::owner),
-                }
+                    uptime_secs: now.saturating_duration_since(d.started_at).as_secs(),
+                    tenant: p.and_then(Producer::owner),
+                })
             })
             .collect();
-        v.sort_by_key(|s| s.id);
-        v
+        out.sort_by_key(|s| s.id);
+        out
     }
 
     pub(super) fn lobby_views(&self) -> Vec<LobbyView> {
         let mut v: Vec<LobbyView> = self
-            .instances
-            .values()
-            .filter_map(|i| {
-                let l = i.lobby()?;
+            .domain
+            .producers()
+            .filter_map(|p| {
+                let l = p.lobby()?;
+                let worker = self.worker_of(p);
                 Some(LobbyView {
-                    id: i.id,
+                    id: p.id.0,
                     name: l.name.clone(),
                     app_id: l.app_id,
-                    app: i.app.title.clone(),
-                    width: i.params.as_ref().map(|p| p.width).unwrap_or(0),
-                    height: i.params.as_ref().map(|p| p.height).unwrap_or(0),
-                    fps: i.params.as_ref().map(|p| p.fps).unwrap_or(0),
-                    codec: i
+                    app: p.app.title.clone(),
+                    width: p.params.as_ref().map(|p| p.width).unwrap_or(0),
+                    height: p.params.as_ref().map(|p| p.height).unwrap_or(0),
+                    fps: p.params.as_ref().map(|p| p.fps).unwrap_or(0),
+                    codec: p
                         .params
                         .as_ref()
                         .map(|p| p.codec.name().to_owned())
                         .unwrap_or_default(),
-                    viewers: i.viewers.len(),
-                    worker_pid: i.worker.as_ref().map(|w| w.pid),
-                    producer_frame_counter: i
-                        .worker
-                        .as_ref()
+                    viewers: p.viewers.len(),
+                    worker_pid: worker.map(|w| w.pid),
+                    producer_frame_counter: worker
                         .map(|w| w.stats.last_frame_counter.load(Ordering::Relaxed))
                         .unwrap_or(0),
                     clients: l.clients.clone(),
-                    stop_when_everyone_leaves: l.stop_when_everyone_leaves,
+                    stop_when_everyone_leaves: p.stops_when_empty(),
                     idle_timeout_secs: l.idle_timeout.as_secs(),
                     tenant: l.owner,
                 })
@@ -319,28 +325,28 @@ impl Engine {
 
     pub(super) fn worker_views(&self, now: Instant) -> Vec<WorkerView> {
         let mut v: Vec<WorkerView> = self
-            .instances
-            .values()
-            .filter_map(|i| {
-                let w = i.worker.as_ref()?;
+            .domain
+            .producers()
+            .filter_map(|p| {
+                let w = self.worker_of(p)?;
                 let last = Duration::from_millis(w.stats.last_heartbeat_ms.load(Ordering::Relaxed));
                 let age = now.saturating_duration_since(w.started_at + last);
                 Some(WorkerView {
                     pid: w.pid,
-                    instance: i.id,
-                    lobby_id: i.lobby_id(),
-                    app: i.app.title.clone(),
-                    state: if i.linger_until.is_some() {
+                    instance: p.id.0,
+                    lobby_id: p.lobby_id(),
+                    app: p.app.title.clone(),
+                    state: if p.lingering() {
                         "lingering"
                     } else {
                         "running"
                     },
-                    viewers: i.viewers.len(),
+                    viewers: p.viewers.len(),
                     last_heartbeat_ms_ago: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
                     heartbeats: w.stats.heartbeats.load(Ordering::Relaxed),
                     video_frames: w.stats.video_frames.load(Ordering::Relaxed),
                     uptime_secs: now.saturating_duration_since(w.started_at).as_secs(),
-                    tenant: i.owner(),
+                    tenant: p.owner(),
                 })
             })
             .collect();

@@ -2,9 +2,9 @@
 //!
 //! A viewer follows its producer through one [`feed::Feed`] (subscription, bounded queue,
 //! lag → next keyframe), counts what it sends in its [`ViewerStats`], and publishes its
-//! liveness deadline for the engine to enforce. The engine owns every viewer's lifetime: it
-//! attaches the viewer to a producer, checks the deadlines on its tick, and ends it through its
-//! one end path with a typed `EndReason`, which cancels the driver's tasks.
+//! liveness (control traffic, a protocol deadline) for the engine to feed to howl-core's
+//! domain, which owns every viewer's lifecycle: the engine ends a viewer when the domain says
+//! so, with a typed `EndReason`, which cancels the driver's tasks.
 //!
 //! Kinds ([`ViewerKind`]): a Moonlight session ([`moonlight`]: the RTSP handshake, the UDP
 //! video/audio senders and the ENet control stream) and an RTSP player ([`rtsp_player`]).
@@ -17,7 +17,6 @@ pub mod rtsp_player;
 
 use howl_core::EndReason;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 /// Live counters of one viewer, shared with its driver's tasks.
 #[derive(Debug, Default)]
@@ -71,14 +70,6 @@ pub enum ViewerKind {
 }
 
 impl ViewerKind {
-    /// The reason to end this viewer if one of its deadlines passed at `now`.
-    pub fn expired(&mut self, now: Instant) -> Option<EndReason> {
-        match self {
-            ViewerKind::Moonlight(m) => m.expired(now),
-            ViewerKind::RtspPlayer(p) => p.link.expired(now),
-        }
-    }
-
     /// The first part of the end path, before the engine lets go of the viewer: tell the
     /// viewer why (where its protocol can).
     pub fn on_end(&mut self, reason: &EndReason) {

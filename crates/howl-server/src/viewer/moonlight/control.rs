@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -61,11 +61,10 @@ impl ControlLink {
         }
     }
 
-    /// How long no control message arrived, as of `now`.
-    pub fn silent_for(&self, now: Instant) -> Duration {
+    /// When the last control message (or the CONNECT) arrived.
+    pub fn last_seen(&self) -> Instant {
         // A poisoned lock only means a panic mid-store of a Copy value.
-        let last = *self.last_control.lock().unwrap_or_else(|e| e.into_inner());
-        now.saturating_duration_since(last)
+        *self.last_control.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// One ENet packet from the client, received at `now`.
@@ -195,6 +194,7 @@ mod tests {
     use howl_media::protocol::Message;
     use howl_proto::control::{ClientCrypto, IvVariant};
     use howl_proto::input::InputEvent;
+    use std::time::Duration;
     use tokio::sync::watch;
 
     const KEY: [u8; 16] = [7; 16];
@@ -235,7 +235,7 @@ mod tests {
         }
         assert_eq!(stats.input_events.load(Ordering::Relaxed), 1);
         // The packet counts as control traffic for the silence deadline.
-        assert_eq!(link.silent_for(t1), Duration::ZERO);
+        assert_eq!(link.last_seen(), t1);
         // Garbage is counted, not acted on.
         link.on_packet(0, b"not a control packet", t1);
         assert_eq!(stats.control_errors.load(Ordering::Relaxed), 1);

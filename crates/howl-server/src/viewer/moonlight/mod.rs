@@ -6,10 +6,11 @@
 //! from), and the ENet control stream ([`control`]: decrypted and decoded by the viewer's own
 //! [`ControlLink`] on the ENet router task, never on the engine actor).
 //!
-//! Deadlines: the RTSP handshake's own, `connect` from PLAY to the ENet CONNECT, and
-//! `control_silence` without any control message once connected. The engine's tick asks
-//! [`Moonlight::expired`]; the engine's end path calls [`Moonlight::on_end`], which tells a
-//! client that listens why (a termination message) before disconnecting ENet.
+//! Its deadlines (the RTSP handshake, PLAY to the ENet CONNECT, control silence) are howl-core
+//! domain rules; the engine feeds the domain the handshake's steps and, each tick, the time of
+//! the last control message ([`Moonlight::last_control`]). When the domain ends the viewer, the
+//! engine calls [`Moonlight::on_end`], which tells a client that listens why (a termination
+//! message) before disconnecting ENet.
 
 pub mod control;
 pub mod media;
@@ -21,34 +22,23 @@ use crate::enet::{EnetCommand, EnetSender, PeerId};
 use crate::viewer::ViewerStats;
 use crate::viewer::feed::WorkerWatch;
 use howl_core::EndReason;
-use howl_media::protocol::{Codec, Source, StreamParams};
 use howl_proto::control::{ControlCrypto, HostMessage, IvVariant, TerminationReason};
 use howl_proto::rtsp::{Event as RtspEvent, MoonlightRtsp, Request, Response};
-use howl_proto::sdp::{EncryptionFlags, StreamConfig, VideoCodec};
+use howl_proto::sdp::{EncryptionFlags, StreamConfig};
 use media::{SenderLink, SenderSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-
-/// Deadlines of a Moonlight viewer after the RTSP handshake (which has its own).
-#[derive(Debug, Clone, Copy)]
-pub struct MoonlightDeadlines {
-    /// After PLAY, how long the client has to connect its control stream.
-    pub connect: Duration,
-    /// With the control stream up, how long without any control message ends the session.
-    pub control_silence: Duration,
-}
 
 /// The engine's half of a Moonlight viewer.
 pub struct Moonlight {
     pub rikey: [u8; 16],
     pub rikeyid: i32,
     pub rtsp: MoonlightRtsp,
-    deadlines: MoonlightDeadlines,
-    played_at: Option<Instant>,
+    played: bool,
     /// The control stream, from the ENet CONNECT on.
     control: Option<Connected>,
     video_addr: watch::Sender<Option<SocketAddr>>,
@@ -68,25 +58,19 @@ impl std::fmt::Debug for Moonlight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Keys are never printed.
         f.debug_struct("Moonlight")
-            .field("played", &self.played_at.is_some())
+            .field("played", &self.played)
             .field("connected", &self.control.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Moonlight {
-    pub fn new(
-        rikey: [u8; 16],
-        rikeyid: i32,
-        rtsp: MoonlightRtsp,
-        deadlines: MoonlightDeadlines,
-    ) -> Self {
+    pub fn new(rikey: [u8; 16], rikeyid: i32, rtsp: MoonlightRtsp) -> Self {
         Self {
             rikey,
             rikeyid,
             rtsp,
-            deadlines,
-            played_at: None,
+            played: false,
             control: None,
             video_addr: watch::channel(None).0,
             audio_addr: watch::channel(None).0,
@@ -122,10 +106,8 @@ impl Moonlight {
     }
 
     /// PLAY: starts the video and audio senders (they wait for the client's address).
-    #[allow(clippy::too_many_arguments)]
     pub fn play(
         &mut self,
-        now: Instant,
         fec_percentage: u8,
         fault_drop_fraction: f64,
         socks: [&Arc<UdpSocket>; 2],
@@ -133,7 +115,7 @@ impl Moonlight {
         cancel: &CancellationToken,
         stats: &Arc<ViewerStats>,
     ) {
-        self.played_at = Some(now);
+        self.played = true;
         let Some(cfg) = self.rtsp.stream_config().cloned() else {
             return;
         };
@@ -211,23 +193,9 @@ impl Moonlight {
         self.control = None;
     }
 
-    /// The reason to end this viewer if one of its deadlines passed at `now`.
-    pub fn expired(&mut self, now: Instant) -> Option<EndReason> {
-        self.rtsp.handle_timeout(now);
-        while let Some(ev) = self.rtsp.poll_event() {
-            if ev == RtspEvent::TimedOut {
-                return Some(EndReason::RtspDeadline);
-            }
-        }
-        match (self.played_at, &self.control) {
-            (Some(p), None) if now.saturating_duration_since(p) > self.deadlines.connect => {
-                Some(EndReason::NeverConnected)
-            }
-            (_, Some(c)) if c.link.silent_for(now) > self.deadlines.control_silence => {
-                Some(EndReason::ControlPingSilence)
-            }
-            _ => None,
-        }
+    /// When the last control message arrived, once the control stream is connected.
+    pub fn last_control(&self) -> Option<Instant> {
+        self.control.as_ref().map(|c| c.link.last_seen())
     }
 
     /// Tells a client that listens why its stream ends, then disconnects its control stream.
@@ -258,24 +226,5 @@ impl Moonlight {
             peer: c.peer,
             data: 0,
         });
-    }
-}
-
-/// The producer's settings for the stream a client negotiated in ANNOUNCE.
-pub fn stream_params(cfg: &StreamConfig, source: Source) -> StreamParams {
-    StreamParams {
-        width: cfg.width,
-        height: cfg.height,
-        fps: cfg.fps,
-        bitrate_kbps: cfg.bitrate.configured_kbps.max(500),
-        codec: match cfg.codec {
-            VideoCodec::H264 => Codec::H264,
-            VideoCodec::Hevc => Codec::Hevc,
-            VideoCodec::Av1 => Codec::Av1,
-        },
-        audio_channels: cfg.audio.channels,
-        audio_packet_ms: u8::try_from(cfg.audio.packet_duration_ms).unwrap_or(5),
-        source,
-        slices_per_frame: u8::try_from(cfg.slices_per_frame.clamp(1, 4)).unwrap_or(1),
     }
 }

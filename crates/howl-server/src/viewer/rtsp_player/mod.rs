@@ -27,6 +27,7 @@ use crate::viewer::ViewerStats;
 use crate::viewer::feed::WorkerWatch;
 use crate::worker;
 use futures_util::future::BoxFuture;
+use howl_core::domain::Deadline;
 use howl_core::{App, EndReason, SessionId};
 use howl_media::protocol::{Codec, StreamParams};
 use howl_proto::player::{self, DescribeQuery, DescribeRefusal, RtpParams, StreamTarget};
@@ -57,24 +58,7 @@ pub const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 16 * 1024;
 
 /// How an `/app/` producer for players runs unless its first player's URL says otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlayerDefaults {
-    pub width: u32,
-    pub height: u32,
-    pub fps: u32,
-    pub bitrate_kbps: u32,
-}
-
-impl Default for PlayerDefaults {
-    fn default() -> Self {
-        Self {
-            width: 1280,
-            height: 720,
-            fps: 30,
-            bitrate_kbps: 4000,
-        }
-    }
-}
+pub use howl_core::domain::PlayerDefaults;
 
 /// The player deadline a connection publishes for the engine to enforce.
 #[derive(Debug, Default)]
@@ -88,13 +72,13 @@ impl PlayerLink {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = next;
     }
 
-    /// The reason to end the player if its deadline passed at `now`.
-    pub fn expired(&self, now: Instant) -> Option<EndReason> {
+    /// The deadline the connection published last, for the domain to enforce.
+    pub fn deadline(&self) -> Option<Deadline> {
         let d = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        match d {
-            Some((at, reason)) if now >= at => Some(end_reason(reason)),
-            _ => None,
-        }
+        d.map(|(at, reason)| Deadline {
+            at,
+            reason: end_reason(reason),
+        })
     }
 }
 
@@ -337,23 +321,26 @@ mod tests {
     }
 
     #[test]
-    fn the_engine_sees_a_published_deadline_pass_with_its_reason() {
+    fn the_engine_reads_the_published_deadline_with_its_reason() {
         let t0 = origin();
         let link = PlayerLink::default();
-        assert_eq!(link.expired(t0 + Duration::from_secs(999)), None);
-        link.publish(Some((
-            t0 + Duration::from_secs(5),
-            player::EndReason::NeverPlayed,
-        )));
-        assert_eq!(link.expired(t0), None);
+        assert_eq!(link.deadline(), None);
+        let at = t0 + Duration::from_secs(5);
+        link.publish(Some((at, player::EndReason::NeverPlayed)));
         assert_eq!(
-            link.expired(t0 + Duration::from_secs(5)),
-            Some(EndReason::NeverPlayed)
+            link.deadline(),
+            Some(Deadline {
+                at,
+                reason: EndReason::NeverPlayed
+            })
         );
         link.publish(Some((t0, player::EndReason::KeepAliveTimeout)));
-        assert_eq!(link.expired(t0), Some(EndReason::KeepAliveTimeout));
+        assert_eq!(
+            link.deadline().map(|d| d.reason),
+            Some(EndReason::KeepAliveTimeout)
+        );
         link.publish(None);
-        assert_eq!(link.expired(t0 + Duration::from_secs(999)), None);
+        assert_eq!(link.deadline(), None);
     }
 
     #[test]
