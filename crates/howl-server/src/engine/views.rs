@@ -231,7 +231,7 @@ impl Engine {
                     width: c.width,
                     height: c.height,
                     fps: c.fps,
-                    codec: format!("{:?}", c.codec).to_lowercase(),
+                    codec: c.codec.name().to_owned(),
                     bitrate_kbps: c.bitrate.maximum_kbps,
                 })
                 .unwrap_or_default(),

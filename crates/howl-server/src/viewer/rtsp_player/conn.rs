@@ -9,7 +9,7 @@ use super::{
 use crate::viewer::ViewerStats;
 use crate::viewer::feed::{Feed, FeedItem, Tracks, WorkerWatch};
 use howl_core::{EndReason, SessionId};
-use howl_media::protocol::{AudioPacket, VideoFrame};
+use howl_media::protocol::{AudioPacket, Codec, VideoFrame};
 use howl_proto::player::{
     self, Action, DescribeQuery, DescribeRefusal, Handled, InterleavedDecoder, OpusPayloader,
     ParameterSets, PlayerConfig, PlayerSession, SenderReport, StreamDescription, StreamTarget,
@@ -32,8 +32,8 @@ struct Joined {
     worker_rx: WorkerWatch,
     cancel: CancellationToken,
     stats: Arc<ViewerStats>,
-    /// The RTP payload format of the producer's codec.
-    codec: player::VideoCodec,
+    /// The producer's codec (one the payloaders take).
+    codec: Codec,
 }
 
 /// One track being sent.
@@ -656,10 +656,7 @@ impl Conn {
 }
 
 /// Waits (bounded) for the producer's next keyframe and returns its parameter sets.
-async fn first_parameter_sets(
-    worker_rx: WorkerWatch,
-    codec: player::VideoCodec,
-) -> Option<ParameterSets> {
+async fn first_parameter_sets(worker_rx: WorkerWatch, codec: Codec) -> Option<ParameterSets> {
     // Its own feed (and counters): what DESCRIBE looks at is not sent, so not counted.
     let mut feed = Feed::new(worker_rx, Tracks::VIDEO, Arc::default());
     let wait = async {

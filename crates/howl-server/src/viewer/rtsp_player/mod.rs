@@ -111,18 +111,19 @@ pub struct PlayerJoined {
     pub cancel: CancellationToken,
     pub stats: Arc<ViewerStats>,
     pub params: StreamParams,
-    /// The RTP payload format of the producer's codec (see [`rtp_codec`]).
-    pub codec: player::VideoCodec,
+    /// The producer's codec, one the payloaders take (see [`rtp_codec`]).
+    pub codec: Codec,
     pub title: String,
 }
 
-/// The RTP payload format players get for a producer's codec, or why they cannot watch it:
-/// there is no RTP payload format players understand for every codec (RFC 9628 for AV1 is
-/// too new for them), and a silent substitution would send bytes no decoder expects.
-pub fn rtp_codec(codec: Codec) -> Result<player::VideoCodec, PlayerRefusal> {
+/// The codec players get for a producer's codec, or why they cannot watch it: there is no RTP
+/// payload format players understand for every codec (RFC 9628 for AV1 is too new for them),
+/// and a silent substitution would send bytes no decoder expects. The domain refuses such a
+/// join first (`ViewerKind::carries`); this is the driver's own check of what its payloaders
+/// take.
+pub fn rtp_codec(codec: Codec) -> Result<Codec, PlayerRefusal> {
     match codec {
-        Codec::H264 => Ok(player::VideoCodec::H264),
-        Codec::Hevc => Ok(player::VideoCodec::Hevc),
+        Codec::H264 | Codec::Hevc => Ok(codec),
         Codec::Av1 => Err(PlayerRefusal::Unavailable(format!(
             "{} streams cannot be sent to RTSP players",
             codec.name()
@@ -345,8 +346,8 @@ mod tests {
 
     #[test]
     fn players_get_the_codecs_they_can_take_and_a_refusal_naming_the_others() {
-        assert_eq!(rtp_codec(Codec::H264), Ok(player::VideoCodec::H264));
-        assert_eq!(rtp_codec(Codec::Hevc), Ok(player::VideoCodec::Hevc));
+        assert_eq!(rtp_codec(Codec::H264), Ok(Codec::H264));
+        assert_eq!(rtp_codec(Codec::Hevc), Ok(Codec::Hevc));
         match rtp_codec(Codec::Av1) {
             Err(PlayerRefusal::Unavailable(why)) => assert!(why.contains("av1"), "{why}"),
             other => panic!("AV1 must be refused, got {other:?}"),
