@@ -82,53 +82,27 @@ mod ty {
     pub const SOURCE_RESTORED: u8 = 0x89;
 }
 
-/// Video codecs a worker can be asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Codec {
-    /// H.264 / AVC, Annex-B byte stream.
-    H264,
-    /// H.265 / HEVC, Annex-B byte stream.
-    Hevc,
-    /// AV1, low-overhead OBU stream (temporal units).
-    Av1,
+/// Video codecs a worker can be asked for: howl-proto's one codec type, so the SDP, the RTP
+/// payloaders and the worker protocol never map between enums.
+pub use howl_proto::codec::VideoCodec as Codec;
+
+fn codec_to_wire(c: Codec) -> u8 {
+    match c {
+        Codec::H264 => 1,
+        Codec::Hevc => 2,
+        Codec::Av1 => 3,
+    }
 }
 
-impl Codec {
-    /// All codecs, in the order the server prefers to advertise them.
-    pub const ALL: [Codec; 3] = [Codec::H264, Codec::Hevc, Codec::Av1];
-
-    fn to_wire(self) -> u8 {
-        match self {
-            Codec::H264 => 1,
-            Codec::Hevc => 2,
-            Codec::Av1 => 3,
-        }
-    }
-
-    fn from_wire(v: u8) -> Result<Self, ProtocolError> {
-        match v {
-            1 => Ok(Codec::H264),
-            2 => Ok(Codec::Hevc),
-            3 => Ok(Codec::Av1),
-            _ => Err(ProtocolError::InvalidField {
-                field: "codec",
-                value: u64::from(v),
-            }),
-        }
-    }
-
-    /// Lower-case name used in logs and the `--probe` JSON (`h264`, `hevc`, `av1`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::H264 => "h264",
-            Codec::Hevc => "hevc",
-            Codec::Av1 => "av1",
-        }
-    }
-
-    /// Inverse of [`Codec::name`].
-    pub fn from_name(name: &str) -> Option<Self> {
-        Codec::ALL.into_iter().find(|c| c.name() == name)
+fn codec_from_wire(v: u8) -> Result<Codec, ProtocolError> {
+    match v {
+        1 => Ok(Codec::H264),
+        2 => Ok(Codec::Hevc),
+        3 => Ok(Codec::Av1),
+        _ => Err(ProtocolError::InvalidField {
+            field: "codec",
+            value: u64::from(v),
+        }),
     }
 }
 
@@ -646,7 +620,7 @@ fn encode_payload(msg: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
             for v in [p.width, p.height, p.fps, p.bitrate_kbps] {
                 out.extend_from_slice(&v.to_be_bytes());
             }
-            out.push(p.codec.to_wire());
+            out.push(codec_to_wire(p.codec));
             out.push(p.audio_channels);
             out.push(p.audio_packet_ms);
             out.push(p.slices_per_frame);
@@ -713,7 +687,7 @@ fn encode_payload(msg: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
             })?;
             out.extend_from_slice(&n.to_be_bytes());
             for e in encoders {
-                out.push(e.codec.to_wire());
+                out.push(codec_to_wire(e.codec));
                 out.push(u8::from(e.hardware));
                 put_str(out, "element_name", &e.element_name)?;
             }
@@ -728,7 +702,7 @@ fn encode_payload(msg: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
             for v in [*width, *height, *fps] {
                 out.extend_from_slice(&v.to_be_bytes());
             }
-            out.push(codec.to_wire());
+            out.push(codec_to_wire(*codec));
             out.extend_from_slice(&opus_config.sample_rate.to_be_bytes());
             out.push(opus_config.channels);
             out.push(opus_config.streams);
@@ -1069,7 +1043,7 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, ProtocolError> {
             let height = r.u32()?;
             let fps = r.u32()?;
             let bitrate_kbps = r.u32()?;
-            let codec = Codec::from_wire(r.u8()?)?;
+            let codec = codec_from_wire(r.u8()?)?;
             let audio_channels = r.u8()?;
             let audio_packet_ms = r.u8()?;
             let slices_per_frame = r.u8()?;
@@ -1119,7 +1093,7 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, ProtocolError> {
             }
             let mut encoders = Vec::with_capacity(usize::from(n));
             for _ in 0..n {
-                let codec = Codec::from_wire(r.u8()?)?;
+                let codec = codec_from_wire(r.u8()?)?;
                 let hardware = r.bool("hardware")?;
                 let element_name = r.string("element_name")?;
                 encoders.push(EncoderInfo {
@@ -1138,7 +1112,7 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, ProtocolError> {
             let width = r.u32()?;
             let height = r.u32()?;
             let fps = r.u32()?;
-            let codec = Codec::from_wire(r.u8()?)?;
+            let codec = codec_from_wire(r.u8()?)?;
             let sample_rate = r.u32()?;
             let channels = r.u8()?;
             let streams = r.u8()?;

@@ -11,6 +11,7 @@
 
 pub mod audio;
 mod base64;
+pub mod codec;
 pub mod control;
 pub mod enet;
 pub mod fec;

@@ -6,13 +6,12 @@ mod control;
 mod data;
 mod desktop_input;
 mod domain;
+mod engine;
 mod heap;
-mod media;
-mod player;
 mod rtsp;
 mod serve;
 mod statedir;
-mod stream;
+mod viewer;
 mod worker;
 
 use clap::Parser;

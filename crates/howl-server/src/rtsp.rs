@@ -4,7 +4,7 @@
 //! handshake's state. The listener only moves bytes, with deadlines on every read and write
 //! and a cap on concurrent connections, so a stalled client holds one task, briefly.
 
-use crate::stream::EngineHandle;
+use crate::engine::EngineHandle;
 use howl_core::SessionId;
 use howl_proto::rtsp::{RequestParser, Response, StatusCode};
 use std::sync::Arc;

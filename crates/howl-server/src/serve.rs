@@ -11,7 +11,7 @@ use crate::control::nvhttp::{NvHttp, NvHttpSettings};
 use crate::control::{mdns, tls};
 use crate::data::enet;
 use crate::statedir::StateDir;
-use crate::{domain, stream, worker};
+use crate::{domain, engine, worker};
 use howl_proto::nvhttp::{SCM_AV1_MAIN8, SCM_H264, SCM_HEVC};
 use howl_proto::rtsp::StreamPorts;
 use howl_proto::sdp::CodecSupport;
@@ -197,8 +197,8 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             .unwrap_or(cfg.audio_port),
         control: enet_host.local_addr.port(),
     };
-    let (engine, engine_task) = stream::spawn(
-        stream::EngineSettings {
+    let (engine, engine_task) = engine::spawn(
+        engine::EngineSettings {
             bind_address: cfg.bind_address,
             rtsp_port: cfg.rtsp_port,
             rtsp_port_count: cfg.rtsp_port_count,
@@ -213,7 +213,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             connect_deadline: Duration::from_secs(cfg.connect_deadline_secs),
             control_silence: Duration::from_secs(cfg.control_silence_secs),
             events: events.clone(),
-            player_defaults: crate::player::PlayerDefaults::default(),
+            player_defaults: crate::viewer::rtsp_player::PlayerDefaults::default(),
         },
         enet_host.sender(),
         enet_events,
@@ -377,7 +377,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         let l = bind("RTSP egress", addr).await?;
         let udp = if cfg.rtsp_egress_udp {
             Some(
-                crate::player::PlayerUdp::bind(addr.ip())
+                crate::viewer::rtsp_player::PlayerUdp::bind(addr.ip())
                     .await
                     .map_err(|source| StartError::Bind {
                         what: "RTSP egress UDP",
@@ -393,13 +393,13 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         }
         tracing::info!(addr = %l.local_addr().unwrap_or(addr), udp = udp.is_some(),
             "RTSP players: rtsp://<user>:<API token>@host:port/app/<app> or /lobby/<lobby>");
-        tasks.spawn(crate::player::serve(
+        tasks.spawn(crate::viewer::rtsp_player::serve(
             l,
-            crate::player::PlayerContext {
-                engine: engine.clone(),
+            crate::viewer::rtsp_player::PlayerContext {
+                engine: Arc::new(engine.clone()),
                 core: core.clone(),
                 admin_token: Arc::from(token.as_str()),
-                timeouts: crate::player::PlayerTimeouts {
+                timeouts: crate::viewer::rtsp_player::PlayerTimeouts {
                     session: Duration::from_secs(cfg.rtsp_egress_session_timeout_secs),
                     play: Duration::from_secs(cfg.rtsp_egress_play_timeout_secs),
                 },

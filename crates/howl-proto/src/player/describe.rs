@@ -159,6 +159,12 @@ impl StreamDescription {
                     .flatten()
                     .collect()
                 }
+                // RFC 9628's name; the egress offers no AV1 track (its payloader refuses the
+                // codec), but the description of one is still well formed.
+                VideoCodec::Av1 => {
+                    let _ = write!(s, "a=rtpmap:{pt} AV1/{VIDEO_CLOCK_RATE}\r\n");
+                    Vec::new()
+                }
             };
             if !fmtp.is_empty() {
                 let _ = write!(s, "a=fmtp:{pt} {}\r\n", fmtp.join(";"));

@@ -104,6 +104,10 @@ pub enum RtpConfigError {
     MtuTooSmall { mtu: usize, min: usize },
     #[error("payload type {0} is not 0..=127")]
     BadPayloadType(u8),
+    /// No RTP payload format here for this codec (AV1: RFC 9628 is not implemented, and the
+    /// players this egress serves do not take it).
+    #[error("{} cannot be sent over RTP here", .0.name())]
+    UnsupportedCodec(VideoCodec),
 }
 
 /// Counters a sender report needs (RFC 3550 §6.4.1).
@@ -266,11 +270,24 @@ impl<'a> Iterator for AnnexB<'a> {
     }
 }
 
-/// Video payload formats a player session can carry.
+pub use crate::codec::VideoCodec;
+
+/// The NAL-unit syntax of the payload formats written here: RFC 6184 (H.264) and RFC 7798
+/// (HEVC). AV1 has no NAL units and no payloader here ([`RtpConfigError::UnsupportedCodec`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VideoCodec {
+enum Nal {
     H264,
     Hevc,
+}
+
+impl Nal {
+    fn of(codec: VideoCodec) -> Option<Nal> {
+        match codec {
+            VideoCodec::H264 => Some(Nal::H264),
+            VideoCodec::Hevc => Some(Nal::Hevc),
+            VideoCodec::Av1 => None,
+        }
+    }
 }
 
 /// Decoder parameter sets (NAL units without start codes) for the SDP `sprop-*` parameters
@@ -284,27 +301,34 @@ pub struct ParameterSets {
 
 impl ParameterSets {
     /// The parameter sets found in an Annex-B access unit (the last of each kind wins).
+    /// None for a codec without NAL units (AV1).
     pub fn from_access_unit(codec: VideoCodec, access_unit: &[u8]) -> Self {
         let mut sets = Self::default();
+        let Some(fmt) = Nal::of(codec) else {
+            return sets;
+        };
         for nal in split_annex_b(access_unit) {
-            sets.absorb(codec, nal);
+            sets.absorb(fmt, nal);
         }
         sets
     }
 
     /// Whether every set the codec needs is present.
     pub fn is_complete(&self, codec: VideoCodec) -> bool {
-        self.sps.is_some()
-            && self.pps.is_some()
-            && (codec == VideoCodec::H264 || self.vps.is_some())
+        let base = self.sps.is_some() && self.pps.is_some();
+        match codec {
+            VideoCodec::H264 => base,
+            VideoCodec::Hevc => base && self.vps.is_some(),
+            VideoCodec::Av1 => false,
+        }
     }
 
     /// Records `nal` if it is a parameter set; returns whether it was one.
-    fn absorb(&mut self, codec: VideoCodec, nal: &[u8]) -> bool {
+    fn absorb(&mut self, codec: Nal, nal: &[u8]) -> bool {
         let slot = match (codec, nal_type(codec, nal)) {
-            (VideoCodec::H264, H264_SPS) | (VideoCodec::Hevc, HEVC_SPS) => &mut self.sps,
-            (VideoCodec::H264, H264_PPS) | (VideoCodec::Hevc, HEVC_PPS) => &mut self.pps,
-            (VideoCodec::Hevc, HEVC_VPS) => &mut self.vps,
+            (Nal::H264, H264_SPS) | (Nal::Hevc, HEVC_SPS) => &mut self.sps,
+            (Nal::H264, H264_PPS) | (Nal::Hevc, HEVC_PPS) => &mut self.pps,
+            (Nal::Hevc, HEVC_VPS) => &mut self.vps,
             _ => return false,
         };
         if slot.as_deref() != Some(nal) {
@@ -315,27 +339,27 @@ impl ParameterSets {
 }
 
 /// The NAL unit type of a (non-empty) NAL unit; 0 for an empty one.
-fn nal_type(codec: VideoCodec, nal: &[u8]) -> u8 {
+fn nal_type(codec: Nal, nal: &[u8]) -> u8 {
     match (codec, nal.first()) {
         (_, None) => 0,
-        (VideoCodec::H264, Some(b)) => b & 0x1f,
-        (VideoCodec::Hevc, Some(b)) => (b >> 1) & 0x3f,
+        (Nal::H264, Some(b)) => b & 0x1f,
+        (Nal::Hevc, Some(b)) => (b >> 1) & 0x3f,
     }
 }
 
-fn is_access_unit_delimiter(codec: VideoCodec, nal: &[u8]) -> bool {
+fn is_access_unit_delimiter(codec: Nal, nal: &[u8]) -> bool {
     let t = nal_type(codec, nal);
     match codec {
-        VideoCodec::H264 => t == H264_AUD,
-        VideoCodec::Hevc => t == HEVC_AUD,
+        Nal::H264 => t == H264_AUD,
+        Nal::Hevc => t == HEVC_AUD,
     }
 }
 
-fn is_keyframe_nal(codec: VideoCodec, nal: &[u8]) -> bool {
+fn is_keyframe_nal(codec: Nal, nal: &[u8]) -> bool {
     let t = nal_type(codec, nal);
     match codec {
-        VideoCodec::H264 => t == H264_IDR,
-        VideoCodec::Hevc => (HEVC_IRAP_FIRST..=HEVC_IRAP_LAST).contains(&t),
+        Nal::H264 => t == H264_IDR,
+        Nal::Hevc => (HEVC_IRAP_FIRST..=HEVC_IRAP_LAST).contains(&t),
     }
 }
 
@@ -349,6 +373,7 @@ fn is_keyframe_nal(codec: VideoCodec, nal: &[u8]) -> bool {
 #[derive(Debug, Clone)]
 pub struct VideoPayloader {
     codec: VideoCodec,
+    nal: Nal,
     stream: RtpStream,
     parameter_sets: ParameterSets,
 }
@@ -367,8 +392,10 @@ impl VideoPayloader {
         params: RtpParams,
         mtu: usize,
     ) -> Result<Self, RtpConfigError> {
+        let nal = Nal::of(codec).ok_or(RtpConfigError::UnsupportedCodec(codec))?;
         Ok(Self {
             codec,
+            nal,
             stream: RtpStream::new(params, payload_type, VIDEO_CLOCK_RATE, mtu)?,
             parameter_sets: ParameterSets::default(),
         })
@@ -405,7 +432,7 @@ impl VideoPayloader {
     /// differences matter). Every packet carries the same timestamp and the last one the
     /// marker bit. An access unit without NAL units yields no packets.
     pub fn packetize(&mut self, access_unit: &[u8], pts: Duration) -> Vec<Vec<u8>> {
-        let codec = self.codec;
+        let codec = self.nal;
         let nals: Vec<&[u8]> = split_annex_b(access_unit).collect();
         let mut carried = ParameterSets::default();
         let mut keyframe = false;
@@ -457,9 +484,9 @@ impl VideoPayloader {
         }
         // Fragmentation: the NAL header is replaced by the FU indicator / payload header and
         // the FU header, which carry its type.
-        let (header_len, fu_type, prefix_base): (usize, u8, [u8; 2]) = match self.codec {
-            VideoCodec::H264 => (1, nal[0] & 0x1f, [(nal[0] & 0xe0) | H264_FU_A, 0]),
-            VideoCodec::Hevc => {
+        let (header_len, fu_type, prefix_base): (usize, u8, [u8; 2]) = match self.nal {
+            Nal::H264 => (1, nal[0] & 0x1f, [(nal[0] & 0xe0) | H264_FU_A, 0]),
+            Nal::Hevc => {
                 if nal.len() < 2 {
                     // A one-byte HEVC "NAL" cannot exceed the MTU; unreachable but harmless.
                     self.stream.emit(out, last, timestamp, &[], nal);
@@ -480,9 +507,9 @@ impl VideoPayloader {
             let start = if i == 0 { 0x80 } else { 0 };
             let end = if i + 1 == count { 0x40 } else { 0 };
             let fu_header = start | end | fu_type;
-            let prefix: &[u8] = match self.codec {
-                VideoCodec::H264 => &[prefix_base[0], fu_header],
-                VideoCodec::Hevc => &[prefix_base[0], prefix_base[1], fu_header],
+            let prefix: &[u8] = match self.nal {
+                Nal::H264 => &[prefix_base[0], fu_header],
+                Nal::Hevc => &[prefix_base[0], prefix_base[1], fu_header],
             };
             self.stream
                 .emit(out, last && i + 1 == count, timestamp, prefix, part);
@@ -551,29 +578,30 @@ mod tests {
                 assert_eq!(t, h.timestamp, "one timestamp per access unit");
             }
             ts = Some(h.timestamp);
+            let codec = Nal::of(codec).expect("a NAL codec");
             let (ty, hdr_len) = match codec {
-                VideoCodec::H264 => (payload[0] & 0x1f, 1),
-                VideoCodec::Hevc => ((payload[0] >> 1) & 0x3f, 2),
+                Nal::H264 => (payload[0] & 0x1f, 1),
+                Nal::Hevc => ((payload[0] >> 1) & 0x3f, 2),
             };
             let is_fu = match codec {
-                VideoCodec::H264 => ty == H264_FU_A,
-                VideoCodec::Hevc => ty == HEVC_FU,
+                Nal::H264 => ty == H264_FU_A,
+                Nal::Hevc => ty == HEVC_FU,
             };
             if is_fu {
                 let fu_header = payload[hdr_len];
                 let fu_type = match codec {
-                    VideoCodec::H264 => fu_header & 0x1f,
-                    VideoCodec::Hevc => fu_header & 0x3f,
+                    Nal::H264 => fu_header & 0x1f,
+                    Nal::Hevc => fu_header & 0x3f,
                 };
-                if codec == VideoCodec::H264 {
+                if codec == Nal::H264 {
                     assert_eq!(fu_header & 0x20, 0, "FU-A reserved bit");
                 }
                 let data = &payload[hdr_len + 1..];
                 if fu_header & 0x80 != 0 {
                     assert!(fu.is_none(), "start inside a fragment");
                     let header = match codec {
-                        VideoCodec::H264 => vec![(payload[0] & 0xe0) | fu_type],
-                        VideoCodec::Hevc => vec![(payload[0] & 0x81) | (fu_type << 1), payload[1]],
+                        Nal::H264 => vec![(payload[0] & 0xe0) | fu_type],
+                        Nal::Hevc => vec![(payload[0] & 0x81) | (fu_type << 1), payload[1]],
                     };
                     fu = Some(header);
                 }
@@ -752,5 +780,17 @@ mod tests {
         assert!(RtpHeader::parse(&p).is_none());
         let mut pay = VideoPayloader::h264(96, PARAMS, DEFAULT_MTU).unwrap();
         assert!(pay.packetize(&[0, 0, 1], Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn av1_is_refused_with_a_typed_error_not_sent_as_something_else() {
+        assert_eq!(
+            VideoPayloader::new(VideoCodec::Av1, 96, PARAMS, 1200).err(),
+            Some(RtpConfigError::UnsupportedCodec(VideoCodec::Av1))
+        );
+        assert!(
+            !ParameterSets::from_access_unit(VideoCodec::Av1, &[0, 0, 1, 0x67])
+                .is_complete(VideoCodec::Av1)
+        );
     }
 }

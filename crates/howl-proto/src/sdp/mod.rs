@@ -21,34 +21,8 @@ pub use describe::{CodecSupport, DescribeInfo, HostOffer, OpusMultistream, Surro
 
 use crate::nvhttp::Fault;
 
-/// Negotiated video codec (`x-nv-vqos[0].bitStreamFormat`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VideoCodec {
-    H264,
-    Hevc,
-    Av1,
-}
-
-impl VideoCodec {
-    /// The `bitStreamFormat` wire value.
-    pub fn to_raw(self) -> u32 {
-        match self {
-            Self::H264 => 0,
-            Self::Hevc => 1,
-            Self::Av1 => 2,
-        }
-    }
-
-    /// From the `bitStreamFormat` wire value.
-    pub fn from_raw(v: u32) -> Option<Self> {
-        match v {
-            0 => Some(Self::H264),
-            1 => Some(Self::Hevc),
-            2 => Some(Self::Av1),
-            _ => None,
-        }
-    }
-}
+/// Negotiated video codec (`x-nv-vqos[0].bitStreamFormat`): howl's one codec type.
+pub use crate::codec::VideoCodec;
 
 /// `x-nv-video[0].dynamicRangeMode`: 8-bit SDR or 10-bit HDR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

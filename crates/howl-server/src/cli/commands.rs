@@ -13,7 +13,7 @@ use crate::cli::{
     SessionsAction, SessionsArgs, StatusArgs, StopArgs, UnpairArgs,
 };
 use crate::control::api::{ClientView, PinAccepted, ServerView};
-use crate::stream::{LobbyView, SessionView};
+use crate::engine::{LobbyView, SessionView};
 use http::Method;
 use serde_json::Value;
 use std::net::SocketAddr;

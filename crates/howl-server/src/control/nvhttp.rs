@@ -8,7 +8,7 @@
 
 use crate::control::listener::ConnInfo;
 use crate::domain::{CoreError, CoreHandle, short};
-use crate::stream::{EngineHandle, LaunchInput};
+use crate::engine::{EngineHandle, LaunchInput};
 use howl_core::{PairedClient, PinError};
 use howl_proto::nvhttp::{
     AppList, CancelResponse, ErrorResponse, LaunchRequest, LaunchResponse, OkResponse, PairRequest,

@@ -180,6 +180,46 @@ impl Worker {
     pub fn stop(&self) {
         let _ = self.commands.try_send(Message::Stop);
     }
+
+    /// A worker without a process, for unit tests of its viewers: the test publishes frames
+    /// on the returned fan-out senders and reads what viewers asked on the command queue.
+    #[cfg(test)]
+    pub fn detached() -> (Worker, DetachedWorker) {
+        let (commands, command_rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (input, input_rx) = mpsc::channel(INPUT_CAPACITY);
+        let (video, _) = broadcast::channel(VIDEO_FANOUT_CAPACITY);
+        let (audio, _) = broadcast::channel(AUDIO_FANOUT_CAPACITY);
+        let (exit_tx, exit) = watch::channel(WorkerExit::Running);
+        let worker = Worker {
+            pid: 0,
+            started_at: Instant::now(),
+            opus: OpusConfig::for_channels(2).expect("stereo has a layout"),
+            commands,
+            input,
+            video: video.clone(),
+            audio: audio.clone(),
+            exit,
+            stats: Arc::default(),
+        };
+        let ends = DetachedWorker {
+            video,
+            audio,
+            commands: command_rx,
+            input: input_rx,
+            _exit: exit_tx,
+        };
+        (worker, ends)
+    }
+}
+
+/// The far ends of a [`Worker::detached`].
+#[cfg(test)]
+pub struct DetachedWorker {
+    pub video: broadcast::Sender<Arc<VideoFrame>>,
+    pub audio: broadcast::Sender<Arc<AudioPacket>>,
+    pub commands: mpsc::Receiver<Message>,
+    pub input: mpsc::Receiver<Message>,
+    _exit: watch::Sender<WorkerExit>,
 }
 
 /// Where to find the worker binary: `HOWL_WORKER_BIN`, else `howl-worker` beside this binary.

@@ -13,7 +13,7 @@
 
 use crate::domain::auth::Principal;
 use crate::domain::{CoreError, CoreHandle};
-use crate::stream::LobbyError;
+use crate::engine::LobbyError;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,7 +42,7 @@ pub use events::EVENT_STREAM_LIFETIME;
 #[derive(Clone)]
 pub struct ApiState {
     pub core: CoreHandle,
-    pub engine: crate::stream::EngineHandle,
+    pub engine: crate::engine::EngineHandle,
     /// Counters of the listeners and the ENet host, read for `/api/v1/status`.
     pub listeners: Arc<Vec<(&'static str, Arc<crate::control::listener::ListenerStats>)>>,
     pub enet: Arc<crate::data::enet::EnetStats>,

@@ -3,7 +3,7 @@
 use super::unavailable;
 use super::{ApiError, ApiState, ErrorBody, body};
 use crate::domain::auth::Principal;
-use crate::stream::{LobbySpec, LobbyView, SessionView, WorkerView};
+use crate::engine::{LobbySpec, LobbyView, SessionView, WorkerView};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};

@@ -15,7 +15,7 @@
 use crate::control::listener::{
     ListenerSample, ListenerStats, request_histogram, tls_handshake_histogram,
 };
-use crate::stream::{EngineCounters, SessionView};
+use crate::engine::{EngineCounters, SessionView};
 
 mod render;
 
@@ -34,7 +34,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Pairing outcomes, created at zero so a rate() over them works before the first attempt.
 pub const PAIRING_OUTCOMES: [&str; 4] = ["started", "paired", "wrong_pin", "failed"];
 
-/// Frame drop reasons the engine reports (see `stream::add_session_stats`), shown at zero
+/// Frame drop reasons the engine reports (see `engine::views::fold`), shown at zero
 /// before the first session so dashboards have a series to plot.
 const DROP_REASONS: [&str; 3] = ["lagged", "awaiting_keyframe", "unpacketizable"];
 

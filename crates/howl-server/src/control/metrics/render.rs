@@ -3,7 +3,7 @@
 
 use super::{DROP_REASONS, Snapshot, WorkerSample};
 use crate::control::listener::ListenerSample;
-use crate::stream::SessionView;
+use crate::engine::SessionView;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeLabelValue, EncodeMetric,

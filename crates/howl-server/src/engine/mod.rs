@@ -1,0 +1,483 @@
+//! The streaming engine: producers (app instances and lobbies), the viewers watching them, and
+//! the one path by which a viewer ends.
+//!
+//! One actor task owns every producer and viewer. It is driven by commands (from NVHTTP, the
+//! RTSP listeners, the shared UDP ports, ENet connects, RTSP players and worker supervisors)
+//! and by a timer tick that checks every deadline; it never awaits anything else, so no client
+//! and no worker can wedge it. Each command is a closure run on the engine with the actor's
+//! `now` ([`EngineHandle::ask`]/[`EngineHandle::tell`]): a new command is one handle method
+//! and one engine method, with no message enum to keep in step. Media and input do not pass
+//! through the actor: viewers follow their producer through a `viewer::feed::Feed`, and a
+//! Moonlight viewer's control stream is decrypted by its own link on the ENet router task.
+//!
+//! Every lifecycle rule (who may join what, replace, linger and resume, stop policies, every
+//! deadline, the one end path) lives in howl-core's sans-IO [`Domain`]. The engine is its
+//! driver: it feeds the domain inputs with the actor's `now` (requests, protocol steps, worker
+//! reports, the tick), then drains its actions after every job ([`Engine::drain`]): start or
+//! stop a worker, ask for a keyframe, release a viewer's input, end a viewer's connection,
+//! publish an event. The engine keeps only what the domain must not hold: sockets, tasks,
+//! worker handles, the Moonlight handshakes and keys, counters.
+//!
+//! Files: [`launch`] (Moonlight launch/resume/cancel and the RTSP handshake glue), [`lobby`]
+//! (the lobby API), [`players`] (RTSP players joining), [`producer`] (executing worker actions,
+//! worker reports), [`end`] (executing a viewer's end, the tick), [`views`] (what the API and
+//! metrics read).
+
+mod end;
+mod launch;
+mod lobby;
+mod players;
+mod producer;
+mod views;
+
+pub use launch::{LaunchError, LaunchInput};
+pub use lobby::{LobbyError, LobbySpec};
+pub use views::{EngineCounters, LobbyView, SessionView, WorkerView};
+
+use crate::data::enet::{EnetEvent, EnetSender, PeerId};
+use crate::domain::events::Audience;
+use crate::viewer::moonlight::{self, ControlLink, MediaKind};
+use crate::viewer::rtsp_player::{PlayerEngine, PlayerJoin, PlayerJoined, PlayerRefusal};
+use crate::viewer::{ViewerKind, ViewerStats};
+use crate::worker::Worker;
+use futures_util::future::BoxFuture;
+use howl_core::domain::{Action, Domain, ProducerId, WorkerId};
+use howl_core::routing::Router;
+use howl_core::{App, EndReason, SessionId};
+use howl_proto::rtsp::{Request, Response, StreamPorts};
+use howl_proto::sdp::CodecSupport;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Commands into the engine (every producer of work → engine). Full queue: the NVHTTP/RTSP
+/// callers fail their request after their deadline; pings are dropped (the client repeats
+/// them every 500 ms).
+pub const ENGINE_COMMAND_CAPACITY: usize = 1024;
+/// How long callers wait for the engine's reply.
+pub const ENGINE_REPLY_DEADLINE: Duration = Duration::from_secs(5);
+/// How often deadlines are checked.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Tunables of the engine, from the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Address the per-launch RTSP listeners bind to.
+    pub bind_address: IpAddr,
+    /// First port of the per-launch RTSP range (0: any free port).
+    pub rtsp_port: u16,
+    /// Size of the RTSP port range: at most this many handshakes listen at once.
+    pub rtsp_port_count: u16,
+    pub ports: StreamPorts,
+    pub worker_bin: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub codecs: CodecSupport,
+    pub fec_percentage: u8,
+    /// Testing only: drop this fraction (0..1) of outgoing media datagrams at random.
+    pub fault_drop_fraction: f64,
+    /// How long an instance without a viewer is kept for `/resume`.
+    pub linger: Duration,
+    /// RTSP handshake deadline, counted from `/launch`.
+    pub rtsp_deadline: Duration,
+    /// After PLAY, how long the client has to connect its control stream.
+    pub connect_deadline: Duration,
+    /// With the control stream up, how long without any control message ends the session.
+    pub control_silence: Duration,
+    /// Where session, lobby and worker events go (operators' live view).
+    pub events: crate::domain::events::EventBus,
+    /// How an `/app/` producer for RTSP players runs unless its first player asks otherwise.
+    pub player_defaults: crate::viewer::rtsp_player::PlayerDefaults,
+}
+
+/// One command: a closure the actor runs on the engine with its current time.
+type Job = Box<dyn FnOnce(&mut Engine, Instant) + Send>;
+
+/// Handle to the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle").finish_non_exhaustive()
+    }
+}
+
+impl EngineHandle {
+    /// Runs `f` on the engine and returns its result; `None` when the engine is gone or did
+    /// not answer within [`ENGINE_REPLY_DEADLINE`] (queueing included).
+    async fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Engine, Instant) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |engine, now| {
+            let _ = reply.send(f(engine, now));
+        });
+        let fut = async {
+            self.tx.send(job).await.ok()?;
+            rx.await.ok()
+        };
+        tokio::time::timeout(ENGINE_REPLY_DEADLINE, fut)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Queues `f` without an answer, waiting (bounded) for room: for news that must not be
+    /// lost (an end, a worker's fate).
+    async fn tell(&self, f: impl FnOnce(&mut Engine, Instant) + Send + 'static) {
+        let _ = tokio::time::timeout(ENGINE_REPLY_DEADLINE, self.tx.send(Box::new(f))).await;
+    }
+
+    /// Queues `f` only if there is room now: for news that repeats (pings).
+    fn try_tell(&self, f: impl FnOnce(&mut Engine, Instant) + Send + 'static) {
+        let _ = self.tx.try_send(Box::new(f));
+    }
+
+    /// Launches `app_id`: a lobby with that id is joined; otherwise `app` (from the catalogue)
+    /// is started privately for the client.
+    pub async fn launch(
+        &self,
+        app_id: i32,
+        app: Option<App>,
+        input: LaunchInput,
+    ) -> Result<String, LaunchError> {
+        self.ask(move |e, now| e.launch(app_id, app, input, now))
+            .await
+            .unwrap_or(Err(LaunchError::Unavailable))
+    }
+
+    pub async fn resume(&self, input: LaunchInput) -> Result<String, LaunchError> {
+        self.ask(move |e, now| e.resume(input, now))
+            .await
+            .unwrap_or(Err(LaunchError::Unavailable))
+    }
+
+    /// Ends the client's session and app. True when something was running.
+    pub async fn cancel(&self, client: &str) -> bool {
+        let client = client.to_owned();
+        self.ask(move |e, now| e.cancel(&client, now))
+            .await
+            .unwrap_or(false)
+    }
+
+    pub async fn current_game(&self, client: &str) -> i32 {
+        let client = client.to_owned();
+        self.ask(move |e, _| e.domain.current_game(&client))
+            .await
+            .unwrap_or(0)
+    }
+
+    pub async fn create_lobby(
+        &self,
+        spec: LobbySpec,
+        app: Option<App>,
+    ) -> Result<LobbyView, LobbyError> {
+        self.ask(move |e, now| e.create_lobby(spec, app, now))
+            .await
+            .unwrap_or(Err(LobbyError::Unavailable))
+    }
+
+    pub async fn lobbies(&self) -> Vec<LobbyView> {
+        self.ask(|e, _| e.lobby_views()).await.unwrap_or_default()
+    }
+
+    /// Replaces the list of clients allowed to join (empty: every paired client).
+    pub async fn set_lobby_clients(
+        &self,
+        id: u64,
+        clients: Vec<String>,
+    ) -> Result<LobbyView, LobbyError> {
+        self.ask(move |e, _| e.set_lobby_clients(id, clients))
+            .await
+            .unwrap_or(Err(LobbyError::Unavailable))
+    }
+
+    pub async fn stop_lobby(&self, id: u64) -> Result<(), LobbyError> {
+        self.ask(move |e, now| e.stop_lobby(id, now))
+            .await
+            .unwrap_or(Err(LobbyError::Unavailable))
+    }
+
+    /// Lobbies `client` may join, as (app id, title) for its app list.
+    pub async fn lobby_apps(&self, client: &str) -> Vec<(i32, String)> {
+        let client = client.to_owned();
+        self.ask(move |e, _| e.domain.lobby_apps(&client))
+            .await
+            .unwrap_or_default()
+    }
+
+    pub async fn workers(&self) -> Option<Vec<WorkerView>> {
+        self.ask(|e, now| e.worker_views(now)).await
+    }
+
+    /// Ends one viewer (reason: API stop). False when there was none.
+    pub async fn stop_session(&self, id: u64) -> bool {
+        self.ask(move |e, now| e.domain.end_viewer(now, SessionId(id), EndReason::ApiStop))
+            .await
+            .unwrap_or(false)
+    }
+
+    pub async fn counters(&self) -> Option<EngineCounters> {
+        self.ask(|e, _| e.counters()).await
+    }
+
+    pub async fn sessions(&self) -> Vec<SessionView> {
+        self.ask(|e, now| e.views(now)).await.unwrap_or_default()
+    }
+
+    pub async fn rtsp(&self, session: SessionId, request: Request) -> Option<Response> {
+        self.ask(move |e, now| e.rtsp(session, request, now)).await
+    }
+
+    /// Non-blocking: a ping that does not fit is dropped (the next comes in 500 ms).
+    pub fn ping(&self, kind: MediaKind, datagram: &[u8], src: SocketAddr) {
+        let datagram = datagram.to_vec();
+        self.try_tell(move |e, _| e.ping(kind, &datagram, src));
+    }
+
+    /// Ends every viewer (clients are told) and stops every worker; bounded by the caller.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(|e, now| e.domain.shutdown(now)).await;
+    }
+}
+
+impl PlayerEngine for EngineHandle {
+    fn join(&self, join: PlayerJoin) -> BoxFuture<'_, Result<PlayerJoined, PlayerRefusal>> {
+        Box::pin(async move {
+            self.ask(move |e, now| e.player_join(join, now))
+                .await
+                .unwrap_or(Err(PlayerRefusal::Unavailable(
+                    "the streaming engine did not answer in time".into(),
+                )))
+        })
+    }
+
+    fn end(&self, session: SessionId, reason: EndReason) -> BoxFuture<'_, ()> {
+        // Waits for queue room (bounded): an end must not be lost, or the viewer would be
+        // counted until its deadline.
+        Box::pin(self.tell(move |e, now| {
+            e.domain.end_viewer(now, session, reason);
+        }))
+    }
+}
+
+impl moonlight::control::ControlEngine for EngineHandle {
+    async fn connected(
+        &self,
+        peer: PeerId,
+        addr: SocketAddr,
+        data: u32,
+    ) -> Option<Arc<ControlLink>> {
+        self.ask(move |e, now| e.enet_connected(peer, addr, data, now))
+            .await
+            .flatten()
+    }
+
+    async fn disconnected(&self, peer: PeerId) {
+        self.tell(move |e, now| e.enet_disconnected(peer, now))
+            .await;
+    }
+}
+
+/// The driver's half of a viewer (the domain holds its lifecycle): its tasks, its counters,
+/// and its kind's protocol state.
+#[derive(Debug)]
+struct Viewer {
+    /// Fired when the viewer ends: the driver's tasks stop.
+    cancel: CancellationToken,
+    stats: Arc<ViewerStats>,
+    kind: ViewerKind,
+}
+
+struct Engine {
+    settings: EngineSettings,
+    domain: Domain,
+    self_tx: mpsc::WeakSender<Job>,
+    enet: EnetSender,
+    video_sock: Arc<UdpSocket>,
+    audio_sock: Arc<UdpSocket>,
+    /// Each producer's current worker, as its viewers' feeds follow it. Dropped when the
+    /// producer stops, which closes every feed.
+    producers: HashMap<ProducerId, watch::Sender<Option<Arc<Worker>>>>,
+    /// Running workers (started and not yet stopped or exited).
+    workers: HashMap<WorkerId, Arc<Worker>>,
+    viewers: HashMap<SessionId, Viewer>,
+    /// Connected Moonlight control streams, for ENet disconnects.
+    by_peer: HashMap<PeerId, SessionId>,
+    router: Router<SessionId>,
+    /// Cumulative counters of viewers that ended (gauges and counts of live things stay 0).
+    retired: EngineCounters,
+    /// When to return freed heap to the OS, set when the engine became idle.
+    trim_due: Option<Instant>,
+    heap_trims: Arc<AtomicU64>,
+    /// Losses and recoveries of URI sources, counted by each source's watcher task.
+    source_losses: Arc<AtomicU64>,
+    source_recoveries: Arc<AtomicU64>,
+    trimmed_idle: Arc<AtomicBool>,
+}
+
+impl Engine {
+    fn handle(&self) -> Option<EngineHandle> {
+        self.self_tx.upgrade().map(|tx| EngineHandle { tx })
+    }
+
+    /// The watch a producer's viewers follow its worker through.
+    fn producer_watch(&mut self, producer: ProducerId) -> crate::viewer::feed::WorkerWatch {
+        self.producers
+            .entry(producer)
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe()
+    }
+
+    /// Executes the domain's actions, in order, until none is left. Run after every job and
+    /// tick (the domain's "mutate, then drain" rule); executing one never calls the domain.
+    fn drain(&mut self, now: Instant) {
+        while let Some(action) = self.domain.poll_action() {
+            match action {
+                Action::StartWorker {
+                    producer,
+                    worker,
+                    params,
+                } => self.start_worker(producer, worker, params),
+                Action::StopWorker { worker } => {
+                    if let Some(w) = self.workers.remove(&worker) {
+                        w.stop();
+                    }
+                }
+                Action::RequestKeyframe { worker } => {
+                    if let Some(w) = self.workers.get(&worker) {
+                        w.request_keyframe();
+                    }
+                }
+                Action::ReleaseInput { worker, viewer } => {
+                    if let Some(w) = self.workers.get(&worker) {
+                        w.release_input(viewer.0);
+                    }
+                }
+                Action::EndViewer { viewer, reason } => self.viewer_ended(&viewer, &reason),
+                Action::ProducerStopped { producer, reason } => {
+                    self.producer_stopped(producer, &reason, now);
+                }
+                Action::Publish { owner, event } => self.publish(owner, event),
+            }
+        }
+    }
+}
+
+/// Starts the engine, the UDP receive tasks for the shared media ports and the ENet router.
+pub fn spawn(
+    settings: EngineSettings,
+    enet: EnetSender,
+    enet_events: mpsc::Receiver<EnetEvent>,
+    video_sock: Arc<UdpSocket>,
+    audio_sock: Arc<UdpSocket>,
+    shutdown: CancellationToken,
+) -> (EngineHandle, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Job>(ENGINE_COMMAND_CAPACITY);
+    let handle = EngineHandle { tx: tx.clone() };
+    for (kind, sock) in [
+        (MediaKind::Video, video_sock.clone()),
+        (MediaKind::Audio, audio_sock.clone()),
+    ] {
+        let h = handle.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            loop {
+                tokio::select! {
+                    r = sock.recv_from(&mut buf) => match r {
+                        Ok((n, src)) => h.ping(kind, &buf[..n], src),
+                        // ICMP errors from earlier sends surface here; they are not fatal.
+                        Err(_) => continue,
+                    },
+                    () = stop.cancelled() => break,
+                }
+            }
+        });
+    }
+    tokio::spawn(moonlight::route_control(
+        enet_events,
+        handle.clone(),
+        shutdown.clone(),
+    ));
+    let domain = Domain::new(howl_core::domain::Settings {
+        linger: settings.linger,
+        moonlight: howl_core::domain::MoonlightTimeouts {
+            rtsp: settings.rtsp_deadline,
+            connect: settings.connect_deadline,
+            control_silence: settings.control_silence,
+        },
+        codecs: settings.codecs,
+        player_defaults: settings.player_defaults,
+    });
+    let mut engine = Engine {
+        settings,
+        domain,
+        self_tx: tx.downgrade(),
+        enet,
+        video_sock,
+        audio_sock,
+        producers: HashMap::new(),
+        workers: HashMap::new(),
+        viewers: HashMap::new(),
+        by_peer: HashMap::new(),
+        router: Router::default(),
+        retired: EngineCounters::default(),
+        trim_due: None,
+        heap_trims: Arc::default(),
+        source_losses: Arc::default(),
+        source_recoveries: Arc::default(),
+        trimmed_idle: Arc::default(),
+    };
+    drop(tx);
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The actor's clock: read here only, passed to everything it runs.
+        loop {
+            tokio::select! {
+                job = rx.recv() => match job {
+                    Some(job) => {
+                        let now = Instant::now();
+                        job(&mut engine, now);
+                        engine.drain(now);
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    engine.tick(now);
+                    engine.drain(now);
+                }
+                () = shutdown.cancelled() => break,
+            }
+        }
+        let now = Instant::now();
+        engine.domain.shutdown(now);
+        engine.drain(now);
+    });
+    (handle, task)
+}
+
+/// Who sees events about something owned by `owner`.
+fn audience(owner: Option<u64>) -> Audience {
+    owner.map_or(Audience::AdminOnly, Audience::Tenant)
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut b = [0u8; N];
+    // The system RNG does not fail on Linux; an all-zero token would still be unique enough
+    // for routing because registration refuses clashes.
+    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut b);
+    b
+}

@@ -1,0 +1,364 @@
+//! What the API, the CLI and the metrics read from the engine: views of lobbies, workers and
+//! sessions, and the live counters (issue 5: every owned thing is counted).
+
+use super::{Engine, Viewer};
+use crate::viewer::{StreamShape, ViewerKind, ViewerStats};
+use crate::worker::Worker;
+use howl_core::domain::{Producer, WorkerState};
+use howl_core::{EndReason, SessionId};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// A lobby as the API shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LobbyView {
+    pub id: u64,
+    pub name: String,
+    /// The app id clients see in their app list.
+    pub app_id: i32,
+    pub app: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub codec: String,
+    pub viewers: usize,
+    pub worker_pid: Option<u32>,
+    pub producer_frame_counter: u64,
+    pub clients: Vec<String>,
+    pub stop_when_everyone_leaves: bool,
+    pub idle_timeout_secs: u64,
+    /// The tenant that owns the lobby; `None`: the operator's.
+    pub tenant: Option<u64>,
+}
+
+/// A media worker as the API shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct WorkerView {
+    pub pid: u32,
+    pub instance: u64,
+    pub lobby_id: Option<u64>,
+    pub app: String,
+    /// `running`, or `stopping` while its instance lingers without viewers.
+    pub state: &'static str,
+    pub viewers: usize,
+    /// How long ago its last heartbeat arrived.
+    pub last_heartbeat_ms_ago: u64,
+    pub heartbeats: u64,
+    pub video_frames: u64,
+    pub uptime_secs: u64,
+    pub tenant: Option<u64>,
+}
+
+/// Live counts of what the engine owns (issue 5: every owned thing is counted).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EngineCounters {
+    pub instances: usize,
+    pub lobbies: usize,
+    pub sessions: usize,
+    pub workers: usize,
+    pub workers_starting: usize,
+    pub viewers: usize,
+    pub frames_sent: u64,
+    pub frames_dropped: u64,
+    /// Dropped frames by reason: lagged, awaiting_keyframe, unpacketizable.
+    pub frames_dropped_by_reason: std::collections::BTreeMap<&'static str, u64>,
+    /// The deepest any viewer is behind its producer right now, in frames.
+    pub max_video_queue_depth: u64,
+    pub bytes_sent: u64,
+    pub frames_unwatched: u64,
+    pub datagrams_sent: u64,
+    pub datagrams_fault_dropped: u64,
+    pub audio_packets_sent: u64,
+    pub input_events: u64,
+    pub control_errors: u64,
+    /// Sessions ended since start, by reason label.
+    pub sessions_ended: std::collections::BTreeMap<String, u64>,
+    /// How often the idle engine returned freed heap to the OS.
+    pub heap_trims: u64,
+    /// True once the heap was returned after the last producer stopped, until the next one
+    /// stops (tests measure RSS at that point).
+    pub heap_trimmed_since_idle: bool,
+    /// RTSP egress players (also counted in `sessions`, `bytes_sent` and `sessions_ended`).
+    pub rtsp: RtspCounters,
+    /// URI sources (issue 9): inputs lost now, losses and recoveries since start.
+    pub sources_down: usize,
+    pub source_losses: u64,
+    pub source_recoveries: u64,
+}
+
+/// Live figures of the RTSP egress (issue 9).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RtspCounters {
+    /// Players connected now, by path (`/app/<name>` or `/lobby/<name>`).
+    pub players_by_path: std::collections::BTreeMap<String, u64>,
+    pub players: u64,
+    /// RTP and RTCP packets sent to players since start.
+    pub packets_sent: u64,
+    /// RTP and RTCP bytes sent to players since start.
+    pub bytes_sent: u64,
+    /// Video frames dropped for players (lagging, waiting for a keyframe).
+    pub frames_dropped: u64,
+    /// Player sessions ended since start, by reason label.
+    pub sessions_ended: std::collections::BTreeMap<String, u64>,
+}
+
+/// A session as the API and tests see it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SessionView {
+    #[schema(value_type = u64)]
+    pub id: SessionId,
+    pub client: String,
+    /// The paired client's name from the certificate registry (filled in by the API), or a
+    /// player's label.
+    #[serde(default)]
+    pub client_name: String,
+    pub app: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub codec: String,
+    pub worker_pid: Option<u32>,
+    /// The producer's latest test-pattern frame counter (freshness checks).
+    pub producer_frame_counter: u64,
+    pub frames_sent: u64,
+    pub frames_dropped: u64,
+    pub input_events: u64,
+    /// The lobby it watches; `None` for a private stream.
+    pub lobby_id: Option<u64>,
+    /// The encoder bitrate the client asked for.
+    pub bitrate_kbps: u32,
+    /// ENet's smoothed round-trip time to the client; `None` before the control stream.
+    pub rtt_ms: Option<u32>,
+    pub uptime_secs: u64,
+    /// The tenant owning the lobby it watches.
+    pub tenant: Option<u64>,
+}
+
+/// Adds one viewer's counters to the totals (and, for players, to the RTSP figures).
+fn fold(c: &mut EngineCounters, v: &Viewer) {
+    let st: &ViewerStats = &v.stats;
+    let get = ViewerStats::get;
+    c.frames_sent += get(&st.frames_sent);
+    c.frames_dropped += get(&st.frames_dropped);
+    for (reason, n) in [
+        ("lagged", &st.frames_dropped_lagged),
+        ("awaiting_keyframe", &st.frames_dropped_awaiting_keyframe),
+        ("unpacketizable", &st.frames_dropped_unpacketizable),
+    ] {
+        *c.frames_dropped_by_reason.entry(reason).or_insert(0) += get(n);
+    }
+    c.max_video_queue_depth = c.max_video_queue_depth.max(get(&st.video_queue_depth));
+    c.bytes_sent += get(&st.bytes_sent);
+    c.datagrams_sent += get(&st.datagrams_sent);
+    c.datagrams_fault_dropped += get(&st.datagrams_fault_dropped);
+    c.audio_packets_sent += get(&st.audio_packets_sent);
+    c.input_events += get(&st.input_events);
+    c.control_errors += get(&st.control_errors);
+    if let ViewerKind::RtspPlayer(_) = v.kind {
+        c.rtsp.packets_sent += get(&st.datagrams_sent);
+        c.rtsp.bytes_sent += get(&st.bytes_sent);
+        c.rtsp.frames_dropped += get(&st.frames_dropped);
+    }
+}
+
+impl Engine {
+    /// A viewer's counters join the totals of those that ended.
+    pub(super) fn retire(&mut self, v: &Viewer, reason: &EndReason) {
+        fold(&mut self.retired, v);
+        let label = reason.label().to_owned();
+        if let ViewerKind::RtspPlayer(_) = v.kind {
+            *self
+                .retired
+                .rtsp
+                .sessions_ended
+                .entry(label.clone())
+                .or_insert(0) += 1;
+        }
+        *self.retired.sessions_ended.entry(label).or_insert(0) += 1;
+    }
+
+    pub(super) fn counters(&self) -> EngineCounters {
+        let producers = || self.domain.producers();
+        let mut c = EngineCounters {
+            instances: producers().count(),
+            lobbies: producers().filter(|p| p.lobby().is_some()).count(),
+            sessions: self.domain.viewers().count(),
+            workers: producers()
+                .filter(|p| matches!(p.worker, WorkerState::Ready(_)))
+                .count(),
+            workers_starting: producers()
+                .filter(|p| matches!(p.worker, WorkerState::Starting(_)))
+                .count(),
+            viewers: producers().map(|p| p.viewers.len()).sum(),
+            heap_trims: self.heap_trims.load(Ordering::Relaxed),
+            sources_down: self
+                .workers
+                .values()
+                .filter(|w| w.stats.source.borrow().down.is_some())
+                .count(),
+            source_losses: self.source_losses.load(Ordering::Relaxed),
+            source_recoveries: self.source_recoveries.load(Ordering::Relaxed),
+            // Cleared whenever a trim is scheduled, set when it is done.
+            heap_trimmed_since_idle: producers().next().is_none()
+                && self.trimmed_idle.load(Ordering::Relaxed),
+            // Cumulative counters start from the viewers that ended; live ones add below.
+            ..self.retired.clone()
+        };
+        for v in self.viewers.values() {
+            fold(&mut c, v);
+            if let ViewerKind::RtspPlayer(p) = &v.kind {
+                c.rtsp.players += 1;
+                *c.rtsp.players_by_path.entry(p.path.clone()).or_insert(0) += 1;
+            }
+        }
+        for w in self.workers.values() {
+            c.frames_unwatched += w.stats.video_unwatched.load(Ordering::Relaxed);
+        }
+        c
+    }
+
+    /// A producer's running worker.
+    fn worker_of(&self, p: &Producer) -> Option<&Arc<Worker>> {
+        match p.worker {
+            WorkerState::Ready(w) => self.workers.get(&w),
+            _ => None,
+        }
+    }
+
+    /// What a viewer streams: what its client negotiated (Moonlight), or its producer's mode.
+    fn shape(v: &Viewer, producer: Option<&Producer>) -> StreamShape {
+        match &v.kind {
+            ViewerKind::Moonlight(m) => m
+                .stream_config()
+                .map(|c| StreamShape {
+                    width: c.width,
+                    height: c.height,
+                    fps: c.fps,
+                    codec: c.codec.name().to_owned(),
+                    bitrate_kbps: c.bitrate.maximum_kbps,
+                })
+                .unwrap_or_default(),
+            ViewerKind::RtspPlayer(p) => {
+                let params = producer.and_then(|i| i.params.as_ref());
+                StreamShape {
+                    width: params.map(|c| c.width).unwrap_or(0),
+                    height: params.map(|c| c.height).unwrap_or(0),
+                    fps: params.map(|c| c.fps).unwrap_or(0),
+                    codec: p.codec.name().to_owned(),
+                    bitrate_kbps: params.map(|c| c.bitrate_kbps).unwrap_or(0),
+                }
+            }
+        }
+    }
+
+    pub(super) fn views(&self, now: Instant) -> Vec<SessionView> {
+        let mut out: Vec<SessionView> = self
+            .domain
+            .viewers()
+            .filter_map(|d| {
+                let v = self.viewers.get(&d.id)?;
+                let p = self.domain.producer(d.producer);
+                let shape = Self::shape(v, p);
+                let worker = p.and_then(|p| self.worker_of(p));
+                Some(SessionView {
+                    id: d.id,
+                    client: d.label.clone(),
+                    client_name: match d.kind {
+                        howl_core::domain::ViewerKind::RtspPlayer(_) => d.label.clone(),
+                        _ => String::new(),
+                    },
+                    app: p.map(|p| p.app.title.clone()).unwrap_or_default(),
+                    width: shape.width,
+                    height: shape.height,
+                    fps: shape.fps,
+                    codec: shape.codec,
+                    worker_pid: worker.map(|w| w.pid),
+                    producer_frame_counter: worker
+                        .map(|w| w.stats.last_frame_counter.load(Ordering::Relaxed))
+                        .unwrap_or(0),
+                    frames_sent: v.stats.frames_sent.load(Ordering::Relaxed),
+                    frames_dropped: v.stats.frames_dropped.load(Ordering::Relaxed),
+                    input_events: v.stats.input_events.load(Ordering::Relaxed),
+                    lobby_id: p.and_then(Producer::lobby_id),
+                    bitrate_kbps: shape.bitrate_kbps,
+                    rtt_ms: match v.stats.rtt_ms.load(Ordering::Relaxed) {
+                        0 => None,
+                        ms => Some(u32::try_from(ms).unwrap_or(u32::MAX)),
+                    },
+                    uptime_secs: now.saturating_duration_since(d.started_at).as_secs(),
+                    tenant: p.and_then(Producer::owner),
+                })
+            })
+            .collect();
+        out.sort_by_key(|s| s.id);
+        out
+    }
+
+    pub(super) fn lobby_views(&self) -> Vec<LobbyView> {
+        let mut v: Vec<LobbyView> = self
+            .domain
+            .producers()
+            .filter_map(|p| {
+                let l = p.lobby()?;
+                let worker = self.worker_of(p);
+                Some(LobbyView {
+                    id: p.id.0,
+                    name: l.name.clone(),
+                    app_id: l.app_id,
+                    app: p.app.title.clone(),
+                    width: p.params.as_ref().map(|p| p.width).unwrap_or(0),
+                    height: p.params.as_ref().map(|p| p.height).unwrap_or(0),
+                    fps: p.params.as_ref().map(|p| p.fps).unwrap_or(0),
+                    codec: p
+                        .params
+                        .as_ref()
+                        .map(|p| p.codec.name().to_owned())
+                        .unwrap_or_default(),
+                    viewers: p.viewers.len(),
+                    worker_pid: worker.map(|w| w.pid),
+                    producer_frame_counter: worker
+                        .map(|w| w.stats.last_frame_counter.load(Ordering::Relaxed))
+                        .unwrap_or(0),
+                    clients: l.clients.clone(),
+                    stop_when_everyone_leaves: p.stops_when_empty(),
+                    idle_timeout_secs: l.idle_timeout.as_secs(),
+                    tenant: l.owner,
+                })
+            })
+            .collect();
+        v.sort_by_key(|l| l.id);
+        v
+    }
+
+    pub(super) fn worker_views(&self, now: Instant) -> Vec<WorkerView> {
+        let mut v: Vec<WorkerView> = self
+            .domain
+            .producers()
+            .filter_map(|p| {
+                let w = self.worker_of(p)?;
+                let last = Duration::from_millis(w.stats.last_heartbeat_ms.load(Ordering::Relaxed));
+                let age = now.saturating_duration_since(w.started_at + last);
+                Some(WorkerView {
+                    pid: w.pid,
+                    instance: p.id.0,
+                    lobby_id: p.lobby_id(),
+                    app: p.app.title.clone(),
+                    state: if p.lingering() {
+                        "lingering"
+                    } else {
+                        "running"
+                    },
+                    viewers: p.viewers.len(),
+                    last_heartbeat_ms_ago: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                    heartbeats: w.stats.heartbeats.load(Ordering::Relaxed),
+                    video_frames: w.stats.video_frames.load(Ordering::Relaxed),
+                    uptime_secs: now.saturating_duration_since(w.started_at).as_secs(),
+                    tenant: p.owner(),
+                })
+            })
+            .collect();
+        v.sort_by_key(|w| w.instance);
+        v
+    }
+}
