@@ -320,3 +320,21 @@ fn a_client_may_connect_control_before_play_and_both_deadlines_apply() {
     h.wait(secs(4));
     assert_eq!(h.ended(v), Some(EndReason::RtspDeadline));
 }
+
+#[test]
+fn current_game_prefers_what_the_client_watches_over_its_own_app() {
+    let mut h = H::new();
+    assert_eq!(h.d.current_game(FP_A), 0);
+    let (v, _) = h.stream(FP_A, &app(7, "Pattern"));
+    assert_eq!(h.d.current_game(FP_A), 7);
+    let (l, _) = lobby(&mut h, lobby_req("Shared"));
+    let listed = h.d.producer(l).unwrap().listed_id();
+    // Watching its own app (lower id) comes first; once that stream ends, the lobby shows.
+    let in_lobby = join(&mut h, FP_A, l).unwrap();
+    assert_eq!(h.d.current_game(FP_A), 7);
+    h.d.end_viewer(h.now, v, EndReason::ClientDisconnected);
+    assert_eq!(h.d.current_game(FP_A), listed);
+    h.d.end_viewer(h.now, in_lobby, EndReason::ClientQuit);
+    assert_eq!(h.d.current_game(FP_A), 7, "its own app still lingers");
+    assert_eq!(h.d.current_game(FP_B), 0);
+}
