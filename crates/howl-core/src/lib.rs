@@ -5,7 +5,7 @@
 //! PIN, and how all of that is persisted. [`domain`] holds the session domain: producers,
 //! viewers and every lifecycle rule between them, as a sans-IO state machine the server's engine
 //! drives. Time is an input (`now: Instant` arguments); the
-//! server's actor owns one [`Core`]-shaped set of these values and is the only writer.
+//! server's actor owns one `Core`-shaped set of these values and is the only writer.
 
 pub mod apps;
 pub mod clients;

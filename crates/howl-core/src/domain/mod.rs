@@ -87,19 +87,23 @@ mod players;
 mod producer;
 #[cfg(test)]
 mod proptests;
+mod refusal;
+mod requests;
 #[cfg(test)]
 mod tests;
 mod viewer;
 mod workers;
 
 pub use producer::{Lobby, Producer, ProducerKind, StopPolicy, WorkerState, source_of};
+pub use refusal::{Fault, Refusal};
+pub use requests::{LaunchRequest, LobbyRequest, PlayerRequest, PlayerTarget, WorkerEnd};
 pub use viewer::{
     AnnouncedStream, Deadline, MIN_MOONLIGHT_BITRATE_KBPS, MoonlightPhase, MoonlightTimeouts,
     MoonlightViewer, Principal, RtspPlayer, Viewer, ViewerKind, codec_of,
 };
 
 use crate::{App, EndReason, SessionId};
-use howl_media::protocol::{ParamsError, StreamParams};
+use howl_media::protocol::StreamParams;
 pub use howl_proto::player::VideoRequest;
 pub use howl_proto::sdp::CodecSupport;
 use std::collections::{BTreeMap, VecDeque};
@@ -244,172 +248,6 @@ pub enum DomainEvent {
         lobby_id: Option<u64>,
         reason: String,
     },
-}
-
-/// How a worker ended, as its supervisor reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkerEnd {
-    /// Stopped on request.
-    Stopped,
-    /// Died or was killed; the text says why.
-    Died(String),
-    /// The desktop's app ended by itself.
-    AppExited(String),
-}
-
-/// Who is at fault for a refusal, and so how an edge reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The request is malformed or asks for something out of range (HTTP 400).
-    BadRequest,
-    /// The caller may not do this (403).
-    Forbidden,
-    /// What it names does not exist, or is hidden from this caller (404).
-    NotFound,
-    /// It clashes with something that exists (409).
-    Conflict,
-    /// The host cannot do it, now or with this build (503).
-    Unavailable,
-}
-
-/// Why a request was refused. Nothing changed in the domain when one is returned, except for
-/// [`Domain::rtsp_announced`], whose refusal also ends the viewer (see there).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("unknown app id {0}")]
-    UnknownApp(i32),
-    #[error("no app titled {0:?}")]
-    NoSuchApp(String),
-    /// No such app or lobby for a player (or one this principal may not see).
-    #[error("no such stream")]
-    NoSuchStream,
-    #[error("no lobby with id {}", .0.0)]
-    NoLobby(ProducerId),
-    #[error("no session {0}")]
-    NoViewer(ViewerId),
-    #[error("this client may not join lobby {0:?}")]
-    NotAllowed(String),
-    #[error(
-        "lobby {name:?} streams {width}x{height} at {fps} fps; set the client to that resolution to join"
-    )]
-    WrongMode {
-        name: String,
-        width: u32,
-        height: u32,
-        fps: u32,
-    },
-    #[error(
-        "lobby {name:?} streams {} {}x{}; the client asked for {} {}x{}",
-        .producer.0.name(), .producer.1, .producer.2, .asked.0.name(), .asked.1, .asked.2
-    )]
-    ModeMismatch {
-        name: String,
-        producer: (Codec, u32, u32),
-        asked: (Codec, u32, u32),
-    },
-    #[error("no running app to resume")]
-    NothingToResume,
-    #[error("the host cannot stream this app: {0}")]
-    NotStreamable(String),
-    #[error("{0}")]
-    BadParams(#[from] ParamsError),
-    #[error("codec {asked:?} is not available ({available})")]
-    CodecUnavailable { asked: String, available: String },
-    #[error("{} streams cannot be sent to {kind}", .codec.name())]
-    CodecNotCarried { codec: Codec, kind: &'static str },
-    #[error("a lobby named {0:?} exists already")]
-    LobbyExists(String),
-    #[error("name must be 1 to {MAX_LOBBY_NAME} characters")]
-    BadLobbyName,
-    #[error("client {0:?} is not a 64-hex-digit certificate fingerprint")]
-    BadFingerprint(String),
-    #[error("the producer has not started")]
-    NotStarted,
-    #[error("the server is shutting down")]
-    ShuttingDown,
-}
-
-impl Refusal {
-    pub fn fault(&self) -> Fault {
-        match self {
-            Refusal::UnknownApp(_)
-            | Refusal::NoSuchStream
-            | Refusal::NoLobby(_)
-            | Refusal::NoViewer(_) => Fault::NotFound,
-            Refusal::NotAllowed(_) => Fault::Forbidden,
-            Refusal::NoSuchApp(_)
-            | Refusal::WrongMode { .. }
-            | Refusal::ModeMismatch { .. }
-            | Refusal::BadParams(_)
-            | Refusal::CodecUnavailable { .. }
-            | Refusal::BadLobbyName
-            | Refusal::BadFingerprint(_) => Fault::BadRequest,
-            Refusal::LobbyExists(_) => Fault::Conflict,
-            Refusal::NothingToResume
-            | Refusal::NotStreamable(_)
-            | Refusal::CodecNotCarried { .. }
-            | Refusal::NotStarted
-            | Refusal::ShuttingDown => Fault::Unavailable,
-        }
-    }
-}
-
-/// A Moonlight client's `/launch`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LaunchRequest {
-    /// The client's certificate fingerprint.
-    pub client: String,
-    pub app_id: i32,
-    /// The catalogue's app with that id, if any (a lobby's id is not in the catalogue).
-    pub app: Option<App>,
-    /// `mode` of the request (width, height, fps), when given.
-    pub mode: Option<(u32, u32, u32)>,
-}
-
-/// An operator's new lobby.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LobbyRequest {
-    pub name: String,
-    /// The title the operator asked for, and the catalogue's app with it, if any.
-    pub app_title: String,
-    pub app: Option<App>,
-    pub width: u32,
-    pub height: u32,
-    pub fps: u32,
-    pub bitrate_kbps: u32,
-    /// `h264` (default), `hevc` or `av1`.
-    pub codec: Option<String>,
-    /// Fingerprints of the clients that may join; empty: every paired client.
-    pub clients: Vec<String>,
-    pub stop_when_everyone_leaves: bool,
-    pub idle_timeout: Duration,
-    /// The tenant creating it (from the caller's token, never the body).
-    pub owner: Option<u64>,
-}
-
-/// The stream an RTSP player's URL names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlayerTarget {
-    /// `/lobby/<name>`.
-    Lobby { name: String },
-    /// `/app/<name>`, with the catalogue's app of that title, if any, and the mode its URL
-    /// asks for (used only by the player that starts the app share).
-    App {
-        name: String,
-        app: Option<App>,
-        video: VideoRequest,
-    },
-}
-
-/// An RTSP player asking to watch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlayerRequest {
-    pub target: PlayerTarget,
-    pub principal: Principal,
-    /// How logs and the API name it (`rtsp:admin@127.0.0.1:50000`).
-    pub label: String,
-    /// The deadline its connection's protocol state has now, if any.
-    pub deadline: Option<Deadline>,
 }
 
 /// The producer details an ended viewer's event needs (its producer may be gone already).

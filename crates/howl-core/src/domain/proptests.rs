@@ -78,6 +78,10 @@ enum Op {
     StopLobby {
         lobby: usize,
     },
+    SetClients {
+        lobby: usize,
+        only: Option<usize>,
+    },
     Ready {
         worker: usize,
     },
@@ -126,6 +130,8 @@ fn op() -> impl Strategy<Value = Op> {
                 owner
             }),
         (0..3usize).prop_map(|lobby| Op::StopLobby { lobby }),
+        (0..3usize, prop::option::of(0..CLIENTS.len()))
+            .prop_map(|(lobby, only)| Op::SetClients { lobby, only }),
         any::<usize>().prop_map(|worker| Op::Ready { worker }),
         any::<usize>().prop_map(|worker| Op::Failed { worker }),
         (any::<usize>(), 0..3usize).prop_map(|(worker, how)| Op::Exited { worker, how }),
@@ -325,6 +331,13 @@ impl Model {
             Op::StopLobby { lobby } => {
                 if let Some(id) = self.d.lobby_named(&format!("L{lobby}")).map(|p| p.id) {
                     self.d.stop_lobby(now, id).unwrap();
+                }
+            }
+            Op::SetClients { lobby, only } => {
+                if let Some(id) = self.d.lobby_named(&format!("L{lobby}")).map(|p| p.id) {
+                    let list: Vec<String> =
+                        only.map(|c| CLIENTS[c].to_owned()).into_iter().collect();
+                    self.d.set_lobby_clients(id, &list).unwrap();
                 }
             }
             Op::Ready { worker } => {

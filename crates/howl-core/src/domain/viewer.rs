@@ -64,7 +64,7 @@ pub struct Viewer {
 
 /// What kind of viewer, with the state only that kind has. Adding a kind is one variant here,
 /// one arm in [`ViewerKind::carries`] and [`ViewerKind::name`], and its deadlines in
-/// [`Viewer::refresh_deadline`]; see the module doc of [`super`].
+/// `Viewer::refresh_deadline`; see the module doc of [`super`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViewerKind {
     /// A Moonlight client's stream: RTSP handshake, UDP video/audio, ENet control.

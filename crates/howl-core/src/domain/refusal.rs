@@ -1,0 +1,101 @@
+//! Why a request was refused, sorted by who is at fault.
+
+use super::{Codec, MAX_LOBBY_NAME, ProducerId, ViewerId};
+use howl_media::protocol::ParamsError;
+
+/// Who is at fault for a refusal, and so how an edge reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request is malformed or asks for something out of range (HTTP 400).
+    BadRequest,
+    /// The caller may not do this (403).
+    Forbidden,
+    /// What it names does not exist, or is hidden from this caller (404).
+    NotFound,
+    /// It clashes with something that exists (409).
+    Conflict,
+    /// The host cannot do it, now or with this build (503).
+    Unavailable,
+}
+
+/// Why a request was refused. Nothing changed in the domain when one is returned, except for
+/// [`Domain::rtsp_announced`](super::Domain::rtsp_announced), whose refusal also ends the viewer (see there).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("unknown app id {0}")]
+    UnknownApp(i32),
+    #[error("no app titled {0:?}")]
+    NoSuchApp(String),
+    /// No such app or lobby for a player (or one this principal may not see).
+    #[error("no such stream")]
+    NoSuchStream,
+    #[error("no lobby with id {}", .0.0)]
+    NoLobby(ProducerId),
+    #[error("no session {0}")]
+    NoViewer(ViewerId),
+    #[error("this client may not join lobby {0:?}")]
+    NotAllowed(String),
+    #[error(
+        "lobby {name:?} streams {width}x{height} at {fps} fps; set the client to that resolution to join"
+    )]
+    WrongMode {
+        name: String,
+        width: u32,
+        height: u32,
+        fps: u32,
+    },
+    #[error(
+        "lobby {name:?} streams {} {}x{}; the client asked for {} {}x{}",
+        .producer.0.name(), .producer.1, .producer.2, .asked.0.name(), .asked.1, .asked.2
+    )]
+    ModeMismatch {
+        name: String,
+        producer: (Codec, u32, u32),
+        asked: (Codec, u32, u32),
+    },
+    #[error("no running app to resume")]
+    NothingToResume,
+    #[error("the host cannot stream this app: {0}")]
+    NotStreamable(String),
+    #[error("{0}")]
+    BadParams(#[from] ParamsError),
+    #[error("codec {asked:?} is not available ({available})")]
+    CodecUnavailable { asked: String, available: String },
+    #[error("{} streams cannot be sent to {kind}", .codec.name())]
+    CodecNotCarried { codec: Codec, kind: &'static str },
+    #[error("a lobby named {0:?} exists already")]
+    LobbyExists(String),
+    #[error("name must be 1 to {MAX_LOBBY_NAME} characters")]
+    BadLobbyName,
+    #[error("client {0:?} is not a 64-hex-digit certificate fingerprint")]
+    BadFingerprint(String),
+    #[error("the producer has not started")]
+    NotStarted,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl Refusal {
+    pub fn fault(&self) -> Fault {
+        match self {
+            Refusal::UnknownApp(_)
+            | Refusal::NoSuchStream
+            | Refusal::NoLobby(_)
+            | Refusal::NoViewer(_) => Fault::NotFound,
+            Refusal::NotAllowed(_) => Fault::Forbidden,
+            Refusal::NoSuchApp(_)
+            | Refusal::WrongMode { .. }
+            | Refusal::ModeMismatch { .. }
+            | Refusal::BadParams(_)
+            | Refusal::CodecUnavailable { .. }
+            | Refusal::BadLobbyName
+            | Refusal::BadFingerprint(_) => Fault::BadRequest,
+            Refusal::LobbyExists(_) => Fault::Conflict,
+            Refusal::NothingToResume
+            | Refusal::NotStreamable(_)
+            | Refusal::CodecNotCarried { .. }
+            | Refusal::NotStarted
+            | Refusal::ShuttingDown => Fault::Unavailable,
+        }
+    }
+}
