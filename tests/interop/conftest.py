@@ -441,4 +441,4 @@ def stop_client(p: subprocess.Popen) -> None:
     """Kills a background client if it still runs (test clean-up)."""
     if p.poll() is None:
         p.kill()
-    p.communicate(timeout=30)
+        p.communicate(timeout=30)
