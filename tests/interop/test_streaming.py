@@ -195,32 +195,55 @@ def test_two_clients_same_ip_each_with_own_worker(howl, tmp_path):
 
 
 def test_worker_kill_terminates_only_that_session(howl, tmp_path):
-    ready = tmp_path / "ready"
-    p = run_client(howl, tmp_path / "c", "--frames", 30, "--wait-termination", 15,
-                   "--ready-file", ready, background=True)
-    assert wait_until(ready.exists, 60), howl.log()[-3000:]
-    status, sessions = howl.api("GET", "/api/v1/sessions")
-    assert len(sessions) == 1 and sessions[0]["worker_pid"], sessions
-    worker = sessions[0]["worker_pid"]
-    # HTTPS keeps answering throughout: the same (paired) certificate polls /serverinfo.
-    probe = make_client(tmp_path / "c")
-    info = server_info(probe, howl.http_port)
-    t_kill = time.monotonic()
-    kill_wall = time.time()
-    os.kill(worker, signal.SIGKILL)
-    latencies = []
-    while time.monotonic() - t_kill < 3:
-        t0 = time.monotonic()
-        xml = https_get(probe, info, "serverinfo")
-        latencies.append(time.monotonic() - t0)
-        assert "<PairStatus>1</PairStatus>" in xml
-    out, err = p.communicate(timeout=60)
-    res = parse_result(out, err, howl)
-    assert res.get("terminated_after") is not None, ("client was never told", res)
-    told_after = res["terminated_at_wall"] - kill_wall
-    print(f"client told of the worker's death {told_after:.3f}s after kill -9")
-    assert told_after < 5, told_after
-    assert res["termination_error"] != 0, "a dead worker is not a graceful end"
-    assert "media worker died" in howl.log()
-    assert max(latencies) < 1.0, max(latencies)
-    assert howl.api("GET", "/api/v1/sessions")[1] == []
+    # Two clients, each with its own worker (paired one after the other: see above).
+    for name in ("a", "b"):
+        assert run_client(howl, tmp_path / name, "--pair-only")["ok"]
+    p = start_streaming(howl, tmp_path / "a", "--frames", 30, "--wait-termination", 15)
+    # b keeps streaming through the kill, waiting 10 s for an end that must not come.
+    other = start_streaming(howl, tmp_path / "b", "--frames", 30, "--wait-termination", 10)
+    try:
+        status, sessions = howl.api("GET", "/api/v1/sessions")
+        assert len(sessions) == 2 and all(s["worker_pid"] for s in sessions), sessions
+        workers = {s["worker_pid"] for s in sessions}
+        assert len(workers) == 2, sessions
+        # a's session started first and has the lower id.
+        victim, survivor = sorted(sessions, key=lambda s: s["id"])
+        worker = victim["worker_pid"]
+        # HTTPS keeps answering throughout: the same (paired) certificate polls /serverinfo.
+        probe = make_client(tmp_path / "a")
+        info = server_info(probe, howl.http_port)
+        t_kill = time.monotonic()
+        kill_wall = time.time()
+        os.kill(worker, signal.SIGKILL)
+        latencies = []
+        while time.monotonic() - t_kill < 3:
+            t0 = time.monotonic()
+            xml = https_get(probe, info, "serverinfo")
+            latencies.append(time.monotonic() - t0)
+            assert "<PairStatus>1</PairStatus>" in xml
+        res = finish_client(p, howl)
+        assert res.get("terminated_after") is not None, ("client was never told", res)
+        told_after = res["terminated_at_wall"] - kill_wall
+        print(f"client told of the worker's death {told_after:.3f}s after kill -9")
+        assert told_after < 5, told_after
+        assert res["termination_error"] != 0, "a dead worker is not a graceful end"
+        assert "media worker died" in howl.log()
+        assert max(latencies) < 1.0, max(latencies)
+        # Only that session ended: the other one, its worker and its stream go on.
+        status, sessions = howl.api("GET", "/api/v1/sessions")
+        assert [s["id"] for s in sessions] == [survivor["id"]], sessions
+        assert sessions[0]["worker_pid"] == survivor["worker_pid"]
+        assert howl.workers() == [survivor["worker_pid"]], howl.workers()
+        assert other.poll() is None, finish_client(other, howl)
+
+        def frames_sent():
+            return howl.api("GET", "/api/v1/sessions")[1][0]["frames_sent"]
+        before = frames_sent()
+        assert wait_until(lambda: frames_sent() >= before + 30, 5), (before, frames_sent())
+        res_b = finish_client(other, howl, timeout=60)
+        assert res_b["ok"], res_b
+        assert res_b.get("terminated_after") is None, ("the other session was ended", res_b)
+    finally:
+        stop_client(p)
+        stop_client(other)
+    assert wait_until(lambda: howl.api("GET", "/api/v1/sessions")[1] == [], 10)
