@@ -150,6 +150,8 @@ def main() -> int:
     ap.add_argument("--ready-file", help="touched once streaming (for tests that then act)")
     ap.add_argument("--linger", type=float, default=0.0, help="keep streaming this long at the end")
     ap.add_argument("--no-quit", action="store_true")
+    ap.add_argument("--probe-key", action="store_true",
+                    help="check mode: also press A and report the keysym it made")
     args = ap.parse_args()
 
     from moonlight_python import MoonlightClient
@@ -206,6 +208,14 @@ def main() -> int:
             out.setdefault("frames_seen", {})[name] = rd.seen
             out.setdefault("states", {})[name] = s
             return s
+
+        def probe_key(name):
+            """Presses and releases A without modifiers; the state shows the keysym X made of
+            it: 0x41 (A) while a Shift is held on the desktop, 0x61 (a) otherwise."""
+            p0 = rd.wait(lambda s: True, 1.0)[0]["presses"]
+            act(name, lambda: (lib.LiSendKeyboardEvent(vk(0x41), KEY_DOWN, NO_MOD),
+                               lib.LiSendKeyboardEvent(vk(0x41), KEY_UP, NO_MOD)),
+                lambda s: s["presses"] == (p0 + 1) % 0x10000)
 
         if args.mode == "full":
             p0 = st["presses"]
@@ -270,23 +280,27 @@ def main() -> int:
         elif args.mode == "hold":
             act("key_held", lambda: lib.LiSendKeyboardEvent(vk(VK_LSHIFT), KEY_DOWN, NO_MOD),
                 lambda s: True, timeout=0.5)
+            # Shift is held on the desktop: a plain A reads as upper case.
+            probe_key("shifted_key")
             act("button_held", lambda: lib.LiSendMouseButtonEvent(BUTTON_PRESS, BUTTON_LEFT),
                 lambda s: s["buttons"] == 1)
         elif args.mode == "gamepad":
-            sent = 0
+            # What moonlight-common-c answered for each state (0: queued for the host).
+            results = []
             for i in range(10):
                 pressed = i % 2 == 0
-                lib.LiSendMultiControllerEvent(0, 1, A_FLAG if pressed else 0,
-                                               255 if pressed else 0, 0,
-                                               1000 * i, -1000 * i, 0, 32767 if pressed else 0)
-                sent += 1
+                results.append(lib.LiSendMultiControllerEvent(
+                    0, 1, A_FLAG if pressed else 0, 255 if pressed else 0, 0,
+                    1000 * i, -1000 * i, 0, 32767 if pressed else 0))
                 time.sleep(0.05)  # distinct states, not one coalesced burst
-            out["gamepad_states_sent"] = sent
+            out["gamepad_send_results"] = results
             if args.ready_file:
                 open(args.ready_file, "w").close()
         elif args.mode == "check":
             st, _ = rd.wait(lambda s: True, 1.0)
             out["final"] = st
+            if args.probe_key:
+                probe_key("probe_key")
         if args.linger:
             time.sleep(args.linger)
         out["ok"] = True
