@@ -150,6 +150,8 @@ def main() -> int:
     ap.add_argument("--ready-file", help="touched once streaming (for tests that then act)")
     ap.add_argument("--linger", type=float, default=0.0, help="keep streaming this long at the end")
     ap.add_argument("--no-quit", action="store_true")
+    ap.add_argument("--resume", action="store_true",
+                    help="resume the app this client left running (as Moonlight does)")
     ap.add_argument("--probe-key", action="store_true",
                     help="check mode: also press A and report the keysym it made")
     args = ap.parse_args()
@@ -158,7 +160,16 @@ def main() -> int:
     out: dict = {"ok": False}
     client = MoonlightClient(args.config_dir)
     try:
-        ensure_paired(client, args)
+        server = ensure_paired(client, args)
+        if args.resume:
+            # moonlight-python asks /serverinfo over HTTPS (where the host says which app this
+            # client runs, so that it resumes instead of launching) only with the host's
+            # certificate pinned, which a new process of an already paired client lacks. Pin
+            # the one the host presents (loopback: nobody else can answer).
+            import ssl
+            pem = ssl.get_server_certificate(("127.0.0.1", server.https_port)).encode()
+            server.server_cert_pem = pem
+            client._http.server_cert_pem = pem
         client.start_stream(args.app, args.width, args.height, args.fps, 6000, "h264",
                             ready_timeout=20)
         session = client._session
@@ -278,8 +289,9 @@ def main() -> int:
             out["sent"] = sent
             out["final"] = st
         elif args.mode == "hold":
+            # The app shows the last key pressed: Shift_L (0xFFE1) once the press arrived.
             act("key_held", lambda: lib.LiSendKeyboardEvent(vk(VK_LSHIFT), KEY_DOWN, NO_MOD),
-                lambda s: True, timeout=0.5)
+                lambda s: s["keysym"] == 0xFFE1)
             # Shift is held on the desktop: a plain A reads as upper case.
             probe_key("shifted_key")
             act("button_held", lambda: lib.LiSendMouseButtonEvent(BUTTON_PRESS, BUTTON_LEFT),

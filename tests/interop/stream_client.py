@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -194,13 +195,22 @@ def main() -> int:
             out["idr_after_frames"] = seen
             out["idr_seconds"] = round(time.monotonic() - t_idr, 3)
         if args.audio_seconds > 0:
-            chunks, n = [], 0
-            deadline = time.monotonic() + args.audio_seconds + 10
-            for c in client.audio():
-                chunks.append(c.data)
-                n += c.data.shape[0]
-                if n >= int(48000 * args.audio_seconds) or time.monotonic() > deadline:
-                    break
+            # In a thread: the client's audio iterator blocks while no audio decodes (audio the
+            # client cannot decrypt, say), and this script must still report what it saw.
+            chunks: list = []
+            enough = threading.Event()
+
+            def collect():
+                n = 0
+                for c in client.audio():
+                    chunks.append(c.data)
+                    n += c.data.shape[0]
+                    if n >= int(48000 * args.audio_seconds):
+                        break
+                enough.set()
+            threading.Thread(target=collect, daemon=True).start()
+            enough.wait(args.audio_seconds + 10)
+            chunks = list(chunks)
             if chunks:
                 samples = np.concatenate(chunks)
                 out["audio_samples"] = int(samples.shape[0])

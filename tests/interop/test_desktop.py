@@ -109,8 +109,11 @@ def test_leaving_client_releases_held_keys_and_buttons(howl_factory, tmp_path):
     # Shift is really held on the desktop: a plain A read as upper case.
     assert r["states"]["shifted_key"]["keysym"] == 0x41, r["states"]
     # The client left without releasing; it comes back to the same (lingering) desktop.
-    r = run_client(h, tmp_path / "c", "--mode", "check", "--probe-key")
+    r = run_client(h, tmp_path / "c", "--mode", "check", "--probe-key", "--resume")
     assert r["ok"], r
+    # It resumed the same desktop (a relaunch would start a fresh one, where nothing is held
+    # whatever the release did).
+    assert h.log().count("desktop started") == 1, h.log()[-3000:]
     assert r["final"]["buttons"] == 0, r
     # No Shift is left held: the same plain A now reads as lower case.
     assert r["states"]["probe_key"]["keysym"] == 0x61, r["states"]
