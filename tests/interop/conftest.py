@@ -7,11 +7,14 @@ directory, exactly as an operator would run it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -100,6 +103,11 @@ class Howl:
     def http_url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.http_port}{path}"
 
+    def workers(self) -> list[int]:
+        """Live `howl-worker` processes of THIS howl (its state directory is in their command
+        line), never those of another howl running on the machine."""
+        return workers_of(self.state_dir)
+
     def api(self, method: str, path: str, body=None, token: str | None = "default"):
         """Calls the management API; returns (status, parsed JSON or text)."""
         data = None if body is None else json.dumps(body).encode()
@@ -121,16 +129,6 @@ class Howl:
         except ValueError:
             return status, raw.decode(errors="replace")
 
-    def wait_pending(self, count: int = 1, timeout: float = 30.0) -> list:
-        """Waits until `count` pairing requests wait for a PIN."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status, body = self.api("GET", "/api/v1/pairing/pending")
-            assert status == 200, body
-            if len(body) >= count:
-                return body
-            time.sleep(0.05)  # polling the API: the request appears when the client's step 1 arrives
-        raise AssertionError(f"no pending pairing request after {timeout}s:\n{self.log()}")
 
 
 @pytest.fixture
@@ -190,23 +188,84 @@ def server_info(client, port: int):
     return info
 
 
-def pair_in_background(client, info, pin: str):
-    """Runs `client.pair()` in a thread (it blocks until the operator enters the PIN).
+def cert_fingerprint(cert_pem: bytes | str) -> str:
+    """SHA-256 of a certificate's DER form, lower-case hex: how howl names a client."""
+    pem = cert_pem.decode() if isinstance(cert_pem, bytes) else cert_pem
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
 
-    Returns (thread, result) where result["error"] holds the exception, if any.
+
+def pending_request_of(api, fingerprint: str, timeout: float = 30.0) -> dict:
+    """The pending pairing request of the client whose certificate has `fingerprint`, once it
+    is there. `api(method, path, body)` returns (status, body) (`Howl.api` does). Requests of
+    other clients are never picked: the PIN goes to the client that asked for it."""
+    deadline = time.monotonic() + timeout
+    seen: list = []
+    while time.monotonic() < deadline:
+        status, seen = api("GET", "/api/v1/pairing/pending", None)
+        assert status == 200, seen
+        mine = [p for p in seen if p["fingerprint"].lower() == fingerprint.lower()]
+        assert len(mine) <= 1, f"two pending requests with one certificate: {mine}"
+        if mine:
+            return mine[0]
+        time.sleep(0.05)  # polling the API: the request appears when the client's step 1 arrives
+    raise AssertionError(f"no pending pairing request for {fingerprint[:16]} after {timeout}s; "
+                         f"pending: {seen}")
+
+
+def submit_pin(api, pin: str, request: dict):
+    """Enters `pin` for that one pending request through the API; returns (status, body)."""
+    return api("POST", "/api/v1/pairing/pin", {"pin": pin, "client": str(request["id"])})
+
+
+class BackgroundPairing:
+    """`client.pair()` in a thread (it blocks until the operator enters the PIN).
+
+    `request(api)` waits for this client's own pending request; `finish()` joins the thread,
+    fails the test if pair() is still running, and returns pair()'s exception (None on
+    success); `succeeded()` fails the test with pair()'s exception if it raised one.
     """
-    result: dict = {}
 
-    def run():
+    def __init__(self, client, info, pin: str):
+        self.client = client
+        self.pin = pin
+        self.error: BaseException | None = None
+        self.fingerprint = cert_fingerprint(client._identity.cert_pem)
+        self._thread = threading.Thread(target=self._run, args=(info,), daemon=True)
+        self._thread.start()
+
+    def _run(self, info):
         try:
-            client.pair(info, pin=pin)
-            result["ok"] = True
-        except BaseException as e:  # noqa: BLE001 - the test inspects it
-            result["error"] = e
+            self.client.pair(info, pin=self.pin)
+        except BaseException as e:  # noqa: BLE001 - finish() hands it to the test
+            self.error = e
 
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, result
+    def request(self, api, timeout: float = 30.0) -> dict:
+        return pending_request_of(api, self.fingerprint, timeout)
+
+    def finish(self, timeout: float = 60.0) -> BaseException | None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"pair() did not return within {timeout}s"
+        return self.error
+
+    def succeeded(self, timeout: float = 60.0) -> None:
+        err = self.finish(timeout)
+        if err is not None:
+            raise AssertionError(f"pairing failed: {err!r}") from err
+
+
+def pair_in_background(client, info, pin: str) -> BackgroundPairing:
+    return BackgroundPairing(client, info, pin)
+
+
+def pair_with_api(h: "Howl", client, pin: str, submitted: str | None = None):
+    """Pairs `client` with `h`, entering `submitted` (default: the right PIN) through the API for
+    this client's own request. Returns (info, the pending request, pair()'s exception or None)."""
+    info = server_info(client, h.http_port)
+    pairing = BackgroundPairing(client, info, pin)
+    request = pairing.request(h.api)
+    status, body = submit_pin(h.api, submitted or pin, request)
+    assert status == 200, body
+    return info, request, pairing.finish()
 
 
 def https_get(client, info, command: str, args: str | None = None) -> str:
@@ -225,3 +284,161 @@ def https_get(client, info, command: str, args: str | None = None) -> str:
 def xml_text(xml: str, tag: str) -> str | None:
     from moonlight_python.http_client import NvHTTP
     return NvHTTP.get_xml_string(xml, tag)
+
+
+# ---------------------------------------------------------------- waiting
+
+def wait_until(pred, timeout: float, interval: float = 0.05) -> bool:
+    """Whether `pred()` became true within `timeout` s. For state that offers no event to
+    await (process tables, /proc counters, a file another process writes, API listings)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)  # sampling state that sends no event
+    return bool(pred())
+
+
+def wait_for(pred, timeout: float, what, interval: float = 0.05):
+    """`pred()`'s first truthy value within `timeout` s; fails the test naming `what` (a string,
+    or a function giving one when it fails, e.g. with a log tail) if none came."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)  # sampling state that sends no event
+    v = pred()
+    if v:
+        return v
+    raise AssertionError(f"timed out after {timeout}s waiting for "
+                         f"{what() if callable(what) else what}")
+
+
+# ---------------------------------------------------------------- processes (/proc)
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (index 0 is the state, 1 the parent,
+    11 and 12 utime and stime); None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Running or stopped; a zombie or a reaped process is not alive."""
+    st = proc_stat(pid)
+    return st is not None and st[0] not in ("Z", "X")
+
+
+def parent_of(pid: int) -> int | None:
+    st = proc_stat(pid)
+    return int(st[1]) if st else None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used."""
+    st = proc_stat(pid)
+    assert st is not None, f"process {pid} is gone"
+    return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fds_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def threads_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def pids_of(name: str) -> list[int]:
+    """Every process on the machine whose command name is `name`; tests that check what one
+    howl left behind use `workers_of` instead (another howl may run here)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/comm") as f:
+                    if f.read().strip() == name:
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+def workers_of(state_dir: Path) -> list[int]:
+    """Live `howl-worker` processes started by the howl of `state_dir`: a worker's command line
+    names its socket under that directory, also after its server died (when it is no longer
+    anyone's child)."""
+    needle = str(Path(state_dir) / "run").encode()
+    found = []
+    for pid in pids_of("howl-worker"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if needle in cmd and alive(pid):
+            found.append(pid)
+    return found
+
+
+# ---------------------------------------------------------------- client processes
+
+HERE = Path(__file__).resolve().parent
+
+
+def client_args(h: Howl, config_dir, *extra, script: str = "stream_client.py") -> list[str]:
+    """The command line of one real-client script (stream_client.py or desktop_client.py)."""
+    return [sys.executable, str(HERE / script), "--http-port", str(h.http_port),
+            "--api-port", str(h.api_port), "--token", h.token, "--config-dir", str(config_dir),
+            *map(str, extra)]
+
+
+def run_client(h: Howl, config_dir, *extra, script: str = "stream_client.py", timeout=120,
+               background=False):
+    """Runs one real client in its own process (moonlight-common-c keeps global state: one
+    stream per process). Returns its RESULT dict, or the Popen when `background`."""
+    args = client_args(h, config_dir, *extra, script=script)
+    if background:
+        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    return parse_result(p.stdout, p.stderr, h)
+
+
+def parse_result(stdout: str, stderr: str, h: Howl) -> dict:
+    """The client's RESULT line as a dict; fails the test with everything there is to read
+    when the client printed none."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise AssertionError(f"client printed no result.\nstdout:{stdout[-3000:]}\n"
+                         f"stderr:{stderr[-3000:]}\nhowl log:\n{h.log()[-5000:]}")
+
+
+def finish_client(p: subprocess.Popen, h: Howl, timeout=60) -> dict:
+    """Waits for a background client and returns its RESULT dict."""
+    return parse_result(*p.communicate(timeout=timeout), h)
+
+
+def start_streaming(h: Howl, config_dir, *extra, script: str = "stream_client.py",
+                    timeout: float = 60) -> subprocess.Popen:
+    """Starts a background client with a ready file and returns it once it streams (the
+    script touches the file after its first frames); fails the test if it exited instead."""
+    ready = Path(config_dir).parent / f"{Path(config_dir).name}.ready"
+    ready.unlink(missing_ok=True)
+    p = run_client(h, config_dir, *extra, "--ready-file", ready, script=script, background=True)
+    wait_for(lambda: ready.exists() or p.poll() is not None, timeout,
+             lambda: f"the client to stream\nhowl log:\n{h.log()[-3000:]}")
+    if p.poll() is not None:
+        raise AssertionError(f"the client exited before streaming: {finish_client(p, h)}")
+    return p
+
+
+def stop_client(p: subprocess.Popen) -> None:
+    """Kills a background client if it still runs (test clean-up)."""
+    if p.poll() is None:
+        p.kill()
+        p.communicate(timeout=30)

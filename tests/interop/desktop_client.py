@@ -150,13 +150,26 @@ def main() -> int:
     ap.add_argument("--ready-file", help="touched once streaming (for tests that then act)")
     ap.add_argument("--linger", type=float, default=0.0, help="keep streaming this long at the end")
     ap.add_argument("--no-quit", action="store_true")
+    ap.add_argument("--resume", action="store_true",
+                    help="resume the app this client left running (as Moonlight does)")
+    ap.add_argument("--probe-key", action="store_true",
+                    help="check mode: also press A and report the keysym it made")
     args = ap.parse_args()
 
     from moonlight_python import MoonlightClient
     out: dict = {"ok": False}
     client = MoonlightClient(args.config_dir)
     try:
-        ensure_paired(client, args)
+        server = ensure_paired(client, args)
+        if args.resume:
+            # moonlight-python asks /serverinfo over HTTPS (where the host says which app this
+            # client runs, so that it resumes instead of launching) only with the host's
+            # certificate pinned, which a new process of an already paired client lacks. Pin
+            # the one the host presents (loopback: nobody else can answer).
+            import ssl
+            pem = ssl.get_server_certificate(("127.0.0.1", server.https_port)).encode()
+            server.server_cert_pem = pem
+            client._http.server_cert_pem = pem
         client.start_stream(args.app, args.width, args.height, args.fps, 6000, "h264",
                             ready_timeout=20)
         session = client._session
@@ -206,6 +219,14 @@ def main() -> int:
             out.setdefault("frames_seen", {})[name] = rd.seen
             out.setdefault("states", {})[name] = s
             return s
+
+        def probe_key(name):
+            """Presses and releases A without modifiers; the state shows the keysym X made of
+            it: 0x41 (A) while a Shift is held on the desktop, 0x61 (a) otherwise."""
+            p0 = rd.wait(lambda s: True, 1.0)[0]["presses"]
+            act(name, lambda: (lib.LiSendKeyboardEvent(vk(0x41), KEY_DOWN, NO_MOD),
+                               lib.LiSendKeyboardEvent(vk(0x41), KEY_UP, NO_MOD)),
+                lambda s: s["presses"] == (p0 + 1) % 0x10000)
 
         if args.mode == "full":
             p0 = st["presses"]
@@ -268,25 +289,30 @@ def main() -> int:
             out["sent"] = sent
             out["final"] = st
         elif args.mode == "hold":
+            # The app shows the last key pressed: Shift_L (0xFFE1) once the press arrived.
             act("key_held", lambda: lib.LiSendKeyboardEvent(vk(VK_LSHIFT), KEY_DOWN, NO_MOD),
-                lambda s: True, timeout=0.5)
+                lambda s: s["keysym"] == 0xFFE1)
+            # Shift is held on the desktop: a plain A reads as upper case.
+            probe_key("shifted_key")
             act("button_held", lambda: lib.LiSendMouseButtonEvent(BUTTON_PRESS, BUTTON_LEFT),
                 lambda s: s["buttons"] == 1)
         elif args.mode == "gamepad":
-            sent = 0
+            # What moonlight-common-c answered for each state (0: queued for the host).
+            results = []
             for i in range(10):
                 pressed = i % 2 == 0
-                lib.LiSendMultiControllerEvent(0, 1, A_FLAG if pressed else 0,
-                                               255 if pressed else 0, 0,
-                                               1000 * i, -1000 * i, 0, 32767 if pressed else 0)
-                sent += 1
+                results.append(lib.LiSendMultiControllerEvent(
+                    0, 1, A_FLAG if pressed else 0, 255 if pressed else 0, 0,
+                    1000 * i, -1000 * i, 0, 32767 if pressed else 0))
                 time.sleep(0.05)  # distinct states, not one coalesced burst
-            out["gamepad_states_sent"] = sent
+            out["gamepad_send_results"] = results
             if args.ready_file:
                 open(args.ready_file, "w").close()
         elif args.mode == "check":
             st, _ = rd.wait(lambda s: True, 1.0)
             out["final"] = st
+            if args.probe_key:
+                probe_key("probe_key")
         if args.linger:
             time.sleep(args.linger)
         out["ok"] = True

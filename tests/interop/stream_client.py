@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -44,28 +45,18 @@ def ensure_paired(client, args):
     except Exception:  # noqa: BLE001 - not paired yet
         pass
     pin = "5317"
-    result: dict = {}
+    from conftest import BackgroundPairing, submit_pin
 
-    def run():
+    def call(method, path, body):
         try:
-            client.pair(info, pin=pin)
-        except BaseException as e:  # noqa: BLE001
-            result["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        pending = api(args.api_port, args.token, "GET", "/api/v1/pairing/pending")
-        mine = [p for p in pending]
-        if mine:
-            api(args.api_port, args.token, "POST", "/api/v1/pairing/pin",
-                {"pin": pin, "client": str(mine[0]["id"])})
-            break
-        time.sleep(0.05)  # polling the API for our own pairing request
-    t.join(60)
-    if "error" in result:
-        raise result["error"]
+            return 200, api(args.api_port, args.token, method, path, body)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+    pairing = BackgroundPairing(client, info, pin)
+    status, body = submit_pin(call, pin, pairing.request(call))
+    if status != 200:
+        raise RuntimeError(f"the PIN was refused: {status} {body}")
+    pairing.succeeded()
     # pair() replaced client._server / _http with the pinned versions
     return client._server
 
@@ -85,6 +76,38 @@ def record_launch_keys(path: str) -> None:
                 f.write(json.dumps({"key": key.hex(), "iv": iv.hex()}) + "\n")
             return _orig(self, *a, **kw)
         setattr(NvHTTP, name, wrapped)
+
+
+def record_delivered_frames() -> list:
+    """Records (frame_number, frame_type) of every frame moonlight-common-c delivers and the
+    client decodes, in order, as the stream manager's thread sees them: before the per-reader
+    queues, which drop the oldest frames when this script's pixel reading falls behind. A gap in
+    the frame numbers is a frame the host sent that the client never got (lost on the wire and
+    not repaired by FEC, or dropped by moonlight-common-c while it waited for a keyframe)."""
+    from moonlight_python import _stream_manager
+    seen: list = []
+    orig = _stream_manager.stream_frames
+
+    def recording(session, decoder):
+        for f in orig(session, decoder):
+            seen.append((f.frame_number, f.frame_type))
+            yield f
+    _stream_manager.stream_frames = recording
+    return seen
+
+
+def delivery_summary(seen: list, start: int) -> dict:
+    """Frames the host numbered from the `start`-th delivered frame on, how many of them never
+    arrived, the frame numbers after which frames went missing, and the numbers of the key
+    frames among them (the host sends one only when asked)."""
+    part = seen[start:]
+    if len(part) < 2:
+        return {"span": 0, "missing": 0, "keyframes_at": []}
+    numbers = [n for n, _ in part]
+    span = numbers[-1] - numbers[0] + 1
+    return {"span": span, "missing": span - len(set(numbers)),
+            "gaps_after": [a for a, b in zip(numbers, numbers[1:]) if b != a + 1],
+            "keyframes_at": [n for n, t in part if t == 1]}
 
 
 def dominant_frequency(samples: np.ndarray, rate: int = 48000) -> float:
@@ -117,9 +140,18 @@ def main() -> int:
     ap.add_argument("--pair-only", action="store_true", help="pair (if needed) and exit")
     ap.add_argument("--keys-file", help="write the session's AES key and IV (hex) here, so a test "
                     "can scan the server's output for them")
+    ap.add_argument("--encryption", choices=["all", "none"], default="all",
+                    help="what the client asks the host to encrypt (moonlight-python asks for "
+                    "everything; `none` asks for plain video and audio)")
     args = ap.parse_args()
     if args.keys_file:
         record_launch_keys(args.keys_file)
+    if args.encryption == "none":
+        # moonlight-python puts this module constant into STREAM_CONFIGURATION.encryptionFlags
+        # when the stream starts; 0 is moonlight-common-c's ENCFLG_NONE.
+        import moonlight_python.stream
+        moonlight_python.stream.ENCFLG_ALL = 0
+    delivered = record_delivered_frames()
 
     from moonlight_python import MoonlightClient
     out: dict = {"ok": False}
@@ -134,6 +166,8 @@ def main() -> int:
                             ready_timeout=20)
         out["start_seconds"] = round(time.monotonic() - t0, 3)
         counters, shapes, keyframes = [], set(), 0
+        # What start-up needed (its own keyframe requests included) is not part of the stream.
+        started_at = len(delivered)
         t_frames = time.monotonic()
         for f in client.frames():
             shapes.add(f.data.shape)
@@ -146,6 +180,7 @@ def main() -> int:
         out["counters"] = counters
         out["shapes"] = sorted(list(s) for s in shapes)
         out["keyframes"] = keyframes
+        out["delivered"] = delivery_summary(delivered, started_at)
         if args.idr:
             # Drain a few frames, then ask for an IDR and look for a keyframe.
             client._session.request_idr()
@@ -160,13 +195,22 @@ def main() -> int:
             out["idr_after_frames"] = seen
             out["idr_seconds"] = round(time.monotonic() - t_idr, 3)
         if args.audio_seconds > 0:
-            chunks, n = [], 0
-            deadline = time.monotonic() + args.audio_seconds + 10
-            for c in client.audio():
-                chunks.append(c.data)
-                n += c.data.shape[0]
-                if n >= int(48000 * args.audio_seconds) or time.monotonic() > deadline:
-                    break
+            # In a thread: the client's audio iterator blocks while no audio decodes (audio the
+            # client cannot decrypt, say), and this script must still report what it saw.
+            chunks: list = []
+            enough = threading.Event()
+
+            def collect():
+                n = 0
+                for c in client.audio():
+                    chunks.append(c.data)
+                    n += c.data.shape[0]
+                    if n >= int(48000 * args.audio_seconds):
+                        break
+                enough.set()
+            threading.Thread(target=collect, daemon=True).start()
+            enough.wait(args.audio_seconds + 10)
+            chunks = list(chunks)
             if chunks:
                 samples = np.concatenate(chunks)
                 out["audio_samples"] = int(samples.shape[0])

@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from test_streaming import parse_result, run_client
+from conftest import finish_client, start_streaming, stop_client, wait_until
 
 FP = "ab" * 32
 
@@ -283,16 +283,11 @@ def test_no_secret_in_events_logs_or_api_during_pair_stream_stop(howl, tmp_path)
     token."""
     events = EventStream(howl, howl.token)
     keys_file = tmp_path / "keys.jsonl"
-    ready = tmp_path / "ready"
     answers: list[str] = []
-    p = run_client(howl, tmp_path / "c", "--frames", 60, "--ready-file", ready,
-                   "--wait-termination", 30, "--keys-file", keys_file, background=True)
+    t_launch = time.monotonic()
+    p = start_streaming(howl, tmp_path / "c", "--frames", 60, "--wait-termination", 30,
+                        "--keys-file", keys_file)
     try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            assert time.monotonic() < deadline, howl.log()[-3000:]
-            assert p.poll() is None, p.communicate()
-            time.sleep(0.1)  # the client signals readiness by a file; polling it is the wait
         # Every read route while the stream runs.
         for path in ["/api/v1/status", "/api/v1/server", "/api/v1/sessions", "/api/v1/lobbies",
                      "/api/v1/workers", "/api/v1/clients", "/api/v1/apps", "/api/v1/tokens",
@@ -304,15 +299,18 @@ def test_no_secret_in_events_logs_or_api_during_pair_stream_stop(howl, tmp_path)
         assert len(sessions) == 1
         s = sessions[0]
         assert s["rtt_ms"] is None or s["rtt_ms"] >= 1
-        assert s["uptime_secs"] >= 0 and s["bitrate_kbps"] > 0 and s["frames_sent"] > 0
+        assert s["bitrate_kbps"] > 0 and s["frames_sent"] > 0, s
+        # The session's age: never more than since the launch, and it grows.
+        assert s["uptime_secs"] <= time.monotonic() - t_launch + 1, s
+        assert wait_until(lambda: howl.api("GET", "/api/v1/sessions")[1][0]["uptime_secs"]
+                          > s["uptime_secs"], 3), s
         assert howl.api("DELETE", f"/api/v1/sessions/{s['id']}")[0] == 204
-        res = parse_result(*p.communicate(timeout=60), howl)
+        res = finish_client(p, howl)
         assert res["ok"], res
         assert "terminated_after" in res
         events.wait(lambda e: e["type"] == "session_ended")
     finally:
-        if p.poll() is None:
-            p.kill()
+        stop_client(p)
         events.close()
     keys = [json.loads(line) for line in keys_file.read_text().splitlines()]
     assert keys, "the client recorded no launch key"

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
-from conftest import howl_bin, https_get, make_client, pair_in_background, server_info
-from test_streaming import parse_result as stream_result, wait_until
+from conftest import (BackgroundPairing, finish_client, howl_bin, https_get, make_client,
+                      server_info, start_streaming, stop_client, wait_until)
 
-HERE = os.path.dirname(__file__)
 PIN = "6150"
 
 
@@ -43,11 +41,10 @@ def pair_with_cli(h, config_dir):
     """Pairs a moonlight-python client, entering the PIN with `howl pin`."""
     client = make_client(config_dir)
     info = server_info(client, h.http_port)
-    t, result = pair_in_background(client, info, PIN)
-    h.wait_pending()
+    pairing = BackgroundPairing(client, info, PIN)
+    pairing.request(h.api)
     ok(h, "pin", PIN)
-    t.join(60)
-    assert not t.is_alive() and "error" not in result, repr(result.get("error"))
+    pairing.succeeded()
     return client, info
 
 
@@ -122,15 +119,8 @@ def test_lobby_create_resolves_client_prefix(howl, tmp_path):
 
 
 def test_sessions_list_and_stop_during_a_stream(howl, tmp_path):
-    ready = tmp_path / "ready"
-    p = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "stream_client.py"),
-         "--http-port", str(howl.http_port), "--api-port", str(howl.api_port),
-         "--token", howl.token, "--config-dir", str(tmp_path / "c"),
-         "--frames", "30", "--wait-termination", "20", "--ready-file", str(ready)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = start_streaming(howl, tmp_path / "c", "--frames", 30, "--wait-termination", 20)
     try:
-        assert wait_until(ready.exists, 60), howl.log()[-3000:]
         sessions = json.loads(ok(howl, "sessions", "--json"))
         assert len(sessions) == 1, sessions
         sid = sessions[0]["id"]
@@ -154,15 +144,12 @@ def test_sessions_list_and_stop_during_a_stream(howl, tmp_path):
         assert "sessions        1" in status, status
 
         assert ok(howl, "sessions", "stop", sid).strip() == f"stopped session {sid}"
-        out, err = p.communicate(timeout=60)
-        res = stream_result(out, err, howl)
+        res = finish_client(p, howl)
         assert res.get("terminated_after") is not None, ("client was never told", res)
         assert wait_until(lambda: howl.api("GET", "/api/v1/sessions")[1] == [], 10)
         assert ok(howl, "sessions").strip() == "no sessions"
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
+        stop_client(p)
 
 
 def test_errors_are_clear_and_exit_1(howl, tmp_path):

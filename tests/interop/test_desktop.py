@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import howl_bin
+import conftest
+from conftest import finish_client, howl_bin, stop_client, wait_for
 
-HERE = Path(__file__).resolve().parent
 LATENCY_LIMIT = 0.5
 
 pytestmark = pytest.mark.skipif(
@@ -43,18 +41,10 @@ def desktop_howl(howl_factory, tmp_path, command=None, args=()):
     return howl_factory(extra_args=["--config", str(cfg)])
 
 
-def client_cmd(h, config_dir, *extra):
-    return [sys.executable, str(HERE / "desktop_client.py"), "--http-port", str(h.http_port),
-            "--api-port", str(h.api_port), "--token", h.token, "--config-dir", str(config_dir),
-            *extra]
-
-
-def run_client(h, config_dir, *extra, timeout=120):
-    p = subprocess.run(client_cmd(h, config_dir, *extra), capture_output=True, text=True,
-                       timeout=timeout)
-    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
-    assert lines, f"no result\nstdout:{p.stdout}\nstderr:{p.stderr[-3000:]}\n{h.log()[-4000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
+def run_client(h, config_dir, *extra, timeout=120, background=False):
+    """desktop_client.py (the real client driving a desktop's input) with these arguments."""
+    return conftest.run_client(h, config_dir, *extra, script="desktop_client.py",
+                               timeout=timeout, background=background)
 
 
 def marked_processes(state_dir: Path) -> dict[int, str]:
@@ -72,16 +62,6 @@ def marked_processes(state_dir: Path) -> dict[int, str]:
         if any(v.startswith(needle) for v in env.split(b"\0")):
             found[int(d.name)] = cmd.replace(b"\0", b" ").decode(errors="replace").strip()
     return found
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)  # polling process listings; the kernel sends no event for them
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize("size", [(1024, 768), (1920, 1080)], ids=["1024x768", "1920x1080"])
@@ -107,19 +87,12 @@ def test_two_clients_see_only_their_own_desktop(howl_factory, tmp_path):
     h = desktop_howl(howl_factory, tmp_path)
     # Pair both first (pairing one at a time keeps the PIN flow simple).
     for c in ("a", "b"):
-        p = subprocess.run(client_cmd(h, tmp_path / c, "--mode", "check"), capture_output=True,
-                           text=True, timeout=120)
-        assert p.returncode == 0, p.stdout + p.stderr[-2000:]
-    procs = [subprocess.Popen(client_cmd(h, tmp_path / c, "--mode", "isolation", "--key", key,
-                                         "--seconds", "5"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        r = run_client(h, tmp_path / c, "--mode", "check")
+        assert r["ok"], r
+    procs = [run_client(h, tmp_path / c, "--mode", "isolation", "--key", key, "--seconds", "5",
+                        background=True)
              for c, key in (("a", "0x41"), ("b", "0x42"))]
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        lines = [l for l in out.splitlines() if l.startswith("RESULT ")]
-        assert lines, out + err[-2000:]
-        results.append(json.loads(lines[-1][7:]))
+    results = [finish_client(p, h, timeout=120) for p in procs]
     a, b = results
     assert a["ok"] and b["ok"], results
     # Each saw its own key and never the other's: two displays, two input paths.
@@ -133,10 +106,17 @@ def test_leaving_client_releases_held_keys_and_buttons(howl_factory, tmp_path):
     h = desktop_howl(howl_factory, tmp_path)
     r = run_client(h, tmp_path / "c", "--mode", "hold", "--no-quit")
     assert r["ok"] and r["states"]["button_held"]["buttons"] == 1, r
+    # Shift is really held on the desktop: a plain A read as upper case.
+    assert r["states"]["shifted_key"]["keysym"] == 0x41, r["states"]
     # The client left without releasing; it comes back to the same (lingering) desktop.
-    r = run_client(h, tmp_path / "c", "--mode", "check")
+    r = run_client(h, tmp_path / "c", "--mode", "check", "--probe-key", "--resume")
     assert r["ok"], r
+    # It resumed the same desktop (a relaunch would start a fresh one, where nothing is held
+    # whatever the release did).
+    assert h.log().count("desktop started") == 1, h.log()[-3000:]
     assert r["final"]["buttons"] == 0, r
+    # No Shift is left held: the same plain A now reads as lower case.
+    assert r["states"]["probe_key"]["keysym"] == 0x61, r["states"]
     assert "released a leaving viewer's keys and buttons" in h.log()
 
 
@@ -146,14 +126,10 @@ def forking_app():
     return "/bin/sh", ["-c", f"sleep 1000 & exec {app_bin()}"]
 
 
-def start_streaming(h, config_dir, tmp_path):
-    ready = tmp_path / "ready"
-    p = subprocess.Popen(client_cmd(h, config_dir, "--mode", "check", "--ready-file", str(ready),
-                                    "--linger", "60", "--no-quit"),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: ready.exists() or p.poll() is not None, 60, "the client to stream")
-    assert p.poll() is None, p.communicate()
-    return p
+def start_streaming(h, config_dir, tmp_path=None):
+    """A paired client streaming the desktop, lingering 60 s, leaving without /cancel."""
+    return conftest.start_streaming(h, config_dir, "--mode", "check", "--linger", "60",
+                                    "--no-quit", script="desktop_client.py")
 
 
 def expect_desktop_running(state_dir):
@@ -161,8 +137,10 @@ def expect_desktop_running(state_dir):
     names = " ".join(procs.values())
     for expected in ("Xvfb", "howl-testapp", "sleep 1000"):
         assert expected in names, procs
-    if shutil.which("pulseaudio"):
-        assert "pulseaudio" in names, procs
+    if shutil.which("pulseaudio") is None:
+        pytest.skip("pulseaudio is not installed (scripts/common.sh installs it): the desktop's "
+                    "sound server cannot be checked")
+    assert "pulseaudio" in names, procs
     return procs
 
 
@@ -192,8 +170,7 @@ def test_worker_kill9_leaves_nothing(howl_factory, tmp_path):
         wait_for(lambda: not list((h.state_dir / "run").glob("desktop-*")), 5,
                  "the killed desktop's directory removed")
     finally:
-        p.kill()
-        p.communicate()
+        stop_client(p)
 
 
 def test_server_sigkill_and_restart_leave_nothing(howl_factory, tmp_path):
@@ -215,8 +192,7 @@ def test_server_sigkill_and_restart_leave_nothing(howl_factory, tmp_path):
         wait_for(lambda: not list((h.state_dir / "run").glob("desktop-*")), 5,
                  "the killed desktop's directory removed")
     finally:
-        p.kill()
-        p.communicate()
+        stop_client(p)
 
 
 def test_app_exit_ends_the_producer(howl_factory, tmp_path):
@@ -260,27 +236,18 @@ def test_builtin_desktop_streams_a_terminal_and_stops_clean(howl_factory, tmp_pa
     assert len(desk) == 1 and desk[0]["source"] == "builtin", apps
     assert [a["title"] for a in apps][:2] == ["Test Pattern", "Desktop"], apps
 
-    ready = tmp_path / "ready"
-    p = subprocess.Popen(client_cmd(h, tmp_path / "c", "--app", "Desktop", "--mode", "picture",
-                                    "--width", "1280", "--height", "720",
-                                    "--ready-file", str(ready), "--linger", "3"),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = conftest.start_streaming(h, tmp_path / "c", "--app", "Desktop", "--mode", "picture",
+                                 "--width", "1280", "--height", "720", "--linger", "3",
+                                 script="desktop_client.py", timeout=90)
     try:
-        wait_for(lambda: ready.exists() or p.poll() is not None, 90, "the Desktop to stream")
-        if p.poll() is None:
-            # While it streams: its own Xvfb, the window manager and the terminal, all marked.
-            names = " ".join(wait_for(lambda: marked_processes(h.state_dir), 10,
-                                      "desktop processes").values())
-            for expected in ("Xvfb", "twm", "xterm"):
-                assert expected in names, names
-        out, err = p.communicate(timeout=60)
+        # While it streams: its own Xvfb, the window manager and the terminal, all marked.
+        names = " ".join(wait_for(lambda: marked_processes(h.state_dir), 10,
+                                  "desktop processes").values())
+        for expected in ("Xvfb", "twm", "xterm"):
+            assert expected in names, names
+        r = finish_client(p, h)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
-    lines = [l for l in out.splitlines() if l.startswith("RESULT ")]
-    assert lines, f"no result\nstdout:{out}\nstderr:{err[-3000:]}\n{h.log()[-4000:]}"
-    r = json.loads(lines[-1][len("RESULT "):])
+        stop_client(p)
     print("desktop picture:", r.get("picture"))
     assert r["ok"], r
     assert r["shape"] == [720, 1280, 3], r
@@ -314,11 +281,14 @@ def test_gamepad_without_uinput_is_dropped_counted_and_logged_once(howl_factory,
         pytest.skip("/dev/uinput exists here: test_gamepad_appears_as_a_uinput_device covers it")
     h = desktop_howl(howl_factory, tmp_path)
     r = run_client(h, tmp_path / "c", "--mode", "gamepad")
-    assert r["ok"] and r["gamepad_states_sent"] == 10, r
-    # The states reached the worker (server decode -> worker protocol -> uinput attempt); it
+    assert r["ok"] and r["gamepad_send_results"] == [0] * 10, r
+    # All 10 states reached the worker (server decode -> worker protocol -> uinput attempt); it
     # said once that it cannot make a pad, and counted what it dropped when the stream ended.
-    wait_for(lambda: "gamepad states dropped during this stream" in h.log(), 10,
-             "the worker's dropped-states count")
+    line = wait_for(lambda: next((l for l in h.log().splitlines()
+                                  if "gamepad states dropped during this stream" in l), None),
+                    10, "the worker's dropped-states count")
+    # The worker's lines reach the log with terminal colours.
+    assert re.search(r"dropped\W*=\W*10\b", re.sub(r"\x1b\[[0-9;]*m", "", line)), line
     assert h.log().count("cannot create a virtual gamepad") == 1, h.log()[-3000:]
     # Desktop input kept working meanwhile: the app still answers (its grey background).
     assert 150 < r["initial"]["background"] < 230, r
@@ -329,19 +299,15 @@ def test_gamepad_appears_as_a_uinput_device(howl_factory, tmp_path):
         pytest.skip("no /dev/uinput on this machine: gamepad injection not exercised")
     h = desktop_howl(howl_factory, tmp_path)
     assert run_client(h, tmp_path / "c", "--mode", "check")["ok"]  # pairs
-    ready = tmp_path / "ready"
-    p = subprocess.Popen(client_cmd(h, tmp_path / "c", "--mode", "gamepad", "--ready-file",
-                                    str(ready), "--linger", "3"),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = conftest.start_streaming(h, tmp_path / "c", "--mode", "gamepad", "--linger", "3",
+                                 script="desktop_client.py")
     try:
-        wait_for(lambda: ready.exists() or p.poll() is not None, 60, "gamepad states sent")
         wait_for(lambda: 'Name="howl gamepad 0"' in proc_input_devices(), 10,
                  "the virtual pad in /proc/bus/input/devices")
-        p.communicate(timeout=60)
+        r = finish_client(p, h)
+        assert r["ok"] and r["gamepad_send_results"] == [0] * 10, r
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
+        stop_client(p)
     # The viewer left: its pad is unplugged.
     wait_for(lambda: 'Name="howl gamepad 0"' not in proc_input_devices(), 10,
              "the virtual pad removed")

@@ -8,11 +8,12 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
+from conftest import finish_client, run_client
 from test_lobby import create_lobby
-from test_streaming import parse_result, pids_of, run_client
 
 SECONDS = 10
 
@@ -54,16 +55,37 @@ def test_fanout_two_real_clients_and_twenty_viewers_with_one_stalled(howl, tmp_p
                         background=True) for name in ("a", "b")]
     many = load(howl, tmp_path / "many", 19, SECONDS)
     stalled = load(howl, tmp_path / "stalled", 1, SECONDS)
+    # While everyone streams, sample how many viewers the engine serves and how many workers
+    # this howl runs: the samples taken with all 22 viewers on are the ones that count.
+    samples: list[tuple[int, list[int], list[int]]] = []
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            sessions = howl.api("GET", "/api/v1/sessions")[1]
+            api_workers = [w["pid"] for w in howl.api("GET", "/api/v1/workers")[1]]
+            samples.append((len(sessions), api_workers, howl.workers()))
+            done.wait(0.25)  # sampling the API while the viewers stream
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     time.sleep(3)  # let everyone stream before the stall (the stall itself is the stimulus)
     stalled.send_signal(signal.SIGSTOP)
     time.sleep(3)  # the stall's length is what is being tested
     stalled.send_signal(signal.SIGCONT)
     out_many, _ = many.communicate(timeout=120)
     out_stalled, _ = stalled.communicate(timeout=120)
-    real_results = [parse_result(*r.communicate(timeout=120), howl) for r in reals]
+    real_results = [finish_client(r, howl, timeout=120) for r in reals]
+    done.set()
+    sampler.join(10)
+    assert not sampler.is_alive()
 
-    workers = pids_of("howl-worker")
-    assert len(workers) <= 1, workers  # exactly one encoder serves everyone
+    # Exactly one encoder serves everyone, seen while all 22 stream (2 real + 20 howl-client).
+    full = [s for s in samples if s[0] == 22]
+    assert len(full) >= 4, f"never saw all 22 viewers at once: {[s[0] for s in samples]}"
+    for n, api_workers, processes in full:
+        assert len(api_workers) == 1 and processes == api_workers, (n, api_workers, processes)
+    assert len({s[1][0] for s in full}) == 1, "the encoder changed while everyone watched"
     others = summaries(out_many)
     assert len(others) == 19, out_many[-3000:]
     slow = [s for s in others if s[1] < 50]

@@ -9,12 +9,10 @@ import threading
 import time
 import urllib.request
 
+from conftest import cert_fingerprint, fds_of as fd_count, pending_request_of, wait_until
+
 DEADLINE_MS = 2000
 SLACK_S = 3.0
-
-
-def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def socket_states(pid: int) -> dict:
@@ -39,15 +37,6 @@ def socket_states(pid: int) -> dict:
 
 
 CLOSE_WAIT = "08"
-
-
-def wait_until(pred, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)  # sampling /proc; the kernel offers no event for "fd closed"
-    return pred()
 
 
 def open_hostile(kind: str, port: int) -> socket.socket:
@@ -149,7 +138,7 @@ def test_client_that_vanishes_while_pairing_leaves_no_close_wait(howl):
     s = socket.create_connection(("127.0.0.1", howl.http_port), timeout=5)
     q = f"uniqueid=0123456789ABCDEF&uuid=1&devicename=roth&updateState=1&phrase=getservercert&salt={salt}&clientcert={cert.hex()}"
     s.sendall(f"GET /pair?{q} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    howl.wait_pending()
+    pending_request_of(howl.api, cert_fingerprint(cert))
     s.close()
     # The pending request disappears and the server-side socket is closed, not left in CLOSE_WAIT.
     assert wait_until(lambda: howl.api("GET", "/api/v1/pairing/pending")[1] == [], 10), \

@@ -8,14 +8,14 @@ import os
 import signal
 import time
 
-from test_streaming import parse_result, pids_of, run_client, wait_until
+import conftest
+from conftest import alive, finish_client, proc_stat, run_client, wait_for, wait_until
 
 
 def start_streaming(h, tmp_path, wait=20):
-    ready = tmp_path / "ready"
-    p = run_client(h, tmp_path / "c", "--frames", 30, "--wait-termination", wait,
-                   "--ready-file", ready, background=True)
-    assert wait_until(ready.exists, 60), h.log()[-3000:]
+    """One client streaming and waiting up to `wait` s to be told of an end; returns it and
+    its session's worker pid."""
+    p = conftest.start_streaming(h, tmp_path / "c", "--frames", 30, "--wait-termination", wait)
     status, sessions = h.api("GET", "/api/v1/sessions")
     assert len(sessions) == 1 and sessions[0]["worker_pid"], sessions
     return p, sessions[0]["worker_pid"]
@@ -30,8 +30,8 @@ def test_seed001_sigterm_with_a_stopped_worker_exits_cleanly(howl, tmp_path):
     took = time.monotonic() - t0
     assert code == 0, howl.log()[-3000:]
     assert took < 10, took
-    assert wait_until(lambda: not pids_of("howl-worker"), 5), pids_of("howl-worker")
-    res = parse_result(*p.communicate(timeout=60), howl)
+    assert wait_until(lambda: not howl.workers(), 5), howl.workers()
+    res = finish_client(p, howl)
     assert res.get("terminated_after") is not None, res
     print(f"SIGTERM with a stopped worker: exit 0 in {took:.2f}s; client told")
 
@@ -40,9 +40,8 @@ def test_stopped_worker_is_killed_by_the_heartbeat_watchdog(howl, tmp_path):
     p, worker = start_streaming(howl, tmp_path)
     t0 = time.monotonic()
     os.kill(worker, signal.SIGSTOP)
-    assert wait_until(lambda: not os.path.exists(f"/proc/{worker}") or
-                      open(f"/proc/{worker}/stat").read().split()[2] == "Z", 10)
-    res = parse_result(*p.communicate(timeout=60), howl)
+    assert wait_until(lambda: not alive(worker), 10), proc_stat(worker)
+    res = finish_client(p, howl)
     assert res.get("terminated_after") is not None, res
     assert "no heartbeat" in howl.log()
     print(f"stopped worker killed and client told after {time.monotonic() - t0:.2f}s")
@@ -59,7 +58,7 @@ def test_seed001_server_sigkill_leaves_no_worker_and_restart_serves(howl_factory
     h.proc.send_signal(signal.SIGKILL)
     h.proc.wait(timeout=10)
     h.proc = None  # killed on purpose: the fixture must not expect a clean exit from it
-    assert wait_until(lambda: not pids_of("howl-worker"), 5), pids_of("howl-worker")
+    assert wait_until(lambda: not h.workers(), 5), h.workers()
     p.kill()
     p.communicate(timeout=10)
     h2 = howl_factory(state_dir=h.state_dir)
@@ -80,7 +79,8 @@ def test_orphaned_worker_of_this_state_dir_is_reaped_at_start(howl_factory, tmp_
     code = ("import os, sys; os.execv(sys.executable, "
             f"[{name!r}, '-c', 'import time; time.sleep(60)', '--socket', {sock!r}])")
     p = subprocess.Popen([sys.executable, "-c", code])
-    assert wait_until(lambda: open(f"/proc/{p.pid}/cmdline", "rb").read().startswith(name.encode()), 5)
+    wait_for(lambda: open(f"/proc/{p.pid}/cmdline", "rb").read().startswith(name.encode()), 5,
+             "the stand-in's command line")
     h = howl_factory(state_dir=state)
     assert p.wait(timeout=10) == -9
     assert "left by a previous run" in h.log()

@@ -4,8 +4,7 @@ another resolution is told why, and stopping the lobby through the API ends its 
 
 from __future__ import annotations
 
-from conftest import make_client
-from test_streaming import run_client
+from conftest import make_client, run_client, wait_until
 
 
 def create_lobby(h, **kw):
@@ -66,5 +65,4 @@ def test_stopping_a_lobby_ends_it_and_its_worker(howl, tmp_path):
     status, _ = howl.api("DELETE", f"/api/v1/lobbies/{lobby['id']}")
     assert status == 204
     assert howl.api("GET", "/api/v1/lobbies")[1] == []
-    from test_streaming import pids_of, wait_until
-    assert wait_until(lambda: not pids_of("howl-worker"), 3)
+    assert wait_until(lambda: not howl.workers(), 3), howl.workers()

@@ -9,28 +9,10 @@ import subprocess
 
 import pytest
 
-from conftest import (howl_bin, https_get, make_client, pair_in_background, server_info,
-                      xml_text)
+from conftest import (BackgroundPairing, howl_bin, https_get, make_client, pair_with_api,
+                      server_info, submit_pin, xml_text)
 
 PIN = "4271"
-
-
-def submit_pin_api(howl, pin: str, client_sel: str | None = None):
-    body = {"pin": pin}
-    if client_sel:
-        body["client"] = client_sel
-    return howl.api("POST", "/api/v1/pairing/pin", body)
-
-
-def pair_with_api(howl, client, pin=PIN, submitted=None):
-    info = server_info(client, howl.http_port)
-    t, result = pair_in_background(client, info, pin)
-    pending = howl.wait_pending()
-    status, body = submit_pin_api(howl, submitted or pin)
-    assert status == 200, body
-    t.join(60)
-    assert not t.is_alive(), "pair() did not return"
-    return info, pending, result
 
 
 def test_serverinfo_over_http_is_what_clients_need(howl, tmp_path):
@@ -47,9 +29,9 @@ def test_serverinfo_over_http_is_what_clients_need(howl, tmp_path):
 
 def test_pair_via_api_then_list_apps(howl, tmp_path):
     client = make_client(tmp_path / "c")
-    info, pending, result = pair_with_api(howl, client)
-    assert "error" not in result, repr(result.get("error"))
-    assert len(pending) == 1 and len(pending[0]["fingerprint"]) == 64
+    info, request, error = pair_with_api(howl, client, PIN)
+    assert error is None, repr(error)
+    assert len(request["fingerprint"]) == 64
     # Paired: the HTTPS serverinfo says so for this certificate.
     xml = https_get(client, info, "serverinfo")
     assert xml_text(xml, "PairStatus") == "1"
@@ -58,7 +40,7 @@ def test_pair_via_api_then_list_apps(howl, tmp_path):
     apps = client.apps()
     assert all(a.id > 0 for a in apps)
     status, clients = howl.api("GET", "/api/v1/clients")
-    assert status == 200 and [c["fingerprint"] for c in clients] == [pending[0]["fingerprint"]]
+    assert status == 200 and [c["fingerprint"] for c in clients] == [request["fingerprint"]]
     # The PIN never shows up in the server's log or in the API.
     # Whole-number matches only: a timestamp such as 1795427153 may contain the digits.
     pin_re = re.compile(rf"(?<!\d){PIN}(?!\d)")
@@ -69,8 +51,8 @@ def test_pair_via_api_then_list_apps(howl, tmp_path):
 def test_wrong_pin_fails_and_stores_nothing(howl, tmp_path):
     from moonlight_python.exceptions import PairingError
     client = make_client(tmp_path / "c")
-    info, _, result = pair_with_api(howl, client, pin=PIN, submitted="9999")
-    assert isinstance(result.get("error"), PairingError), repr(result)
+    info, _, error = pair_with_api(howl, client, PIN, submitted="9999")
+    assert isinstance(error, PairingError), repr(error)
     status, clients = howl.api("GET", "/api/v1/clients")
     assert status == 200 and clients == []
     from moonlight_python.exceptions import HttpResponseError
@@ -78,17 +60,17 @@ def test_wrong_pin_fails_and_stores_nothing(howl, tmp_path):
         https_get(client, info, "applist")
     assert e.value.status_code == 401
     # A failed pairing leaves no state behind: the same client can pair right away.
-    info, _, result = pair_with_api(howl, client)
-    assert "error" not in result, repr(result.get("error"))
+    info, _, error = pair_with_api(howl, client, PIN)
+    assert error is None, repr(error)
 
 
 def test_paired_client_survives_restart_and_unpair_works(howl_factory, tmp_path):
     from moonlight_python.exceptions import HttpResponseError
     h = howl_factory()
     client = make_client(tmp_path / "c")
-    info, pending, result = pair_with_api(h, client)
-    assert "error" not in result, repr(result.get("error"))
-    fp = pending[0]["fingerprint"]
+    info, request, error = pair_with_api(h, client, PIN)
+    assert error is None, repr(error)
+    fp = request["fingerprint"]
     uniqueid = info.unique_id
     assert h.stop() == 0
 
@@ -112,8 +94,8 @@ def test_paired_client_survives_restart_and_unpair_works(howl_factory, tmp_path)
 def test_client_can_unpair_itself_over_https(howl, tmp_path):
     from moonlight_python.exceptions import HttpResponseError
     client = make_client(tmp_path / "c")
-    info, _, result = pair_with_api(howl, client)
-    assert "error" not in result
+    info, _, error = pair_with_api(howl, client, PIN)
+    assert error is None, repr(error)
     https_get(client, info, "unpair")
     with pytest.raises(HttpResponseError):
         https_get(client, info, "applist")
@@ -122,15 +104,14 @@ def test_client_can_unpair_itself_over_https(howl, tmp_path):
 def test_pair_via_cli(howl, tmp_path):
     client = make_client(tmp_path / "c")
     info = server_info(client, howl.http_port)
-    t, result = pair_in_background(client, info, PIN)
-    howl.wait_pending()
+    pairing = BackgroundPairing(client, info, PIN)
+    pairing.request(howl.api)
     out = subprocess.run(
         [howl_bin(), "pin", PIN, "--state-dir", str(howl.state_dir),
          "--api", f"127.0.0.1:{howl.api_port}"],
         capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
-    t.join(60)
-    assert "error" not in result, repr(result.get("error"))
+    pairing.succeeded()
     assert "Test Pattern" in [a.name for a in client.apps()]
 
 
@@ -155,18 +136,18 @@ def test_second_concurrent_pairing_from_same_requester_is_refused(howl, tmp_path
     a = make_client(tmp_path / "a")
     b = make_client(tmp_path / "b")
     ia = server_info(a, howl.http_port)
-    ta, ra = pair_in_background(a, ia, PIN)
-    howl.wait_pending()
+    pa = BackgroundPairing(a, ia, PIN)
+    request = pa.request(howl.api)
     ib = server_info(b, howl.http_port)
-    tb, rb = pair_in_background(b, ib, "1111")
-    tb.join(30)
-    assert isinstance(rb.get("error"), PairingAlreadyInProgress), repr(rb)
-    status, body = howl.api("POST", "/api/v1/pairing/pin", {"pin": PIN})
+    pb = BackgroundPairing(b, ib, "1111")
+    assert isinstance(pb.finish(30), PairingAlreadyInProgress), repr(pb.error)
+    # b's attempt left no request of its own: a is the only one waiting.
+    assert [r["id"] for r in howl.api("GET", "/api/v1/pairing/pending")[1]] == [request["id"]]
+    status, body = submit_pin(howl.api, PIN, request)
     assert status == 200, body
-    ta.join(60)
-    assert "error" not in ra, repr(ra.get("error"))
+    pa.succeeded()
     status, clients = howl.api("GET", "/api/v1/clients")
-    assert len(clients) == 1
+    assert [c["fingerprint"] for c in clients] == [pa.fingerprint]
 
 
 def test_api_requires_token(howl):

@@ -17,12 +17,14 @@ import pytest
 
 from rtsp_player import Rtsp, basic, digest, start_player
 from stream_client import dominant_frequency
-from test_streaming import fds_of, pids_of, run_client, threads_of, wait_until
+from conftest import alive, cpu_seconds, fds_of, run_client, threads_of, wait_until
 from test_seeds import rss_kb
 from testpattern import read_counter
 
 HERE = os.path.dirname(__file__)
 APP = "/app/Test%20Pattern"
+# howl's shutdown deadline (docs/ARCHITECTURE.md): SIGTERM to exit, whatever is connected.
+SHUTDOWN_DEADLINE = 10
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None,
                                   reason="Debian's ffmpeg is not installed (scripts/common.sh)")
@@ -44,27 +46,6 @@ def assert_increasing(counters, minimum):
     assert len(readable) >= minimum, f"{len(readable)} readable of {len(counters)}"
     assert all(b > a for a, b in zip(readable, readable[1:])), readable
     return readable
-
-
-def workers_of(pid: int) -> list:
-    """The `howl-worker` children of one howl (other howls may run on this machine)."""
-    return [w for w in pids_of("howl-worker") if parent_of(w) == pid]
-
-
-def parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def rtsp_status(h):
@@ -136,12 +117,6 @@ def test_ten_players_and_a_moonlight_viewer_share_one_worker(howl, tmp_path):
     assert wait_until(lambda: howl.api("GET", "/api/v1/lobbies")[1][0]["worker_pid"], 20)
     assert run_client(howl, tmp_path / "ml", "--pair-only")["ok"]
     pid = howl.proc.pid
-
-    def cpu_seconds():
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     seconds = 12
     players = []
     for i in range(10):
@@ -153,7 +128,7 @@ def test_ten_players_and_a_moonlight_viewer_share_one_worker(howl, tmp_path):
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
     assert wait_until(lambda: rtsp_status(howl)["rtsp"]["players"] == 10, 30), \
         howl.log()[-3000:]
-    cpu0, t0 = cpu_seconds(), time.monotonic()
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
     workers = []
     moonlight = run_client(howl, tmp_path / "ml", "--app", "Cinema", "--fps", 30,
                            "--frames", 150, timeout=120)
@@ -161,7 +136,7 @@ def test_ten_players_and_a_moonlight_viewer_share_one_worker(howl, tmp_path):
     for out, p in players:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]
-    cpu = (cpu_seconds() - cpu0) / (time.monotonic() - t0)
+    cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
     assert moonlight["ok"], moonlight
     assert_increasing(moonlight["counters"], 120)
     assert all(len(w) == 1 for w in workers), workers
@@ -170,7 +145,7 @@ def test_ten_players_and_a_moonlight_viewer_share_one_worker(howl, tmp_path):
         # Frames for the whole run: the counter spans (nearly) all of it at 30 fps.
         assert readable[-1] - readable[0] >= (seconds - 2) * 30, (readable[0], readable[-1])
     lobbies = howl.api("GET", "/api/v1/lobbies")[1]
-    assert len(howl.api("GET", "/api/v1/workers")[1]) == 1 and len(workers_of(pid)) == 1
+    assert len(howl.api("GET", "/api/v1/workers")[1]) == 1 and len(howl.workers()) == 1
     print(f"10 ffmpeg players + 1 moonlight-python viewer on lobby {lobbies[0]['id']}: one "
           f"worker, howl server CPU {cpu * 100:.0f}% of one core")
 
@@ -229,15 +204,19 @@ def test_credentials_and_bad_requests_get_clear_errors(howl):
             status = None
         assert status == want, (raw[:30], status)
         r.close()
-    # ffmpeg with a wrong token is refused and started nothing.
-    if shutil.which("ffmpeg"):
-        p = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-rtsp_transport", "tcp",
-                            "-i", url(howl, token="nope"), "-f", "null", "-"],
-                           capture_output=True, text=True, timeout=60)
-        assert p.returncode != 0 and "401" in p.stderr, p.stderr[-1000:]
     assert howl.proc.poll() is None
     assert "panicked" not in howl.log()
     assert howl.token not in howl.log(), "a token was logged"
+
+
+@needs_ffmpeg
+def test_ffmpeg_with_a_wrong_token_is_refused(howl):
+    p = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-rtsp_transport", "tcp",
+                        "-i", url(howl, token="nope"), "-f", "null", "-"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "401" in p.stderr, p.stderr[-1000:]
+    # Refused before anything started.
+    assert howl.api("GET", "/api/v1/workers")[1] == [] and rtsp_status(howl)["instances"] == 0
 
 
 @needs_ffmpeg
@@ -255,6 +234,7 @@ def test_sigterm_with_ten_players_closes_every_one(howl_factory):
     t0 = time.monotonic()
     assert h.stop(timeout=12) == 0, h.log()[-3000:]
     took = time.monotonic() - t0
+    assert took < SHUTDOWN_DEADLINE, f"SIGTERM took {took:.1f}s, past the {SHUTDOWN_DEADLINE}s deadline"
     # Every player sees its connection close (TCP players at once; UDP players through their
     # RTSP connection) and exits.
     for p in players:
@@ -287,7 +267,7 @@ def test_vanished_players_are_ended_by_their_deadlines_and_nothing_leaks(howl_fa
 
     def idle():
         e = rtsp_status(h)
-        return e["rtsp"]["players"] == 0 and e["instances"] == 0 and not workers_of(pid)
+        return e["rtsp"]["players"] == 0 and e["instances"] == 0 and not h.workers()
 
     def trimmed():
         return rtsp_status(h)["heap_trimmed_since_idle"]

@@ -17,7 +17,7 @@ import time
 
 from test_hostile import CLOSE_WAIT, socket_states
 from test_lifecycle import start_streaming
-from test_streaming import parse_result, wait_until
+from conftest import fds_of, finish_client, run_client, threads_of, wait_until
 
 
 def tls_context(config_dir) -> ssl.SSLContext:
@@ -31,9 +31,10 @@ def tls_context(config_dir) -> ssl.SSLContext:
 _sessions = threading.local()
 
 
-def https_get(ctx, port: int, path: str) -> tuple[float, bytes]:
-    """One request on a new connection, as Moonlight clients do; each thread resumes its
-    previous TLS session like a real client library would."""
+def timed_https_get(ctx, port: int, path: str) -> tuple[float, bytes]:
+    """(seconds, raw response) of one request on a new connection, as Moonlight clients make
+    them; each thread resumes its previous TLS session like a real client library would.
+    (conftest.https_get is the client library's own request, answering the XML.)"""
     t0 = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with ctx.wrap_socket(raw, session=getattr(_sessions, "s", None)) as s:
@@ -69,7 +70,7 @@ def test_seed000_https_answers_while_a_worker_is_wedged(howl, tmp_path):
                                         "--concurrency", "100",
                                         "--paths", "/serverinfo,/applist,/cancel"],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        cancel_latency, body = https_get(ctx, howl.https_port, "/cancel")
+        cancel_latency, body = timed_https_get(ctx, howl.https_port, "/cancel")
         out, _ = hammer.communicate(timeout=120)
     finally:
         try:
@@ -85,7 +86,12 @@ def test_seed000_https_answers_while_a_worker_is_wedged(howl, tmp_path):
     assert p95 < 100, out
     pid = howl.proc.pid
     assert wait_until(lambda: socket_states(pid).get(CLOSE_WAIT, 0) == 0, 5), socket_states(pid)
-    parse_result(*p.communicate(timeout=60), howl)
+    # The streaming client's own /cancel ended its session, wedged worker and all: its stream
+    # was ended by the host (not by its own 30 s wait running out).
+    res = finish_client(p, howl)
+    assert res["ok"], res
+    assert res.get("terminated_after") is not None, ("the cancelled stream never ended", res)
+    assert wait_until(lambda: howl.api("GET", "/api/v1/sessions")[1] == [], 10)
 
 
 def rss_kb(pid: int) -> int:
@@ -100,7 +106,6 @@ def test_seed002_clients_that_vanish_are_reaped_by_their_deadlines(howl_factory,
     """50 launches by 50 clients whose processes are SIGKILLed mid-stream: every session ends
     by its deadline (control silence or ENet timeout), the lingering apps stop, and workers,
     fds, threads and RSS return to baseline."""
-    from test_streaming import fds_of, pids_of, run_client, threads_of
     h = howl_factory(env={"HOWL_RESUME_LINGER_SECS": "1", "HOWL_CONTROL_SILENCE_SECS": "2"})
     pid = h.proc.pid
     clients = [tmp_path / f"c{i}" for i in range(100)]
@@ -122,7 +127,7 @@ def test_seed002_clients_that_vanish_are_reaped_by_their_deadlines(howl_factory,
             p.communicate(timeout=10)
 
     def all_gone():
-        return h.api("GET", "/api/v1/sessions")[1] == [] and not pids_of("howl-worker")
+        return h.api("GET", "/api/v1/sessions")[1] == [] and not h.workers()
 
     # Warm-up: 50 sessions, so lazily created resources and the allocator's pools are in the
     # baseline (measured: RSS rises over the first few dozen sessions, then stays flat).

@@ -35,8 +35,8 @@ import pytest
 
 from stream_client import dominant_frequency
 from test_api import EventStream
-from test_rtsp_egress import alive, rtsp_status, workers_of
-from test_streaming import fds_of, parse_result, run_client, threads_of, wait_until
+from conftest import alive, fds_of, parse_result, run_client, threads_of, wait_until
+from test_rtsp_egress import SHUTDOWN_DEADLINE, rtsp_status
 from testpattern import read_counter
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None,
@@ -63,10 +63,11 @@ def player_url(h, path):
 
 class Player:
     """ffmpeg watching an RTSP path; a thread classifies every decoded frame as it arrives:
-    ("picture", counter) when the counter band reads, ("slate", None) for the dark slate."""
+    ("picture", counter) when the counter band reads, ("slate", None) for the dark slate,
+    ("other", None) for anything else; each entry also keeps the band's mean brightness."""
 
     def __init__(self, url):
-        self.frames: list[tuple[float, str, int | None]] = []
+        self.frames: list[tuple[float, str, int | None, float]] = []
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(
             ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
@@ -84,10 +85,10 @@ class Player:
                 return
             f = np.frombuffer(raw, dtype=np.uint8).reshape(BAND, 320)
             c = read_counter(f)
-            kind = "picture" if c is not None else (
-                "slate" if 25 <= float(f.mean()) <= 60 else "other")
+            mean = float(f.mean())
+            kind = "picture" if c is not None else ("slate" if 25 <= mean <= 60 else "other")
             with self.lock:
-                self.frames.append((time.monotonic(), kind, c))
+                self.frames.append((time.monotonic(), kind, c, mean))
 
     def since(self, t):
         with self.lock:
@@ -136,7 +137,7 @@ def test_source_app_survives_upstream_outages_without_leaks(howl_factory, tmp_pa
         t0 = time.monotonic()
         assert wait_until(lambda: player.first_picture_after(t0) is not None, 30), \
             down.log()[-3000:]
-        workers = workers_of(down.proc.pid)
+        workers = down.workers()
         assert len(workers) == 1, workers
         # A Moonlight viewer (moonlight-python) watches through the long outage too.
         assert run_client(down, tmp_path / "ml", "--pair-only")["ok"]
@@ -144,7 +145,7 @@ def test_source_app_survives_upstream_outages_without_leaks(howl_factory, tmp_pa
         moonlight = run_client(down, tmp_path / "ml", "--app", "Camera", "--width", W,
                                "--height", H, "--fps", 30, "--bitrate", 1500,
                                "--frames", frames, background=True)
-        assert wait_until(lambda: len(workers_of(down.proc.pid)) == 2, 30), down.log()[-3000:]
+        assert wait_until(lambda: len(down.workers()) == 2, 30), down.log()[-3000:]
 
         slates, back = outage(up, player, OUTAGE)
         assert player.proc.poll() is None, "the player was disconnected"
@@ -162,7 +163,7 @@ def test_source_app_survives_upstream_outages_without_leaks(howl_factory, tmp_pa
         assert resumed[-1] - resumed[0] >= len(resumed) // 2, resumed
         repeats = sum(1 for a, b in zip(resumed, resumed[1:]) if a == b)
         # The viewer's private instance ends with it; the players' producer stays.
-        assert wait_until(lambda: workers_of(down.proc.pid) == workers, 20), workers
+        assert wait_until(lambda: down.workers() == workers, 20), workers
         # 30 fps for ~OUTAGE s, less the stall detection: most of it is slate.
         assert slates >= 30 * (OUTAGE - 4), slates
         assert back <= RECOVERY_LIMIT, back
@@ -188,7 +189,7 @@ def test_source_app_survives_upstream_outages_without_leaks(howl_factory, tmp_pa
             backs.append(b)
             assert player.proc.poll() is None
         assert max(backs) <= RECOVERY_LIMIT, backs
-        assert workers_of(down.proc.pid) == [worker]
+        assert down.workers() == [worker]
         # Let the last reconnect settle (its teardown thread ends on its own).
         def now():
             return (fds_of(worker), threads_of(worker), fds_of(down.proc.pid))
@@ -213,7 +214,7 @@ def test_sigterm_with_ten_players_and_a_source_mid_reconnect(howl_factory):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(10)]
     assert wait_until(lambda: rtsp_status(down)["rtsp"]["players"] == 10, 60), \
         down.log()[-3000:]
-    workers = workers_of(down.proc.pid)
+    workers = down.workers()
     assert len(workers) == 1, workers
 
     def upstream_picture_counter():
@@ -226,6 +227,7 @@ def test_sigterm_with_ten_players_and_a_source_mid_reconnect(howl_factory):
     t0 = time.monotonic()
     assert down.stop(timeout=12) == 0, down.log()[-3000:]
     took = time.monotonic() - t0
+    assert took < SHUTDOWN_DEADLINE, f"SIGTERM took {took:.1f}s, past the {SHUTDOWN_DEADLINE}s deadline"
     for p in players:
         p.wait(timeout=20)
     assert not any(alive(w) for w in workers), workers
@@ -293,9 +295,16 @@ def test_file_source_plays_and_loops_at_its_end(howl, tmp_path):
             lost = events.wait(lambda e: e["type"] == "source_lost", timeout=30)
             assert lost["reason"] == "end of stream", lost
             events.wait(lambda e: e["type"] == "source_restored", timeout=30)
-            # ffmpeg probes the stream for a while before its first frame comes out.
-            assert wait_until(lambda: len(player.since(0)) > 60, 30), \
-                (player.proc.poll(), howl.log()[-2000:])
+            t_restored = time.monotonic()
+
+            # The clip's own pictures (ffmpeg's testsrc: its top band averages ~127 grey), not
+            # the dark "no signal" slate the player also gets between two plays.
+            def clip_frames():
+                return [f for f in player.since(t_restored) if f[1] == "other" and f[3] >= 90]
+            # Played again after its end: a second's worth of the clip after the restore.
+            assert wait_until(lambda: len(clip_frames()) >= 30, 30), \
+                (player.proc.poll(), [f[1:] for f in player.since(t_restored)][-10:],
+                 howl.log()[-2000:])
             assert player.proc.poll() is None
         finally:
             player.stop()

@@ -6,26 +6,46 @@ The page is loaded once; everything after sign-in must arrive over the live even
 operator types the PIN and clicks Pair, the session row appears when the client starts
 streaming, and Stop ends the client's stream.
 
+To prove the rows come from the event stream and not from the page's 5 s refresh (which would
+bring them too, only later), the page under test has its periodic timers held back: a script
+that runs before the page's own wraps `setTimeout`, and a 5 s timer is parked instead of
+scheduled until the test releases it (for the frame counters, which move without events).
+
 Synchronisation is by WebDriverWait on conditions only.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import make_client, pair_in_background, server_info
+from conftest import (BackgroundPairing, finish_client, make_client, run_client, server_info,
+                      stop_client)
 
-HERE = os.path.dirname(__file__)
 PIN = "6083"
 # Generous: a debug build on a shared 2-core machine starts workers slowly.
 UI_TIMEOUT = 60
+# The page's refresh period (app.js STATUS_PERIOD_MS and POLL_PERIOD_MS).
+PAGE_PERIOD_MS = 5000
+# Runs before the page's scripts: 5 s timers are parked, not scheduled, until released.
+HOLD_PERIODIC_REFRESH = """
+window.__howlHeld = [];
+window.__howlHolding = true;
+const __howlSetTimeout = window.setTimeout.bind(window);
+window.setTimeout = function (fn, ms, ...rest) {
+  if (ms === %d && window.__howlHolding) { window.__howlHeld.push(() => fn(...rest)); return 0; }
+  return __howlSetTimeout(fn, ms, ...rest);
+};
+window.__howlRelease = function () {
+  window.__howlHolding = false;
+  const held = window.__howlHeld.splice(0);
+  held.forEach((f) => f());
+  return held.length;
+};
+""" % PAGE_PERIOD_MS
 
 
 def artifact_dir() -> Path:
@@ -61,6 +81,8 @@ def browser():
     service = webdriver.ChromeService(executable_path=chromedriver)
     driver = webdriver.Chrome(options=opts, service=service)
     driver.set_window_size(1366, 768)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                           {"source": HOLD_PERIODIC_REFRESH})
     try:
         yield driver
     finally:
@@ -102,26 +124,11 @@ def sign_in(driver, h, token=None):
     driver.find_element(*by_testid("signin-submit")).click()
     wait(driver, EC.visibility_of_element_located(by_testid("app")), "the signed-in page", h)
     # The final page must be driven by the event stream, not the polling fallback.
-    wait(driver, lambda d: d.find_element(*by_testid("conn")).get_attribute("data-state") == "live",
-         "the live event stream", h)
+    wait(driver, lambda d: conn_state(d) == "live", "the live event stream", h)
 
 
-def start_stream_client(h, config_dir: Path, ready: Path):
-    args = [sys.executable, os.path.join(HERE, "stream_client.py"),
-            "--http-port", str(h.http_port), "--api-port", str(h.api_port),
-            "--token", h.token, "--config-dir", str(config_dir),
-            "--width", "1280", "--height", "720", "--fps", "30", "--bitrate", "4000",
-            "--frames", "30", "--wait-termination", "180", "--ready-file", str(ready)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def client_result(p, h, timeout=60) -> dict:
-    out, err = p.communicate(timeout=timeout)
-    for line in out.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    raise AssertionError(f"client printed no result.\nstdout:{out[-3000:]}\nstderr:{err[-3000:]}\n"
-                         f"howl log:\n{h.log()[-5000:]}")
+def conn_state(driver) -> str:
+    return driver.find_element(*by_testid("conn")).get_attribute("data-state")
 
 
 def test_webui_pairs_a_client_and_stops_its_session_live(howl, browser, tmp_path):
@@ -135,21 +142,18 @@ def test_webui_pairs_a_client_and_stops_its_session_live(howl, browser, tmp_path
     assert not rows(d, "pending-row")
     client = make_client(tmp_path / "c")
     info = server_info(client, howl.http_port)
-    t, result = pair_in_background(client, info, PIN)
+    pairing = BackgroundPairing(client, info, PIN)
     row = wait(d, lambda d: (rows(d, "pending-row") or [None])[0], "the pending pairing request",
                howl)
-    status, pending = howl.api("GET", "/api/v1/pairing/pending")
-    assert status == 200 and len(pending) == 1, pending
-    assert row.get_attribute("data-key") == str(pending[0]["id"])
-    assert cell(row, "fingerprint") == pending[0]["fingerprint"][:16] + "…"
-    assert cell(row, "device") == (pending[0]["device_name"] or "(unnamed)")
+    request = pairing.request(howl.api)
+    assert row.get_attribute("data-key") == str(request["id"])
+    assert cell(row, "fingerprint") == request["fingerprint"][:16] + "…"
+    assert cell(row, "device") == (request["device_name"] or "(unnamed)")
     row.find_element(*by_testid("pending-pin")).send_keys(PIN)
     row.find_element(*by_testid("pending-pair")).click()
-    t.join(60)
-    assert not t.is_alive(), "pair() did not return"
-    assert "error" not in result, repr(result.get("error"))
+    pairing.succeeded()
     status, clients = howl.api("GET", "/api/v1/clients")
-    assert status == 200 and [c["fingerprint"] for c in clients] == [pending[0]["fingerprint"]]
+    assert status == 200 and [c["fingerprint"] for c in clients] == [request["fingerprint"]]
     # The request leaves the list and the client shows up under Clients, still without reload.
     wait(d, lambda d: not rows(d, "pending-row"), "the pending row to go away", howl)
     d.find_element(*by_testid("tab-clients")).click()
@@ -158,14 +162,23 @@ def test_webui_pairs_a_client_and_stops_its_session_live(howl, browser, tmp_path
 
     # --- Streaming: the session row appears live; Stop ends the client's stream.
     d.find_element(*by_testid("tab-sessions")).click()
-    ready = tmp_path / "ready"
-    p = start_stream_client(howl, tmp_path / "c", ready)
+    ready = tmp_path / "c.ready"
+    p = run_client(howl, tmp_path / "c", "--width", 1280, "--height", 720, "--fps", 30,
+                   "--bitrate", 4000, "--frames", 30, "--wait-termination", 180,
+                   "--ready-file", ready, background=True)
     try:
         srow = wait(d, lambda d: (rows(d, "session-row") or [None])[0], "the session row", howl)
         wait(d, lambda _: ready.exists() or p.poll() is not None, "the client to decode frames",
              howl)
-        assert p.poll() is None, client_result(p, howl)
-        # Frame counters refresh every few seconds; wait until they show real traffic.
+        assert p.poll() is None, finish_client(p, howl)
+        # Everything so far came over the event stream: the periodic refresh never ran (it
+        # was parked at least once, so the page did try to schedule it) and the stream never
+        # dropped (a reconnect refetches every list).
+        assert conn_state(d) == "live"
+        # Frame counters move without events: let the periodic refresh run from here on, and
+        # wait until it shows real traffic.
+        assert d.execute_script("return window.__howlRelease()") >= 1, \
+            "the page scheduled no periodic refresh: the hold caught nothing"
         wait(d, lambda _: cell(srow, "frames_sent") not in ("0", "–"), "frames sent > 0", howl)
         status, sessions = howl.api("GET", "/api/v1/sessions")
         assert len(sessions) == 1, sessions
@@ -179,16 +192,20 @@ def test_webui_pairs_a_client_and_stops_its_session_live(howl, browser, tmp_path
         assert d.save_screenshot(str(shot)), "screenshot failed"
         print(f"web UI screenshot: {shot}")
 
+        # Hold the refresh again (its next run parks), so the row's removal must come over the
+        # event stream too.
+        d.execute_script("window.__howlHolding = true")
+        wait(d, lambda d: d.execute_script("return window.__howlHeld.length") >= 1,
+             "the periodic refresh parked again", howl, timeout=2 * PAGE_PERIOD_MS / 1000 + 5)
         srow.find_element(*by_testid("session-stop")).click()
-        res = client_result(p, howl)
+        res = finish_client(p, howl)
         assert res.get("terminated_after") is not None, res
         wait(d, lambda d: not rows(d, "session-row"), "the session row to go away", howl)
+        assert conn_state(d) == "live"
         status, sessions = howl.api("GET", "/api/v1/sessions")
         assert sessions == [], sessions
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate(timeout=10)
+        stop_client(p)
 
     # No script error and no Content-Security-Policy violation on the whole visit.
     # (A 404 on a route this server lacks is logged as a failed resource load; that is not
