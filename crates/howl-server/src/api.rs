@@ -48,6 +48,8 @@ pub struct ApiState {
     /// Static facts for `/api/v1/server`.
     pub server: Arc<ServerInfoView>,
     pub metrics: crate::metrics::Metrics,
+    /// The engine health probe behind `/readyz` (and the fault-injection switch).
+    pub health: crate::health::Health,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -209,6 +211,7 @@ fn authed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(delete_token))
         .routes(routes!(crate::metrics::handler))
+        .routes(routes!(crate::health::wedge_engine))
 }
 
 fn public_routes() -> OpenApiRouter<ApiState> {
@@ -272,10 +275,12 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: listeners are up (the API is served only after they are).
-#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, body = String)))]
-async fn readyz() -> &'static str {
-    "ready\n"
+/// Readiness: the listeners are up (the API is served only after they are) and the engine
+/// actor answers within its deadline; 503 when it does not.
+#[utoipa::path(get, path = "/readyz", security(()),
+    responses((status = 200, body = String), (status = 503, body = String)))]
+async fn readyz(State(st): State<ApiState>) -> (StatusCode, &'static str) {
+    crate::health::readyz(&st.health).await
 }
 
 /// This document.

@@ -310,6 +310,11 @@ pub struct SessionView {
 }
 
 enum Cmd {
+    /// FAULT INJECTION (`fault_wedge_api`, tests only): the actor blocks this long, as a
+    /// wedged engine would, so the health probe and the watchdog can be tested.
+    Wedge {
+        duration: Duration,
+    },
     CreateLobby {
         spec: LobbySpec,
         app: Option<App>,
@@ -686,6 +691,25 @@ impl EngineHandle {
         });
     }
 
+    /// The health probe: whether the actor answers a command within `deadline`.
+    pub async fn probe(&self, deadline: Duration) -> bool {
+        let (reply, rx) = oneshot::channel();
+        let fut = async {
+            self.tx.send(Cmd::Counters { reply }).await.ok()?;
+            rx.await.ok()
+        };
+        tokio::time::timeout(deadline, fut)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    }
+
+    /// Fault injection: blocks the actor for `duration`; false when the queue is full.
+    pub fn wedge(&self, duration: Duration) -> bool {
+        self.tx.try_send(Cmd::Wedge { duration }).is_ok()
+    }
+
     pub async fn enet(&self, ev: EnetEvent) {
         let _ = self.tx.send(Cmd::Enet(ev)).await;
     }
@@ -965,6 +989,9 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 impl Engine {
     fn handle(&mut self, cmd: Cmd, now: Instant) {
         match cmd {
+            // The actor's own thread blocks; block_in_place lets the runtime's other tasks
+            // (the API answering 503, the watchdog withholding its ping) go on elsewhere.
+            Cmd::Wedge { duration } => tokio::task::block_in_place(|| std::thread::sleep(duration)),
             Cmd::Launch {
                 app_id,
                 app,
