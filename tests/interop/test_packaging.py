@@ -464,7 +464,7 @@ def debs(release_binaries, tmp_path_factory):
     for rev in ("1", "2"):
         r = subprocess.run(
             ["cargo", "deb", "-p", "howl-server", "--no-build", "--no-strip",
-             "--deb-revision", rev, "--output", str(out / f"howl-{rev}.deb")],
+             "--deb-revision", rev, "--fast", "--output", str(out / f"howl-{rev}.deb")],
             cwd=REPO, capture_output=True, text=True, timeout=600,
             env={**os.environ, "CARGO_TARGET_DIR": str(target)})
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -654,7 +654,7 @@ def test_deb_installs_runs_as_its_user_upgrades_keeping_clients_and_purges(
         assert re.fullmatch(r"howl \d+\.\d+\.\d+", version), (version, r.stdout)
         assert box.sh("getent passwd howl").stdout.split(":")[5] == "/var/lib/howl"
         assert box.sh("stat -c '%U %a' /var/lib/howl").stdout.split() == ["howl", "700"]
-        assert box.sh("test -f /lib/systemd/system/howl.service && test -f /etc/howl/howl.toml"
+        assert box.sh("test -f /usr/lib/systemd/system/howl.service && test -f /etc/howl/howl.toml"
                       " && echo ok").stdout.strip() == "ok"
         conffiles = box.sh("cat /var/lib/dpkg/info/howl.conffiles").stdout
         assert "/etc/howl/howl.toml" in conffiles, conffiles
