@@ -6,6 +6,7 @@ cd "$HOWL_ROOT"
 
 ensure_apt_packages
 ensure_rust
+ensure_cargo_deb
 ensure_venv
 
 # Text-only and fast, so it runs first: no import cycle between a crate's top-level modules,

@@ -61,6 +61,10 @@ pub struct Config {
     /// FOR TESTING ONLY: drop this percentage of outgoing video/audio datagrams at random,
     /// to exercise FEC and keyframe recovery. Keep 0 in production.
     pub fault_drop_percent: f64,
+    /// FOR TESTING ONLY: serve `POST /api/v1/debug/wedge-engine` (admin token), which blocks
+    /// the engine actor on purpose so the `/readyz` and watchdog tests can see a wedged
+    /// server. Keep false in production.
+    pub fault_wedge_api: bool,
     /// How long an app keeps running after its client disconnected without quitting, so the
     /// client can resume it, in seconds.
     pub resume_linger_secs: u64,
@@ -121,6 +125,7 @@ impl Default for Config {
             worker_bin: None,
             fec_percentage: 20,
             fault_drop_percent: 0.0,
+            fault_wedge_api: false,
             resume_linger_secs: 60,
             rtsp_deadline_secs: 20,
             connect_deadline_secs: 15,
@@ -176,6 +181,7 @@ const ENV_KEYS: &[&str] = &[
     "worker_bin",
     "fec_percentage",
     "fault_drop_percent",
+    "fault_wedge_api",
     "resume_linger_secs",
     "rtsp_deadline_secs",
     "connect_deadline_secs",

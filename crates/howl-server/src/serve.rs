@@ -277,6 +277,12 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         ..nv_limits.clone()
     };
 
+    let health = crate::health::Health::new(engine.clone(), cfg.fault_wedge_api);
+    if cfg.fault_wedge_api {
+        tracing::warn!(
+            "FAULT INJECTION: POST /api/v1/debug/wedge-engine can wedge the engine (testing only)"
+        );
+    }
     let metrics = crate::control::metrics::Metrics::new();
     tokio::spawn(crate::control::metrics::count_pairing_events(
         metrics.clone(),
@@ -340,6 +346,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
                 }),
                 started: std::time::Instant::now(),
                 metrics: metrics.clone(),
+                health: health.clone(),
             },
             cfg.max_body_bytes,
         );
@@ -427,8 +434,27 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         "howl is serving; pair a Moonlight client and enter its PIN with `howl pin <PIN>`"
     );
 
+    // Type=notify: every listener is bound above; READY=1 once the engine answers, then the
+    // watchdog is fed only while it keeps answering.
+    let notifier = match crate::sdnotify::Notifier::from_env() {
+        Ok(n) => n.map(Arc::new),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot notify the service manager");
+            None
+        }
+    };
+    tokio::spawn(crate::health::notify_service_manager(
+        health,
+        notifier.clone(),
+        crate::sdnotify::watchdog_period_from_env(),
+        shutdown.clone(),
+    ));
+
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if let Some(n) = &notifier {
+        n.notify("STOPPING=1");
+    }
     let drain = async {
         // Sessions first, while ENet can still carry the termination messages.
         engine.shutdown().await;

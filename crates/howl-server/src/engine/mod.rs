@@ -142,6 +142,35 @@ impl EngineHandle {
         let _ = self.tx.try_send(Box::new(f));
     }
 
+    /// The health probe: whether the actor runs a job within `deadline` (queueing included).
+    pub async fn probe(&self, deadline: std::time::Duration) -> bool {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |_, _| {
+            let _ = reply.send(());
+        });
+        let fut = async {
+            self.tx.send(job).await.ok()?;
+            rx.await.ok()
+        };
+        tokio::time::timeout(deadline, fut)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    }
+
+    /// FAULT INJECTION (`fault_wedge_api`, tests only): the actor's thread blocks for
+    /// `duration`, as a wedged engine would, so the health probe and the watchdog can be
+    /// tested. `block_in_place` lets the runtime's other tasks (the API answering 503, the
+    /// watchdog withholding its ping) go on elsewhere. False when the queue is full.
+    pub fn wedge(&self, duration: std::time::Duration) -> bool {
+        self.tx
+            .try_send(Box::new(move |_, _| {
+                tokio::task::block_in_place(|| std::thread::sleep(duration));
+            }))
+            .is_ok()
+    }
+
     /// Launches `app_id`: a lobby with that id is joined; otherwise `app` (from the catalogue)
     /// is started privately for the client.
     pub async fn launch(

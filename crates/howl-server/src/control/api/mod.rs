@@ -55,6 +55,8 @@ pub struct ApiState {
     /// When the server started (uptime in `/api/v1/server`).
     pub started: Instant,
     pub metrics: crate::control::metrics::Metrics,
+    /// The engine health probe behind `/readyz` (and the fault-injection switch).
+    pub health: crate::health::Health,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -216,6 +218,7 @@ fn authed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(tenants::list_tokens, tenants::create_token))
         .routes(routes!(tenants::delete_token))
         .routes(routes!(metrics::handler))
+        .routes(routes!(crate::health::wedge_engine))
 }
 
 fn public_routes() -> OpenApiRouter<ApiState> {
@@ -279,10 +282,12 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: listeners are up (the API is served only after they are).
-#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, body = String)))]
-async fn readyz() -> &'static str {
-    "ready\n"
+/// Readiness: the listeners are up (the API is served only after they are) and the engine
+/// actor answers within its deadline; 503 when it does not.
+#[utoipa::path(get, path = "/readyz", security(()),
+    responses((status = 200, body = String), (status = 503, body = String)))]
+async fn readyz(State(st): State<ApiState>) -> (StatusCode, &'static str) {
+    crate::health::readyz(&st.health).await
 }
 
 /// This document.
