@@ -173,6 +173,10 @@ pub fn spawn_video_sender(
                 stats
                     .video_queue_depth
                     .store(frames.len() as u64, Ordering::Relaxed);
+                stats.video_queue_bytes.store(
+                    worker.stats.video_bytes.queued_after(frame.seq),
+                    Ordering::Relaxed,
+                );
                 if need_keyframe && !frame.keyframe {
                     stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
                     stats

@@ -890,6 +890,12 @@ impl Conn {
                 .video_queue_depth
                 .store(rx.len() as u64, Ordering::Relaxed);
         }
+        if let Some(w) = &p.worker {
+            stats.video_queue_bytes.store(
+                w.stats.video_bytes.queued_after(frame.seq),
+                Ordering::Relaxed,
+            );
+        }
         let Some(v) = &mut p.video else {
             return Ok(());
         };

@@ -230,6 +230,9 @@ pub struct EngineCounters {
     pub frames_dropped_by_reason: std::collections::BTreeMap<&'static str, u64>,
     /// The deepest any viewer is behind its producer right now, in frames.
     pub max_video_queue_depth: u64,
+    /// Bytes of video queued for all viewers right now (the sum of each viewer's
+    /// `video_queue_bytes`).
+    pub video_queue_bytes: u64,
     pub bytes_sent: u64,
     pub frames_unwatched: u64,
     pub datagrams_sent: u64,
@@ -297,6 +300,8 @@ pub struct SessionView {
     pub producer_frame_counter: u64,
     pub frames_sent: u64,
     pub frames_dropped: u64,
+    /// Bytes of video queued for it in the fan-out right now.
+    pub video_queue_bytes: u64,
     pub input_events: u64,
     /// The lobby it watches; `None` for a private stream.
     pub lobby_id: Option<u64>,
@@ -407,6 +412,7 @@ fn add_session_stats(c: &mut EngineCounters, st: &SessionStats) {
         *c.frames_dropped_by_reason.entry(reason).or_insert(0) += get(v);
     }
     c.max_video_queue_depth = c.max_video_queue_depth.max(get(&st.video_queue_depth));
+    c.video_queue_bytes += get(&st.video_queue_bytes);
     c.bytes_sent += get(&st.bytes_sent);
     c.datagrams_sent += get(&st.datagrams_sent);
     c.datagrams_fault_dropped += get(&st.datagrams_fault_dropped);
@@ -730,6 +736,8 @@ pub struct SessionStats {
     pub frames_dropped_unpacketizable: AtomicU64,
     /// Frames this viewer is behind the producer (gauge).
     pub video_queue_depth: AtomicU64,
+    /// Bytes of those frames (gauge; see `worker::VideoBytes`).
+    pub video_queue_bytes: AtomicU64,
     pub datagrams_sent: AtomicU64,
     /// Video and audio payload bytes sent to this client.
     pub bytes_sent: AtomicU64,
@@ -1617,6 +1625,7 @@ impl Engine {
                         .unwrap_or(0),
                     frames_sent: s.stats.frames_sent.load(Ordering::Relaxed),
                     frames_dropped: s.stats.frames_dropped.load(Ordering::Relaxed),
+                    video_queue_bytes: s.stats.video_queue_bytes.load(Ordering::Relaxed),
                     input_events: s.stats.input_events.load(Ordering::Relaxed),
                     lobby_id: inst.and_then(Instance::lobby_id),
                     bitrate_kbps: cfg.map(|c| c.bitrate.maximum_kbps).unwrap_or(0),
@@ -1647,6 +1656,7 @@ impl Engine {
                     .unwrap_or(0),
                 frames_sent: p.stats.frames_sent.load(Ordering::Relaxed),
                 frames_dropped: p.stats.frames_dropped.load(Ordering::Relaxed),
+                video_queue_bytes: p.stats.video_queue_bytes.load(Ordering::Relaxed),
                 input_events: 0,
                 lobby_id: inst.and_then(Instance::lobby_id),
                 bitrate_kbps: params.map(|c| c.bitrate_kbps).unwrap_or(0),
@@ -2136,6 +2146,7 @@ impl Engine {
         }
         *self.ended.entry(reason.label()).or_insert(0) += 1;
         s.stats.video_queue_depth.store(0, Ordering::Relaxed);
+        s.stats.video_queue_bytes.store(0, Ordering::Relaxed);
         add_session_stats(&mut self.retired, &s.stats);
         tracing::info!(session = %sid, client = %crate::core_task::short(&s.client), reason = %reason,
             frames_sent = s.stats.frames_sent.load(Ordering::Relaxed), "session ended");
@@ -2165,6 +2176,7 @@ impl Engine {
             .entry(reason.label().to_owned())
             .or_insert(0) += 1;
         p.stats.video_queue_depth.store(0, Ordering::Relaxed);
+        p.stats.video_queue_bytes.store(0, Ordering::Relaxed);
         add_session_stats(&mut self.retired, &p.stats);
         add_player_stats(&mut self.rtsp_retired, &p.stats);
         tracing::info!(session = %p.id, player = %p.label, path = %p.path, reason = %reason,
