@@ -245,6 +245,7 @@ def test_unprivileged_server_sigkill_and_restart_leave_no_container(
 
         # 2. The server SIGKILLed: the container stays (nothing of howl is left to remove it,
         # and its app does not die with the display), until the restart removes it.
+        (tmp_path / "ready").unlink(missing_ok=True)  # start_streaming waits for a new one
         p = start_streaming(h, tmp_path / "c", tmp_path)
         try:
             before = containers(docker_host, state)
