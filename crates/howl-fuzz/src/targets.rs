@@ -20,6 +20,8 @@ use howl_proto::video::{
 };
 
 /// A parser's state between inputs (stream decoders, depacketizers, keys).
+// One value per target, re-made every STATE_RUN inputs: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum State {
     None,
     Rtsp(RequestParser, ResponseParser),
@@ -336,10 +338,10 @@ fn control_seeds() -> Vec<Vec<u8>> {
         } else {
             IvVariant::Legacy
         };
-        if let Ok(mut c) = ClientCrypto::new(KEY, variant) {
-            if let Ok(sealed) = c.seal(&m) {
-                seeds.push(sealed);
-            }
+        if let Ok(mut c) = ClientCrypto::new(KEY, variant)
+            && let Ok(sealed) = c.seal(&m)
+        {
+            seeds.push(sealed);
         }
     }
     seeds

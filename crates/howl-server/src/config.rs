@@ -248,7 +248,7 @@ impl Config {
             };
             let key = key.to_ascii_lowercase();
             if !ENV_KEYS.contains(&key.as_str()) {
-                if cli_env.iter().any(|c| *c == var) || is_other_env_var(&var) {
+                if cli_env.contains(&var) || is_other_env_var(&var) {
                     continue;
                 }
                 return Err(ConfigError::UnknownEnv {
