@@ -121,3 +121,29 @@ fn usage(err: &str) -> ExitCode {
         ExitCode::from(2)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A smoke run in the ordinary test suite (the million-input runs are scripts/fuzz.sh's):
+    /// every target gets inputs from every generator path and none panics.
+    #[test]
+    fn every_parser_survives_a_short_run() {
+        for target in super::targets::all() {
+            let seeds = (target.seeds)();
+            assert!(!seeds.is_empty(), "{} has no seeds", target.name);
+            let mut rng = super::inputs::Rng::new(super::inputs::hash(target.name));
+            let mut state = (target.fresh)();
+            let mut input = Vec::new();
+            for _ in 0..2_000 {
+                super::inputs::next_input(
+                    &mut rng,
+                    &seeds,
+                    target.text,
+                    target.max_len,
+                    &mut input,
+                );
+                (target.run)(&mut state, &input);
+            }
+        }
+    }
+}
