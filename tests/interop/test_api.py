@@ -248,6 +248,57 @@ def test_unix_socket_is_the_admin_without_a_token(howl):
     assert b"engine" in body
 
 
+def unix_get(path, prefix=()) -> bytes:
+    """GET /api/v1/status over the unix socket `path` from a child process (run under
+    `prefix`, e.g. setpriv as another user); returns every byte the server sent."""
+    import subprocess
+    import sys
+    code = ("import socket,sys\n"
+            "s=socket.socket(socket.AF_UNIX);s.settimeout(10);s.connect(sys.argv[1])\n"
+            "s.sendall(b'GET /api/v1/status HTTP/1.1\\r\\nHost: howl\\r\\nConnection: close\\r\\n\\r\\n')\n"
+            "d=b''\n"
+            "while True:\n"
+            "    try: c=s.recv(65536)\n"
+            "    except ConnectionResetError: break\n"
+            "    if not c: break\n"
+            "    d+=c\n"
+            "sys.stdout.buffer.write(d)\n")
+    r = subprocess.run([*prefix, sys.executable, "-c", code, str(path)], capture_output=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    return r.stdout
+
+
+def test_unix_socket_refuses_other_users_by_peer_credentials(howl_factory):
+    """With the file mode opened up on purpose (0666 socket in a 0755 directory), only the
+    peer-credential check stands between another user and the admin API: it must refuse."""
+    import os
+    import shutil
+    import uuid
+    from pathlib import Path
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user (setpriv)")
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed: cannot connect as another user")
+    base = Path(f"/tmp/howl-peercred-{uuid.uuid4().hex[:8]}")
+    base.mkdir(mode=0o755)
+    h = None
+    try:
+        h = howl_factory(state_dir=base / "state")
+        sock = h.state_dir / "api.sock"
+        h.state_dir.chmod(0o755)
+        sock.chmod(0o666)
+        assert unix_get(sock).startswith(b"HTTP/1.1 200"), "root is served"
+        nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--"]
+        reply = unix_get(sock, nobody)
+        assert reply == b"", f"another user was answered: {reply[:200]!r}"
+        assert "api.sock: refused a connection" in h.log()
+    finally:
+        if h is not None:
+            assert h.stop() == 0, h.log()[-3000:]
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_events_are_live_and_scoped(howl):
     st, tenant = howl.api("POST", "/api/v1/tokens", {"name": "viewer"})
     admin = EventStream(howl, howl.token)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -144,3 +145,128 @@ def test_server_sigkill_and_restart_leave_no_container(howl_factory, tmp_path, d
     finally:
         p.kill()
         p.communicate()
+
+
+@pytest.fixture
+def unprivileged_user(docker_host):
+    """A fresh system user allowed on the Docker socket the way an operator grants it (the
+    socket's group as a supplementary group), and nothing else: `(name, uid, gid, groups)`."""
+    if os.geteuid() != 0:
+        pytest.skip("creating the unprivileged user howl runs as needs root")
+    for tool in ("useradd", "userdel", "setpriv"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed: cannot run howl as another user")
+    if not docker_host.startswith("unix://"):
+        pytest.skip(f"Docker at {docker_host} is not a unix socket: no group grants access")
+    sock = Path(docker_host[len("unix://"):])
+    name = f"howl{uuid.uuid4().hex[:6]}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                    name], check=True, capture_output=True)
+    group = None
+    try:
+        st = sock.stat()
+        if st.st_gid == 0:
+            if not str(sock).startswith("/tmp/howl-dockerd-"):
+                pytest.skip(f"{sock} is root's alone and not this test's daemon: "
+                            "not regranting the machine's Docker socket")
+            # This test's own daemon: grant its socket to a group, as `dockerd --group` would.
+            group = name
+            subprocess.run(["groupadd", "--system", group], check=True, capture_output=True)
+            os.chown(sock, 0, int(subprocess.run(["getent", "group", group], check=True,
+                                                 capture_output=True, text=True)
+                                  .stdout.split(":")[2]))
+            os.chmod(sock, 0o660)
+            gid = sock.stat().st_gid
+        else:
+            gid = st.st_gid
+        import pwd
+        pw = pwd.getpwnam(name)
+        yield name, pw.pw_uid, pw.pw_gid, [gid]
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+        if group:
+            if sock.exists():
+                os.chown(sock, 0, 0)
+            subprocess.run(["groupdel", group], check=False, capture_output=True)
+
+
+def test_unprivileged_server_sigkill_and_restart_leave_no_container(
+        howl_factory, tmp_path, docker_host, test_image, unprivileged_user, monkeypatch):
+    """Reaping by the `howl.producer` label, with howl running as a normal user in the
+    socket's group: the container's processes run as root, so the marker scan of /proc cannot
+    see or signal them, and the app here outlives its display (`--outlive-display`), so only
+    removal through the Docker API ends the container. Shown twice: after a worker is
+    SIGKILLed (the supervisor reaps), and after the server is SIGKILLed (the restart reaps)."""
+    import conftest
+    name, uid, gid, groups = unprivileged_user
+    # Everything the user touches lies outside pytest's root-only temporary directory.
+    base = Path(f"/tmp/howl-nonroot-{uuid.uuid4().hex[:8]}")
+    for d in (base, base / "home", base / "run"):
+        d.mkdir()
+        os.chown(d, uid, gid)
+    base.chmod(0o755)
+    state = base / "state"
+    wrapper = tmp_path / "howl-as-user"
+    wrapper.write_text(
+        "#!/bin/sh\nexec setpriv --reuid {u} --regid {g} --groups {gs} -- {bin} \"$@\"\n".format(
+            u=uid, g=gid, gs=",".join(map(str, groups)), bin=conftest.howl_bin()))
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(conftest, "howl_bin", lambda: str(wrapper))
+    h = None
+    cfg = base / "howl.toml"
+    cfg.write_text(f'[[apps]]\ntitle = "Test App"\nkind = "docker"\n'
+                   f'image = {json.dumps(test_image)}\n'
+                   f'command = {json.dumps(["/howl-testapp", "--outlive-display"])}\n')
+    cfg.chmod(0o644)
+    try:
+        h = howl_factory(state_dir=state, extra_args=["--config", str(cfg)],
+                         env={"DOCKER_HOST": docker_host, "HOME": str(base / "home"),
+                              "XDG_RUNTIME_DIR": str(base / "run")})
+        assert h.api("GET", "/api/v1/status")[0] == 200
+        howl_uid = os.stat(f"/proc/{h.proc.pid}").st_uid
+        assert howl_uid == uid, f"howl runs as uid {howl_uid}, not the unprivileged {uid}"
+        assert run_client(h, tmp_path / "c", "--mode", "check")["ok"], h.log()[-3000:]
+        wait_for(lambda: not containers(docker_host, state), 30, "the quit's container removed")
+
+        # 1. A worker SIGKILLed: its supervisor removes the container by label.
+        p = start_streaming(h, tmp_path / "c", tmp_path)
+        try:
+            assert containers(docker_host, state), "a labelled container while streaming"
+            status, workers = h.api("GET", "/api/v1/workers")
+            assert status == 200 and len(workers) == 1, workers
+            log_before_kill = len(h.log())
+            os.kill(workers[0]["pid"], signal.SIGKILL)
+            wait_for(lambda: not containers(docker_host, state), 30,
+                     "no container after the worker was killed")
+        finally:
+            p.kill()
+            p.communicate()
+        assert "removed leftover containers" in h.log()[log_before_kill:], h.log()[-3000:]
+
+        # 2. The server SIGKILLed: the container stays (nothing of howl is left to remove it,
+        # and its app does not die with the display), until the restart removes it.
+        (tmp_path / "ready").unlink(missing_ok=True)  # start_streaming waits for a new one
+        p = start_streaming(h, tmp_path / "c", tmp_path)
+        try:
+            before = containers(docker_host, state)
+            assert before, "a labelled container while streaming"
+            h.proc.kill()
+            h.proc.wait()
+            time.sleep(3)  # a window for anything else to remove it: nothing should
+            assert containers(docker_host, state) == before, \
+                "the container went away without the restart: the test would prove nothing"
+            log_before_restart = len(h.log())
+            h.start()
+            wait_for(lambda: not containers(docker_host, state), 30,
+                     "no container after the restart")
+            assert "removed leftover containers" in h.log()[log_before_restart:], h.log()[-3000:]
+        finally:
+            p.kill()
+            p.communicate()
+    finally:
+        if h is not None:
+            code = h.stop()
+            assert code == 0, f"howl exited with {code}:\n{h.log()[-3000:]}"
+        for c in containers(docker_host, state):
+            docker(docker_host, "rm", "-f", c.split()[0], check=False)
+        shutil.rmtree(base, ignore_errors=True)

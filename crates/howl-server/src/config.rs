@@ -1,6 +1,7 @@
 //! Server configuration: defaults, then the TOML file (`--config`), then `HOWL_<KEY>`
 //! environment variables, then command-line flags. Unknown keys are errors, so a typo never
-//! silently leaves a default in place.
+//! silently leaves a default in place: in the file, and for `HOWL_*` variables (an unknown one
+//! is refused with the nearest known name, see [`OTHER_ENV_VARS`] for the non-key variables).
 
 use howl_core::apps::AppConfig;
 use serde::Deserialize;
@@ -97,6 +98,9 @@ pub struct Config {
     /// a window manager (twm, openbox, fluxbox or icewm) and xterm are on `PATH`. An app of
     /// your own titled "Desktop" replaces it.
     pub desktop_app: bool,
+    /// The longest a shutdown (SIGTERM or SIGINT) may take, in seconds: sessions end, workers
+    /// stop, listeners close, and past this the process exits anyway.
+    pub shutdown_deadline_secs: u64,
     /// Apps besides the built-in "Test Pattern" (and "Desktop").
     pub apps: Vec<AppConfig>,
 }
@@ -137,6 +141,7 @@ impl Default for Config {
             rtsp_egress_udp: true,
             rtsp_egress_digest: true,
             desktop_app: true,
+            shutdown_deadline_secs: 10,
             apps: Vec::new(),
         }
     }
@@ -154,6 +159,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
+    #[error("unknown environment variable {var}: not a howl setting (did you mean {nearest}?)")]
+    UnknownEnv { var: String, nearest: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -193,13 +200,39 @@ const ENV_KEYS: &[&str] = &[
     "rtsp_egress_udp",
     "rtsp_egress_digest",
     "desktop_app",
+    "shutdown_deadline_secs",
 ];
 
+/// `HOWL_*` variables that are not configuration keys and still belong to howl or its own
+/// tools, so finding them in the server's environment is no typo: the log filters, the
+/// worker's marker, the client CLI's and the test suite's variables (a shell that runs the
+/// tests or the client exports them, and a server started from it inherits them). The
+/// command line's own `env` names (`HOWL_CONFIG`, `HOWL_STATE_DIR`, ...) come from clap and
+/// are passed to [`Config::load`] by the caller.
+pub const OTHER_ENV_VARS: &[&str] = &[
+    "HOWL_LOG",
+    "HOWL_WORKER_LOG",
+    "HOWL_PRODUCER",
+    "HOWL_API_TOKEN",
+    "HOWL_BIN",
+    "HOWL_VENV",
+    "HOWL_ROOT",
+    "HOWL_ARTIFACT_DIR",
+    "HOWL_DESKTOP_DUMP",
+    "HOWL_TESTAPP_DEBUG",
+];
+
+/// Prefixes of variables owned by howl's tools (`howl-client`, the test suite).
+pub const OTHER_ENV_PREFIXES: &[&str] = &["HOWL_CLIENT_", "HOWL_TEST_"];
+
 impl Config {
-    /// Loads the file (if any), then overlays `HOWL_<KEY>` variables from `env`.
+    /// Loads the file (if any), then overlays `HOWL_<KEY>` variables from `env`. A `HOWL_*`
+    /// variable that is neither a key, nor in `cli_env` (the command line's variables), nor
+    /// one of [`OTHER_ENV_VARS`] is an error naming the nearest known variable.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
+        cli_env: &[String],
     ) -> Result<Self, ConfigError> {
         let mut table = match file {
             None => toml::Table::new(),
@@ -221,7 +254,13 @@ impl Config {
             };
             let key = key.to_ascii_lowercase();
             if !ENV_KEYS.contains(&key.as_str()) {
-                continue;
+                if cli_env.contains(&var) || is_other_env_var(&var) {
+                    continue;
+                }
+                return Err(ConfigError::UnknownEnv {
+                    nearest: nearest_env_var(&var, cli_env),
+                    var,
+                });
             }
             table.insert(key, env_value(&value));
         }
@@ -241,7 +280,7 @@ impl Config {
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_header_bytes < 16 * 1024 {
             return Err(ConfigError::Invalid(
                 "max_header_bytes must be at least 16384 (pairing sends ~2.5 KB request lines)"
@@ -284,6 +323,11 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("{name} must be > 0")));
             }
         }
+        if !(1..=3600).contains(&self.shutdown_deadline_secs) {
+            return Err(ConfigError::Invalid(
+                "shutdown_deadline_secs must be between 1 and 3600".into(),
+            ));
+        }
         for (name, secs) in [
             (
                 "rtsp_egress_session_timeout_secs",
@@ -316,6 +360,47 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
+    pub fn shutdown_deadline(&self) -> Duration {
+        Duration::from_secs(self.shutdown_deadline_secs)
+    }
+}
+
+/// Every configuration key as its environment variable (`HOWL_HTTP_PORT`, ...).
+pub fn key_env_vars() -> impl Iterator<Item = String> {
+    ENV_KEYS
+        .iter()
+        .map(|k| format!("HOWL_{}", k.to_ascii_uppercase()))
+}
+
+fn is_other_env_var(var: &str) -> bool {
+    OTHER_ENV_VARS.contains(&var) || OTHER_ENV_PREFIXES.iter().any(|p| var.starts_with(p))
+}
+
+/// The known variable closest to `var` by edit distance (ties: the first in key order).
+fn nearest_env_var(var: &str, cli_env: &[String]) -> String {
+    key_env_vars()
+        .chain(cli_env.iter().cloned())
+        .chain(OTHER_ENV_VARS.iter().map(|s| (*s).to_owned()))
+        .min_by_key(|known| edit_distance(var, known))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance over bytes (variable names are ASCII), one row at a time.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diag + usize::from(ca != *cb));
+            diag = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// An environment value is read as a TOML value when it parses as one (numbers, booleans,
@@ -334,7 +419,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let c = Config::load(None, []).unwrap();
+        let c = Config::load(None, [], &[]).unwrap();
         assert_eq!(c.http_port, 47989);
         assert_eq!(c.https_port, 47984);
         assert!(c.mdns);
@@ -355,7 +440,7 @@ mod tests {
             ("HOWL_MDNS".to_string(), "false".to_string()),
             ("OTHER".to_string(), "x".to_string()),
         ];
-        let c = Config::load(Some(&p), env).unwrap();
+        let c = Config::load(Some(&p), env, &[]).unwrap();
         assert_eq!(c.http_port, 2000);
         assert_eq!(c.hostname.as_deref(), Some("box"));
         assert_eq!(c.api_bind.port(), 9);
@@ -368,17 +453,133 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("howl.toml");
         std::fs::write(&p, "htp_port = 1\n").unwrap();
-        let e = Config::load(Some(&p), []).unwrap_err().to_string();
+        let e = Config::load(Some(&p), [], &[]).unwrap_err().to_string();
         assert!(e.contains("htp_port") && e.contains("howl.toml"), "{e}");
-        let e = Config::load(None, [("HOWL_HTTP_PORT".into(), "lots".into())])
+        let e = Config::load(None, [("HOWL_HTTP_PORT".into(), "lots".into())], &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("HOWL_"), "{e}");
-        let e = Config::load(None, [("HOWL_MAX_HEADER_BYTES".into(), "100".into())])
+        let e = Config::load(None, [("HOWL_MAX_HEADER_BYTES".into(), "100".into())], &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("max_header_bytes"), "{e}");
-        let missing = Config::load(Some(Path::new("/nonexistent/howl.toml")), []).unwrap_err();
+        let missing = Config::load(Some(Path::new("/nonexistent/howl.toml")), [], &[]).unwrap_err();
         assert!(missing.to_string().contains("/nonexistent/howl.toml"));
+    }
+
+    #[test]
+    fn unknown_env_vars_are_refused_with_the_nearest_name() {
+        let cli = vec!["HOWL_CONFIG".to_string(), "HOWL_STATE_DIR".to_string()];
+        let err = |var: &str| {
+            Config::load(None, [(var.to_string(), "1".to_string())], &cli)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("HOWL_HTTP_PROT");
+        assert!(
+            e.contains("HOWL_HTTP_PROT") && e.contains("HOWL_HTTP_PORT"),
+            "{e}"
+        );
+        let e = err("HOWL_STATEDIR");
+        assert!(e.contains("did you mean HOWL_STATE_DIR?"), "{e}");
+        let e = err("HOWL_SHUTDOWN_DEADLINE");
+        assert!(e.contains("HOWL_SHUTDOWN_DEADLINE_SECS"), "{e}");
+        // The command line's variables, howl's own tools' and other programs' are accepted.
+        for var in [
+            "HOWL_CONFIG",
+            "HOWL_LOG",
+            "HOWL_BIN",
+            "HOWL_CLIENT_LOG",
+            "HOWL_TEST_SOURCE_CYCLES",
+            "HOWLER",
+            "PATH",
+        ] {
+            Config::load(None, [(var.to_string(), "x".to_string())], &cli)
+                .unwrap_or_else(|e| panic!("{var}: {e}"));
+        }
+    }
+
+    #[test]
+    fn shutdown_deadline_from_file_and_env() {
+        assert_eq!(
+            Config::load(None, [], &[]).unwrap().shutdown_deadline(),
+            Duration::from_secs(10)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("howl.toml");
+        std::fs::write(&p, "shutdown_deadline_secs = 3\n").unwrap();
+        assert_eq!(
+            Config::load(Some(&p), [], &[])
+                .unwrap()
+                .shutdown_deadline_secs,
+            3
+        );
+        let env = [("HOWL_SHUTDOWN_DEADLINE_SECS".to_string(), "4".to_string())];
+        assert_eq!(
+            Config::load(Some(&p), env, &[])
+                .unwrap()
+                .shutdown_deadline_secs,
+            4
+        );
+        let env = [("HOWL_SHUTDOWN_DEADLINE_SECS".to_string(), "0".to_string())];
+        let e = Config::load(None, env, &[]).unwrap_err().to_string();
+        assert!(e.contains("shutdown_deadline_secs"), "{e}");
+    }
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    /// The keys docs/configuration.md lists are exactly the keys the code accepts: the struct's
+    /// fields (as serde reports them for an unknown key) and the environment's list.
+    #[test]
+    fn the_documented_keys_are_the_code_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("howl.toml");
+        std::fs::write(&p, "zzz_not_a_key = 1\n").unwrap();
+        let e = Config::load(Some(&p), [], &[]).unwrap_err().to_string();
+        let expected = e
+            .split("expected one of")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{e}"));
+        let fields: std::collections::BTreeSet<String> = expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        let mut env_and_apps: std::collections::BTreeSet<String> =
+            ENV_KEYS.iter().map(|k| (*k).to_owned()).collect();
+        env_and_apps.insert("apps".into());
+        assert_eq!(
+            fields, env_and_apps,
+            "ENV_KEYS must list every scalar field"
+        );
+
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ))
+        .unwrap();
+        // First cell of each table row; a cell may name several keys (`a` / `b`).
+        let documented: std::collections::BTreeSet<String> = doc
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .filter_map(|l| l.split('|').nth(1))
+            .flat_map(|cell| {
+                cell.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            documented, fields,
+            "docs/configuration.md's table vs the code"
+        );
     }
 }

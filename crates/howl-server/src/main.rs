@@ -68,7 +68,8 @@ fn init_logging() {
 
 async fn run_serve(args: cli::ServeArgs) -> Result<(), String> {
     let env = std::env::vars();
-    let mut cfg = config::Config::load(args.config.as_deref(), env).map_err(|e| e.to_string())?;
+    let mut cfg = config::Config::load(args.config.as_deref(), env, &cli::env_names())
+        .map_err(|e| e.to_string())?;
     if args.no_mdns {
         cfg.mdns = false;
     }
@@ -92,6 +93,10 @@ async fn run_serve(args: cli::ServeArgs) -> Result<(), String> {
     }
     if args.no_rtsp_egress {
         cfg.rtsp_egress = false;
+    }
+    if let Some(secs) = args.shutdown_deadline_secs {
+        cfg.shutdown_deadline_secs = secs;
+        cfg.validate().map_err(|e| e.to_string())?;
     }
     let state_dir = args.state_dir.unwrap_or_else(statedir::default_state_dir);
     serve::run(cfg, &state_dir).await.map_err(|e| e.to_string())

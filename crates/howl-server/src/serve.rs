@@ -1,6 +1,6 @@
 //! `howl serve`: builds the pieces from the configuration and runs them until SIGTERM/SIGINT.
 //!
-//! Order of shutdown (bounded by [`SHUTDOWN_DEADLINE`]): stop accepting on every listener,
+//! Order of shutdown (bounded by the `shutdown_deadline_secs` setting): stop accepting on every listener,
 //! drop open connections, stop the core actor, exit. State is persisted on every change, so
 //! nothing is left to flush.
 
@@ -21,9 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// The longest shutdown may take before the process exits anyway.
-pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Errors that stop the server from starting. Each says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +165,10 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
     if !reaped.is_empty() {
         tracing::warn!(pids = ?reaped, "killed media workers left by a previous run");
     }
+    // Containers of a previous run's Docker apps, by their label: works without root, where
+    // the marker scan above cannot see into them. Before the engine starts, so no container
+    // of this run can be in scope yet; bounded by CONTAINER_REAP_DEADLINE.
+    worker::log_reaped_containers(worker::reap_containers(&worker_bin, &runtime_dir).await, 0);
     let udp = |what: &'static str, port: u16| {
         let addr = SocketAddr::new(cfg.bind_address, port);
         async move {
@@ -341,7 +342,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
                         connect_deadline_secs: cfg.connect_deadline_secs,
                         control_silence_secs: cfg.control_silence_secs,
                         resume_linger_secs: cfg.resume_linger_secs,
-                        shutdown_deadline_secs: SHUTDOWN_DEADLINE.as_secs(),
+                        shutdown_deadline_secs: cfg.shutdown_deadline_secs,
                     },
                 }),
                 started: std::time::Instant::now(),
@@ -463,7 +464,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         let _ = core_task.await;
         let _ = engine_task.await;
     };
-    if tokio::time::timeout(SHUTDOWN_DEADLINE, drain)
+    if tokio::time::timeout(cfg.shutdown_deadline(), drain)
         .await
         .is_err()
     {

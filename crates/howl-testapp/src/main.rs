@@ -11,7 +11,8 @@
 //!
 //! and plays a 660 Hz tone through `pacat` (PulseAudio, `$PULSE_SERVER`) while any mouse button
 //! is held, silence otherwise. `--exit-after SECS` makes it exit by itself (tests of "app
-//! exited").
+//! exited"); `--outlive-display` makes it stay (idle) when its X display goes away, like a
+//! daemon that does not die with its desktop (tests that leftovers are reaped by label).
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -66,8 +67,15 @@ impl State {
 }
 
 fn main() {
+    let outlive_display = std::env::args().any(|a| a == "--outlive-display");
     if let Err(e) = run() {
         eprintln!("howl-testapp: {e}");
+        if outlive_display {
+            eprintln!("howl-testapp: --outlive-display: staying until killed");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         std::process::exit(1);
     }
 }
@@ -81,9 +89,10 @@ fn run() -> Result<()> {
                 let secs: f64 = args.next().ok_or("--exit-after needs SECS")?.parse()?;
                 exit_after = Some(Duration::from_secs_f64(secs));
             }
+            "--outlive-display" => {} // read in main
             "--help" | "-h" => {
                 println!(
-                    "usage: howl-testapp [--exit-after SECS]   (uses $DISPLAY and $PULSE_SERVER)"
+                    "usage: howl-testapp [--exit-after SECS] [--outlive-display]   (uses $DISPLAY and $PULSE_SERVER)"
                 );
                 return Ok(());
             }

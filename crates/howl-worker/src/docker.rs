@@ -6,11 +6,20 @@
 //! in its environment, so its processes (visible in the host's `/proc`) fall to the same
 //! marker reaping as a process app's when the worker or the server dies. `AutoRemove` makes
 //! Docker delete a container whose processes were reaped that way.
+//!
+//! The marker reaping needs to read and signal the container's processes, which run as root
+//! (or a user of their own): a server running as a normal user can do neither. So the label
+//! is the reaping path that needs no privilege beyond the Docker socket itself: the server
+//! runs `howl-worker --reap-containers <marker or run directory>` ([`reap`]) at start-up and
+//! after a Docker app's worker died, which removes (forced) every container whose label is
+//! that marker or lies under that directory.
 
 use crate::error::WorkerError;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{RemoveContainerOptions, StopContainerOptions};
+use bollard::query_parameters::{
+    ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+};
 use futures_util::StreamExt;
 use howl_media::protocol::{ContainerSpec, DesktopApp};
 use std::collections::HashMap;
@@ -160,6 +169,80 @@ impl Container {
     }
 }
 
+/// Listing and removing leftovers must finish by then (the server bounds the process too).
+const REAP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Whether a container labelled `howl.producer=<label>` belongs to `scope`: the marker itself,
+/// or any marker inside the directory `scope` (`/x/run` does not cover `/x/run2/...`).
+pub fn in_scope(label: &str, scope: &str) -> bool {
+    let scope = scope.trim_end_matches('/');
+    label == scope
+        || label
+            .strip_prefix(scope)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Removes (forced: running ones are killed) every container, running or not, whose
+/// `howl.producer` label is in `scope` (see [`in_scope`]). Returns the ids removed; an
+/// unreachable daemon is an error (nothing of ours can be running on it then, or the operator
+/// must look).
+pub fn reap(scope: &str) -> Result<Vec<String>, WorkerError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| docker_err("runtime", e))?;
+    let docker = Docker::connect_with_unix_defaults().map_err(|e| docker_err("connect", e))?;
+    rt.block_on(async {
+        tokio::time::timeout(REAP_DEADLINE, async {
+            let list = docker
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(HashMap::from([(
+                        "label".to_owned(),
+                        vec![PRODUCER_LABEL.to_owned()],
+                    )])),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(|e| docker_err("list containers", e))?;
+            let mut removed = Vec::new();
+            for c in list {
+                let label = c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(PRODUCER_LABEL))
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                let Some(id) = c.id.as_deref() else { continue };
+                if !in_scope(label, scope) {
+                    continue;
+                }
+                match docker
+                    .remove_container(
+                        id,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await
+                {
+                    Ok(()) => removed.push(id.to_owned()),
+                    // Auto-remove may have won the race: gone is what we wanted.
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404 | 409,
+                        ..
+                    }) => {}
+                    Err(e) => tracing::warn!(container = %short(id), error = %e, "cannot remove a leftover container"),
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|_| docker_err("reap", "deadline passed"))?
+    })
+}
+
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
@@ -255,6 +338,23 @@ mod tests {
         );
         assert_eq!(hc.network_mode.as_deref(), Some("none"));
         assert_eq!(hc.auto_remove, Some(true));
+    }
+
+    #[test]
+    fn reaping_scope_is_the_marker_or_its_directory() {
+        assert!(in_scope("/s/run/worker-1-2.sock", "/s/run/worker-1-2.sock"));
+        assert!(in_scope("/s/run/worker-1-2.sock", "/s/run"));
+        assert!(in_scope("/s/run/worker-1-2.sock", "/s/run/"));
+        assert!(!in_scope("/s/run2/worker-1-2.sock", "/s/run"));
+        assert!(!in_scope(
+            "/s/run/worker-1-2.sock",
+            "/s/run/worker-1-3.sock"
+        ));
+        assert!(!in_scope(
+            "/s/run/worker-1-22.sock",
+            "/s/run/worker-1-2.sock"
+        ));
+        assert!(!in_scope("", "/s/run"));
     }
 
     #[test]

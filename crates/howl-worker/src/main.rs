@@ -19,7 +19,9 @@
 //!
 //! Other modes: `--probe` prints the usable encoders as JSON (the server calls it at start-up to
 //! decide which codecs to advertise); `--decode-check FILE` (hidden, for tests) decodes an
-//! elementary stream and prints the test-pattern counters it reads.
+//! elementary stream and prints the test-pattern counters it reads; `--reap-containers SCOPE`
+//! (the server calls it at start-up and after a Docker app's worker died) removes the Docker
+//! containers labelled with a producer marker in SCOPE and prints their ids as JSON.
 
 mod decode_check;
 mod desktop;
@@ -55,7 +57,7 @@ pub const EXIT_NO_DECODER: u8 = 77;
 )]
 struct Cli {
     /// Unix stream socket of the server to connect to.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["probe", "decode_check"])]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["probe", "decode_check", "reap_containers"])]
     socket: Option<PathBuf>,
     /// Print the usable encoders as JSON and exit.
     #[arg(long)]
@@ -63,6 +65,10 @@ struct Cli {
     /// Decode an elementary stream file and print the test-pattern counters as JSON (tests).
     #[arg(long, value_name = "FILE", hide = true)]
     decode_check: Option<PathBuf>,
+    /// Remove the Docker containers whose `howl.producer` label is this marker or lies in this
+    /// directory, print their ids as JSON and exit.
+    #[arg(long, value_name = "MARKER_OR_DIR", conflicts_with_all = ["probe", "decode_check"])]
+    reap_containers: Option<String>,
     /// Codec of the `--decode-check` file: h264, hevc or av1.
     #[arg(long, default_value = "h264", hide = true)]
     codec: String,
@@ -80,6 +86,19 @@ fn main() -> ExitCode {
         .init();
 
     let cli = Cli::parse();
+    // Before GStreamer: reaping needs only the Docker socket.
+    if let Some(scope) = cli.reap_containers {
+        return match docker::reap(&scope) {
+            Ok(ids) => {
+                println!("{}", serde_json::json!({ "removed": ids }));
+                ExitCode::from(EXIT_OK)
+            }
+            Err(e) => {
+                eprintln!("howl-worker: {e}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        };
+    }
     if let Err(e) = gstreamer::init() {
         tracing::error!(error = %e, "GStreamer init failed");
         return ExitCode::from(EXIT_ERROR);

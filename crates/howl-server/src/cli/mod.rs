@@ -97,6 +97,31 @@ pub struct ServeArgs {
     /// Do not serve RTSP to players (sets `rtsp_egress = false`).
     #[arg(long)]
     pub no_rtsp_egress: bool,
+    /// The longest a shutdown may take before the process exits anyway, in seconds
+    /// (overrides `shutdown_deadline_secs`). [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_deadline_secs: Option<u64>,
+}
+
+/// Every environment variable the command line reads (`HOWL_CONFIG`, `HOWL_STATE_DIR`, ...),
+/// from clap's own definitions so the list cannot drift from the flags.
+pub fn env_names() -> Vec<String> {
+    fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                let name = env.to_string_lossy().into_owned();
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&<Cli as clap::CommandFactory>::command(), &mut out);
+    out
 }
 
 /// How a client command reaches the running server: shared by every command but `serve`.

@@ -7,6 +7,7 @@
 //! touches media; they only talk to the core actor.
 
 use crate::control::listener::ConnInfo;
+use crate::domain::events::PairingFailure;
 use crate::domain::{CoreError, CoreHandle, short};
 use crate::engine::{EngineHandle, LaunchInput};
 use howl_core::{PairedClient, PinError};
@@ -380,17 +381,18 @@ impl NvHttp {
             }
             Err(e) => {
                 tracing::info!(id, error = %e, "pairing failed after PIN entry");
-                self.pairing_failed(requester, e.to_string());
+                self.pairing_failed(requester, PairingFailure::of(&e), e.to_string());
                 xml(PairResponse::failed().to_xml())
             }
         }
     }
 
-    fn pairing_failed(&self, requester: &str, reason: String) {
+    fn pairing_failed(&self, requester: &str, failure: PairingFailure, reason: String) {
         self.core.events().publish(
             crate::domain::events::Audience::AdminOnly,
             crate::domain::events::Event::PairingFailed {
                 requester: requester.to_owned(),
+                failure,
                 reason,
             },
         );
@@ -402,9 +404,9 @@ impl NvHttp {
             Err(e) => return core_error(e),
         };
         let step = request.step_name();
-        let fail = |why: String| {
+        let fail = |failure: PairingFailure, why: String| {
             tracing::info!(%requester, step, reason = %why, "pairing failed");
-            self.pairing_failed(requester, format!("{step}: {why}"));
+            self.pairing_failed(requester, failure, format!("{step}: {why}"));
             self.core.end_pairing(requester);
             xml(PairResponse::failed().to_xml())
         };
@@ -415,11 +417,11 @@ impl NvHttp {
             ) => {
                 let random = match random_32() {
                     Ok(r) => r,
-                    Err(e) => return fail(e),
+                    Err(e) => return fail(PairingFailure::Internal, e),
                 };
                 match s.client_challenge(cc, random, &self.identity) {
                     Ok((n, r)) => (ServerPairingState::AwaitingServerChallengeResp(n), r),
-                    Err(e) => return fail(e.to_string()),
+                    Err(e) => return fail(PairingFailure::of(&e), e.to_string()),
                 }
             }
             (
@@ -427,7 +429,7 @@ impl NvHttp {
                 PairRequest::ServerChallengeResp(h),
             ) => match s.server_challenge_resp(h, &self.identity) {
                 Ok((n, r)) => (ServerPairingState::AwaitingClientPairingSecret(n), r),
-                Err(e) => return fail(e.to_string()),
+                Err(e) => return fail(PairingFailure::of(&e), e.to_string()),
             },
             (
                 Some(ServerPairingState::AwaitingClientPairingSecret(s)),
@@ -460,16 +462,24 @@ impl NvHttp {
                         }
                     }
                     Err(e) => {
-                        tracing::info!(%requester, error = %e, "pairing failed at the final step (wrong PIN or bad signature)");
-                        self.pairing_failed(requester, "wrong PIN or bad signature".into());
+                        tracing::info!(%requester, error = %e, "pairing failed at the final step");
+                        self.pairing_failed(requester, PairingFailure::of(&e), e.to_string());
                         xml(PairResponse::failed().to_xml())
                     }
                 };
             }
             (None, _) => {
-                return fail("no pairing in progress for this client".into());
+                return fail(
+                    PairingFailure::OutOfOrder,
+                    "no pairing in progress for this client".into(),
+                );
             }
-            (Some(_), _) => return fail(format!("{step} arrived out of order")),
+            (Some(_), _) => {
+                return fail(
+                    PairingFailure::OutOfOrder,
+                    format!("{step} arrived out of order"),
+                );
+            }
         };
         match self.core.put_stage(requester, next).await {
             Ok(()) => xml(resp.to_xml()),

@@ -39,6 +39,9 @@ pub enum Event {
     PairingFailed {
         /// `uniqueid@address` of the client (its certificate is not known at every step).
         requester: String,
+        /// Which check failed, typed: the metric counts by it, never by `reason`'s text.
+        failure: PairingFailure,
+        /// The detail for people (step and error message).
         reason: String,
     },
     ClientUnpaired {
@@ -100,6 +103,48 @@ pub enum Event {
         app: String,
         lobby_id: Option<u64>,
     },
+}
+
+/// Why a pairing failed, as a fixed set (the JSON `failure` field and the
+/// `howl_pairing_attempts_total` outcome).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PairingFailure {
+    /// The challenge hashes disagree: the PIN entered differs from the client's.
+    WrongPin,
+    /// The client's signature does not verify with its certificate's key.
+    BadSignature,
+    /// A step arrived out of order, or with no pairing in progress.
+    OutOfOrder,
+    /// The request or a certificate in it could not be used, or the PIN entered was not
+    /// 4 digits.
+    Malformed,
+    /// The server failed (crypto, randomness, storage): not the client's doing.
+    Internal,
+}
+
+impl PairingFailure {
+    /// The failure a pairing error stands for.
+    pub fn of(e: &howl_proto::pairing::PairingError) -> Self {
+        use howl_proto::pairing::PairingError as E;
+        match e {
+            E::WrongPin => Self::WrongPin,
+            E::BadSignature => Self::BadSignature,
+            E::OutOfOrder { .. } | E::NotPaired | E::PairingInProgress => Self::OutOfOrder,
+            E::Certificate(_) | E::InvalidPin | E::BadField(_) => Self::Malformed,
+            E::Crypto => Self::Internal,
+        }
+    }
+
+    /// The `outcome` label of `howl_pairing_attempts_total` (one of
+    /// `metrics::PAIRING_OUTCOMES`).
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Self::WrongPin => "wrong_pin",
+            Self::BadSignature => "bad_signature",
+            Self::OutOfOrder | Self::Malformed | Self::Internal => "failed",
+        }
+    }
 }
 
 impl Event {
@@ -205,6 +250,42 @@ mod tests {
         assert_eq!(v["seq"], 1);
         assert!(v.get("audience").is_none());
         assert_eq!(e.event.kind(), "session_ended");
+    }
+
+    #[test]
+    fn pairing_failures_are_typed_from_the_error_not_its_text() {
+        use howl_proto::pairing::PairingError as E;
+        let cases = [
+            (E::WrongPin, PairingFailure::WrongPin, "wrong_pin"),
+            (
+                E::BadSignature,
+                PairingFailure::BadSignature,
+                "bad_signature",
+            ),
+            (
+                E::OutOfOrder {
+                    expected: "a",
+                    got: "b",
+                },
+                PairingFailure::OutOfOrder,
+                "failed",
+            ),
+            (E::BadField("x"), PairingFailure::Malformed, "failed"),
+            (E::InvalidPin, PairingFailure::Malformed, "failed"),
+            (E::Crypto, PairingFailure::Internal, "failed"),
+        ];
+        for (err, failure, outcome) in cases {
+            assert_eq!(PairingFailure::of(&err), failure, "{err}");
+            assert_eq!(failure.outcome(), outcome, "{err}");
+            assert!(crate::metrics::PAIRING_OUTCOMES.contains(&outcome));
+        }
+        let v = serde_json::to_value(Event::PairingFailed {
+            requester: "u@1.2.3.4".into(),
+            failure: PairingFailure::BadSignature,
+            reason: "signature does not verify".into(),
+        })
+        .unwrap();
+        assert_eq!(v["failure"], "bad_signature");
     }
 
     #[tokio::test]

@@ -31,6 +31,7 @@ impl Engine {
             }
         }
         v.stats.video_queue_depth.store(0, Ordering::Relaxed);
+        v.stats.video_queue_bytes.store(0, Ordering::Relaxed);
         self.retire(&v, reason);
         // Fingerprints are shortened in logs; a player's label is short already.
         let who = match v.kind {

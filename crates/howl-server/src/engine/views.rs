@@ -65,6 +65,9 @@ pub struct EngineCounters {
     pub frames_dropped_by_reason: std::collections::BTreeMap<&'static str, u64>,
     /// The deepest any viewer is behind its producer right now, in frames.
     pub max_video_queue_depth: u64,
+    /// Bytes of video queued for all viewers right now (the sum of each viewer's
+    /// `video_queue_bytes`).
+    pub video_queue_bytes: u64,
     pub bytes_sent: u64,
     pub frames_unwatched: u64,
     pub datagrams_sent: u64,
@@ -133,6 +136,9 @@ pub struct SessionView {
     pub uptime_secs: u64,
     /// The tenant owning the lobby it watches.
     pub tenant: Option<u64>,
+    /// Bytes of video queued for it in the fan-out right now.
+    #[serde(default)]
+    pub video_queue_bytes: u64,
 }
 
 /// Adds one viewer's counters to the totals (and, for players, to the RTSP figures).
@@ -149,6 +155,7 @@ fn fold(c: &mut EngineCounters, v: &Viewer) {
         *c.frames_dropped_by_reason.entry(reason).or_insert(0) += get(n);
     }
     c.max_video_queue_depth = c.max_video_queue_depth.max(get(&st.video_queue_depth));
+    c.video_queue_bytes += get(&st.video_queue_bytes);
     c.bytes_sent += get(&st.bytes_sent);
     c.datagrams_sent += get(&st.datagrams_sent);
     c.datagrams_fault_dropped += get(&st.datagrams_fault_dropped);
@@ -288,6 +295,7 @@ impl Engine {
                     },
                     uptime_secs: now.saturating_duration_since(d.started_at).as_secs(),
                     tenant: p.and_then(Producer::owner),
+                    video_queue_bytes: v.stats.video_queue_bytes.load(Ordering::Relaxed),
                 })
             })
             .collect();

@@ -161,6 +161,13 @@ impl Feed {
                 .video_queue_depth
                 .store(rx.len() as u64, Ordering::Relaxed);
         }
+        if let Some(w) = &self.worker {
+            // The bytes of those frames, from the worker's running per-slot totals.
+            self.stats.video_queue_bytes.store(
+                w.stats.video_bytes.queued_after(frame.seq),
+                Ordering::Relaxed,
+            );
+        }
         if self.need_keyframe && !frame.keyframe {
             self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
             self.stats

@@ -31,6 +31,8 @@ pub struct ViewerStats {
     pub frames_dropped_unpacketizable: AtomicU64,
     /// Frames this viewer is behind the producer (gauge).
     pub video_queue_depth: AtomicU64,
+    /// Bytes of those frames (gauge; see `worker::VideoBytes`).
+    pub video_queue_bytes: AtomicU64,
     /// Datagrams (Moonlight) or RTP/RTCP packets (players) sent.
     pub datagrams_sent: AtomicU64,
     /// Video and audio payload bytes sent to this viewer.

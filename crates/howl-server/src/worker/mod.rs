@@ -79,9 +79,46 @@ pub enum WorkerExit {
     AppExited(String),
 }
 
+/// Bytes of video a viewer has yet to take from the fan-out, found without looking into the
+/// broadcast ring (which cannot be peeked): the supervisor records its running byte total
+/// after each frame in slot `seq % VIDEO_FANOUT_CAPACITY` (the ring's own size, so every frame
+/// still queued has its slot), and a viewer that has just taken frame `seq` has
+/// `total - total_after(seq)` bytes queued behind it.
+#[derive(Debug)]
+pub struct VideoBytes {
+    total: AtomicU64,
+    after: [AtomicU64; VIDEO_FANOUT_CAPACITY],
+}
+
+impl Default for VideoBytes {
+    fn default() -> Self {
+        Self {
+            total: AtomicU64::new(0),
+            after: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl VideoBytes {
+    /// Before frame `seq` of `len` bytes enters the fan-out.
+    pub fn record(&self, seq: u64, len: usize) {
+        let total = self.total.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
+        self.after[(seq % VIDEO_FANOUT_CAPACITY as u64) as usize].store(total, Ordering::Relaxed);
+    }
+
+    /// Bytes published after frame `seq`: what a viewer that just took it has queued.
+    pub fn queued_after(&self, seq: u64) -> u64 {
+        let after =
+            self.after[(seq % VIDEO_FANOUT_CAPACITY as u64) as usize].load(Ordering::Relaxed);
+        self.total.load(Ordering::Relaxed).saturating_sub(after)
+    }
+}
+
 /// Live counters of one worker.
 #[derive(Debug, Default)]
 pub struct WorkerStats {
+    /// Running byte totals of the video fan-out (viewers' queued bytes).
+    pub video_bytes: VideoBytes,
     pub video_frames: AtomicU64,
     pub audio_packets: AtomicU64,
     /// Frames nobody was subscribed to (dropped at once, by design).
@@ -242,6 +279,7 @@ pub async fn spawn(
     params: StreamParams,
 ) -> Result<Worker, WorkerError> {
     let is_desktop = matches!(params.source, protocol::Source::Desktop(_));
+    let is_docker = matches!(&params.source, protocol::Source::Desktop(d) if d.container.is_some());
     let n = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
     let sock_path = runtime_dir.join(format!("worker-{}-{n}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock_path);
@@ -329,6 +367,7 @@ pub async fn spawn(
         cmd_rx,
         input_rx,
         is_desktop.then(|| sock_path.clone()),
+        is_docker.then(|| bin.to_path_buf()),
         video_tx.clone(),
         audio_tx.clone(),
         exit_tx,
@@ -400,6 +439,7 @@ async fn supervise(
     mut commands: mpsc::Receiver<Message>,
     mut input: mpsc::Receiver<Message>,
     desktop_marker: Option<PathBuf>,
+    container_reaper: Option<PathBuf>,
     video: broadcast::Sender<Arc<VideoFrame>>,
     audio: broadcast::Sender<Arc<AudioPacket>>,
     exit: watch::Sender<WorkerExit>,
@@ -424,6 +464,7 @@ async fn supervise(
                         stats
                             .last_frame_counter
                             .store(u64::from(f.frame_counter), Ordering::Relaxed);
+                        stats.video_bytes.record(f.seq, f.data.len());
                         if video.send(Arc::new(f)).is_err() {
                             stats.video_unwatched.fetch_add(1, Ordering::Relaxed);
                         }
@@ -546,6 +587,15 @@ async fn supervise(
             tracing::warn!(pid, killed = ?leftovers, "killed desktop processes that outlived their worker");
         }
         remove_desktop_dir(marker, pid);
+        // A Docker app's container: its processes are not ours to read or signal unless we
+        // run as root, so remove it by its label through the Docker API (in its own task:
+        // the exit is published now, the removal follows within its deadline).
+        if let Some(bin) = container_reaper {
+            let marker = marker.clone();
+            tokio::spawn(async move {
+                log_reaped_containers(reap_containers(&bin, &marker).await, pid);
+            });
+        }
     }
     let outcome = match (outcome, app_exited) {
         (WorkerExit::Stopped, Some(detail)) => WorkerExit::AppExited(detail),
@@ -568,6 +618,58 @@ async fn commands_stop_now(
     match tokio::time::timeout(Duration::from_millis(500), wr.write_all(out)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
+    }
+}
+
+/// The longest `howl-worker --reap-containers` may take (its own Docker deadline is shorter).
+pub const CONTAINER_REAP_DEADLINE: Duration = Duration::from_secs(25);
+
+/// Removes the Docker containers whose `howl.producer` label is `scope` (a worker's marker)
+/// or lies in it (the run directory), through `howl-worker --reap-containers` so the server
+/// links no Docker client and a hung daemon costs a killable child, never a server task's
+/// deadline. Needs only access to the Docker socket, not root. Returns the ids removed.
+pub async fn reap_containers(bin: &Path, scope: &Path) -> Result<Vec<String>, WorkerError> {
+    let out = tokio::time::timeout(
+        CONTAINER_REAP_DEADLINE,
+        tokio::process::Command::new(bin)
+            .arg("--reap-containers")
+            .arg(scope)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| WorkerError::StartTimeout(CONTAINER_REAP_DEADLINE))?
+    .map_err(|source| WorkerError::Spawn {
+        bin: bin.to_path_buf(),
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(WorkerError::ExitedEarly(format!(
+            "--reap-containers: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| WorkerError::Protocol(format!("--reap-containers output: {e}")))?;
+    Ok(v.get("removed")
+        .and_then(|r| r.as_array())
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Logs the outcome of a container reaping for worker `pid` (0: the start-up sweep).
+pub fn log_reaped_containers(r: Result<Vec<String>, WorkerError>, pid: u32) {
+    match r {
+        Ok(ids) if ids.is_empty() => {}
+        Ok(ids) => tracing::warn!(pid, containers = ?ids, "removed leftover containers"),
+        // No daemon at all is the common case without Docker apps: not worth a warning.
+        Err(e) => tracing::info!(pid, error = %e, "no containers reaped (is Docker reachable?)"),
     }
 }
 
@@ -607,3 +709,25 @@ pub async fn probe(bin: &Path) -> Result<Vec<howl_media::protocol::Codec>, Worke
     codecs.dedup();
     Ok(codecs)
 }
+#[cfg(test)]
+mod video_bytes_tests {
+    use super::*;
+
+    #[test]
+    fn queued_bytes_are_what_came_after_the_frame_taken() {
+        let b = VideoBytes::default();
+        b.record(0, 100);
+        b.record(1, 10);
+        b.record(2, 1);
+        assert_eq!(b.queued_after(0), 11);
+        assert_eq!(b.queued_after(1), 1);
+        assert_eq!(b.queued_after(2), 0);
+        // Past the ring's size a slot is reused: the newest frame's answer stays exact.
+        for seq in 3..3 + VIDEO_FANOUT_CAPACITY as u64 {
+            b.record(seq, 5);
+        }
+        assert_eq!(b.queued_after(2 + VIDEO_FANOUT_CAPACITY as u64), 0);
+        assert_eq!(b.queued_after(3), 5 * (VIDEO_FANOUT_CAPACITY as u64 - 1));
+    }
+}
+

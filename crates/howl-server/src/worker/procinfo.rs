@@ -1,4 +1,5 @@
-//! Process figures from /proc for the workers view: resident memory and CPU time.
+//! Process figures from /proc: resident memory and CPU time (the workers view), open file
+//! descriptors and threads (the server's own, in `/metrics`).
 
 /// (RSS in kB, user+system CPU seconds) of `pid`, `None` where /proc does not say (the
 /// process is gone, or this is not Linux).
@@ -13,6 +14,22 @@ fn rss_kb(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Open file descriptors of `pid` (entries of /proc/<pid>/fd; the server's own user can
+/// read its own and its workers').
+pub fn open_fds(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(dir.filter(|e| e.is_ok()).count() as u64)
+}
+
+/// Threads of `pid` (the `Threads:` line of /proc/<pid>/status).
+pub fn threads(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Clock ticks per second of /proc/<pid>/stat times. Linux fixes USER_HZ at 100 for
@@ -52,5 +69,23 @@ mod tests {
         let (rss, cpu) = sample(std::process::id());
         assert!(rss.is_some_and(|r| r > 0));
         assert!(cpu.is_some());
+    }
+
+    #[test]
+    fn fds_and_threads_follow_what_this_process_opens() {
+        let me = std::process::id();
+        let fds = open_fds(me).unwrap();
+        let files: Vec<_> = (0..5)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+            .collect();
+        assert!(open_fds(me).unwrap() >= fds + 5);
+        drop(files);
+        let threads = threads(me).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert!(super::threads(me).unwrap() > threads - 1);
+        assert!(super::threads(me).unwrap() >= 2);
+        drop(tx);
+        let _ = t.join();
     }
 }

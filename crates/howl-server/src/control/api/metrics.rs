@@ -11,6 +11,7 @@ async fn gather(st: &ApiState) -> Option<Snapshot> {
     let engine = st.engine.counters().await?;
     let sessions = st.engine.sessions().await;
     Some(Snapshot {
+        process: crate::control::metrics::ProcessSample::read(),
         engine,
         sessions,
         // Filled by the worker supervisor's sampling (heartbeat, /proc RSS and CPU).

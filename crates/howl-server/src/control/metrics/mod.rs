@@ -32,7 +32,8 @@ use std::sync::atomic::Ordering::Relaxed;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Pairing outcomes, created at zero so a rate() over them works before the first attempt.
-pub const PAIRING_OUTCOMES: [&str; 4] = ["started", "paired", "wrong_pin", "failed"];
+pub const PAIRING_OUTCOMES: [&str; 5] =
+    ["started", "paired", "wrong_pin", "bad_signature", "failed"];
 
 /// Frame drop reasons the engine reports (see `engine::views::fold`), shown at zero
 /// before the first session so dashboards have a series to plot.
@@ -175,9 +176,27 @@ pub struct WorkerSample {
     pub cpu_seconds: f64,
 }
 
+/// The server process itself, from /proc at scrape time (0 where /proc does not say).
+#[derive(Debug, Clone, Default)]
+pub struct ProcessSample {
+    pub open_fds: u64,
+    pub threads: u64,
+}
+
+impl ProcessSample {
+    pub fn read() -> Self {
+        let me = std::process::id();
+        Self {
+            open_fds: crate::worker::procinfo::open_fds(me).unwrap_or(0),
+            threads: crate::worker::procinfo::threads(me).unwrap_or(0),
+        }
+    }
+}
+
 /// Everything a scrape reports besides the registry's instruments.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    pub process: ProcessSample,
     pub engine: EngineCounters,
     pub sessions: Vec<SessionView>,
     pub workers: Vec<WorkerSample>,
@@ -206,10 +225,7 @@ pub async fn count_pairing_events(
         match &env.event {
             Event::PairingRequested { .. } => metrics.pairing_attempt("started"),
             Event::PairingCompleted { .. } => metrics.pairing_attempt("paired"),
-            Event::PairingFailed { reason, .. } if reason.contains("wrong PIN") => {
-                metrics.pairing_attempt("wrong_pin")
-            }
-            Event::PairingFailed { .. } => metrics.pairing_attempt("failed"),
+            Event::PairingFailed { failure, .. } => metrics.pairing_attempt(failure.outcome()),
             _ => {}
         }
     }
@@ -234,6 +250,7 @@ mod tests {
             producer_frame_counter: 0,
             frames_sent: sent,
             frames_dropped: 3,
+            video_queue_bytes: 4096,
             input_events: 0,
             lobby_id: None,
             bitrate_kbps: 5000,
@@ -252,6 +269,7 @@ mod tests {
             workers: 1,
             frames_sent: 120,
             bytes_sent: 9000,
+            video_queue_bytes: 4096,
             ..EngineCounters::default()
         };
         engine.frames_dropped_by_reason.insert("lagged", 2);
@@ -267,6 +285,10 @@ mod tests {
             .sessions_ended
             .insert("keepalive_timeout".into(), 3);
         Snapshot {
+            process: ProcessSample {
+                open_fds: 31,
+                threads: 9,
+            },
             engine,
             sessions: vec![session(7, "Test Pattern", 120)],
             workers: vec![WorkerSample {
@@ -333,6 +355,11 @@ mod tests {
             "howl_worker_rss_bytes{pid=\"4242\",app=\"Test Pattern\"} 1048576",
             "howl_worker_cpu_seconds_total{pid=\"4242\",app=\"Test Pattern\"} 1.5",
             "howl_pairing_attempts_total{outcome=\"wrong_pin\"} 0",
+            "howl_pairing_attempts_total{outcome=\"bad_signature\"} 0",
+            "howl_process_open_fds 31",
+            "howl_process_threads 9",
+            "howl_video_queue_bytes 4096",
+            "howl_session_video_queue_bytes{session=\"7\",client=\"0123456789abcdef\",app=\"Test Pattern\"} 4096",
             "# TYPE howl_tls_handshake_seconds histogram",
             "# TYPE howl_http_request_seconds histogram",
         ] {
@@ -397,5 +424,40 @@ mod tests {
             out.lines()
                 .any(|l| l == "howl_pairing_attempts_total{outcome=\"failed\"} 1")
         );
+    }
+
+    /// Every metric docs/metrics.md lists is exported, and every exported one is listed.
+    #[test]
+    fn the_documented_metrics_are_the_exported_ones() {
+        // Histograms show once a listener has its series (as the server's do from start).
+        let m = Metrics::new();
+        let _ = m.listener_stats("nvhttps", true);
+        let out = render(&m, snapshot());
+        let exported: std::collections::BTreeSet<String> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| {
+                let (name, kind) = l.split_once(' ')?;
+                // Counters are sampled (and documented) with the `_total` suffix.
+                Some(if kind == "counter" {
+                    format!("{name}_total")
+                } else {
+                    name.to_owned()
+                })
+            })
+            .collect();
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/metrics.md"
+        ))
+        .unwrap();
+        let documented: std::collections::BTreeSet<String> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .map(str::to_owned)
+            .collect();
+        assert!(exported.len() > 30, "{exported:?}");
+        assert_eq!(documented, exported, "docs/metrics.md's table vs /metrics");
     }
 }

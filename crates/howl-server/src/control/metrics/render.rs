@@ -87,6 +87,24 @@ impl Collector for Snapshot {
         let enc = &mut enc;
         gauge(
             enc,
+            "howl_process_open_fds",
+            "File descriptors the server process has open",
+            self.process.open_fds,
+        )?;
+        gauge(
+            enc,
+            "howl_process_threads",
+            "Threads of the server process",
+            self.process.threads,
+        )?;
+        gauge(
+            enc,
+            "howl_video_queue_bytes",
+            "Bytes of video queued for all viewers in the fan-out",
+            e.video_queue_bytes,
+        )?;
+        gauge(
+            enc,
             "howl_sessions",
             "Streaming sessions (one per client)",
             e.sessions,
@@ -328,6 +346,16 @@ impl Collector for Snapshot {
             ids.iter()
                 .zip(&self.sessions)
                 .map(|(id, s)| (session_labels(id, s), ConstCounter::new(s.frames_sent))),
+        )?;
+        family(
+            enc,
+            "howl_session_video_queue_bytes",
+            "Bytes of video queued for one session in the fan-out",
+            None,
+            MetricType::Gauge,
+            ids.iter()
+                .zip(&self.sessions)
+                .map(|(id, s)| (session_labels(id, s), ConstGauge::new(s.video_queue_bytes))),
         )?;
         family(
             enc,
