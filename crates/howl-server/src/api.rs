@@ -290,6 +290,8 @@ pub struct ServerInfoView {
     pub version: String,
     /// Codecs the media worker can encode here (`h264`, `hevc`, `av1`).
     pub encoders: Vec<String>,
+    /// How desktops are kept apart: `cookie` or `uid` (docs/configuration.md).
+    pub desktop_isolation: String,
     pub limits: ServerLimits,
     #[serde(skip)]
     pub started: Instant,
