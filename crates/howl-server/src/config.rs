@@ -438,7 +438,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.desktop_isolation, DesktopIsolation::Uid);
         assert_eq!(c.desktop_uid_range().unwrap(), (300_000, 300_099));
-        for bad in ["0-10", "10-5", "x-1", "100", "1-4294967295"] {
+        for bad in ["0-10", "10-5", "x-1", "100-", "1-4294967295"] {
             let e = Config::load(None, [("HOWL_DESKTOP_UID_RANGE".into(), bad.into())])
                 .unwrap_err()
                 .to_string();

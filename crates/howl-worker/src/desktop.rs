@@ -822,6 +822,115 @@ mod tests {
     }
 
     #[test]
+    fn the_xauthority_entry_is_one_wild_cookie_for_any_display() {
+        let cookie = [0xabu8; X_COOKIE_LEN];
+        let e = xauthority_entry(&cookie);
+        let mut want = vec![0xff, 0xff, 0, 0, 0, 0, 0, 18];
+        want.extend_from_slice(b"MIT-MAGIC-COOKIE-1");
+        want.extend_from_slice(&[0, 16]);
+        want.extend_from_slice(&cookie);
+        assert_eq!(e, want);
+    }
+
+    #[test]
+    fn isolation_levels_and_uid_ranges_parse_or_say_why() {
+        assert_eq!(
+            Isolation::parse("cookie", "junk").unwrap(),
+            Isolation::Cookie
+        );
+        assert_eq!(
+            Isolation::parse("uid", "200000-265535").unwrap(),
+            Isolation::Uid {
+                first: 200_000,
+                last: 265_535
+            }
+        );
+        for bad in ["0-5", "9-3", "1", "a-b", "1-4294967295"] {
+            assert!(Isolation::parse("uid", bad).unwrap_err().contains(bad));
+        }
+        assert!(
+            Isolation::parse("none", "1-2")
+                .unwrap_err()
+                .contains("cookie")
+        );
+    }
+
+    /// The X setup reply's first byte for a connection to `socket` presenting `cookie`
+    /// (0 = failed, 1 = success).
+    fn x_setup(socket: &str, cookie: Option<&[u8]>) -> u8 {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = match socket.strip_prefix('@') {
+            Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap(),
+            None => std::os::unix::net::SocketAddr::from_pathname(socket).unwrap(),
+        };
+        let mut s = std::os::unix::net::UnixStream::connect_addr(&addr).unwrap();
+        let (name, data): (&[u8], &[u8]) = match cookie {
+            Some(c) => (b"MIT-MAGIC-COOKIE-1", c),
+            None => (b"", b""),
+        };
+        let mut req = vec![b'l', 0, 11, 0, 0, 0];
+        req.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        req.extend_from_slice(&(data.len() as u16).to_le_bytes());
+        req.extend_from_slice(&[0, 0]);
+        for f in [name, data] {
+            req.extend_from_slice(f);
+            req.resize(req.len().next_multiple_of(4), 0);
+        }
+        s.write_all(&req).unwrap();
+        let mut first = [0u8; 1];
+        s.read_exact(&mut first).unwrap();
+        first[0]
+    }
+
+    #[test]
+    fn the_display_refuses_clients_without_its_cookie_on_both_sockets() {
+        if xvfb_missing() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("w.sock").display().to_string();
+        let d = Desktop::start(
+            320,
+            240,
+            &sh("exec sleep 1000"),
+            dir.path(),
+            &marker,
+            Isolation::Cookie,
+        )
+        .unwrap();
+        let xauth = std::fs::read(d.dir.join(XAUTH_FILE)).unwrap();
+        let cookie = &xauth[xauth.len() - X_COOKIE_LEN..];
+        let mut wrong = cookie.to_vec();
+        wrong[0] ^= 1;
+        for socket in [
+            format!("/tmp/.X11-unix/X{}", d.display),
+            format!("@/tmp/.X11-unix/X{}", d.display),
+        ] {
+            assert_eq!(x_setup(&socket, None), 0, "{socket} without a cookie");
+            assert_eq!(
+                x_setup(&socket, Some(&wrong)),
+                0,
+                "{socket} with a wrong one"
+            );
+            assert_eq!(
+                x_setup(&socket, Some(cookie)),
+                1,
+                "{socket} with its cookie"
+            );
+        }
+        // Every secret file is private to its owner.
+        for f in [
+            d.dir.join(XAUTH_FILE),
+            d.dir.join(PULSE_COOKIE_FILE),
+            d.app_dir.join(XAUTH_FILE),
+        ] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", f.display());
+        }
+    }
+
+    #[test]
     fn an_app_that_exits_is_reported_once() {
         if xvfb_missing() {
             return;
