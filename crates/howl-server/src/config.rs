@@ -101,6 +101,14 @@ pub struct Config {
     /// The longest a shutdown (SIGTERM or SIGINT) may take, in seconds: sessions end, workers
     /// stop, listeners close, and past this the process exits anyway.
     pub shutdown_deadline_secs: u64,
+    /// How desktops are kept apart: `"cookie"` (every display and sound server opens only with
+    /// its own random cookie) or `"uid"` (also each desktop's app under a Unix uid of its own
+    /// from `desktop_uid_range`; needs root or CAP_SETUID, CAP_SETGID, CAP_CHOWN and
+    /// CAP_DAC_OVERRIDE, and the server refuses to start without them).
+    pub desktop_isolation: DesktopIsolation,
+    /// `"FIRST-LAST"`: the uids (= gids) of desktop apps at the `uid` level, first + display
+    /// number. Pick a range no real account uses; no /etc/passwd entries are needed.
+    pub desktop_uid_range: String,
     /// Apps besides the built-in "Test Pattern" (and "Desktop").
     pub apps: Vec<AppConfig>,
 }
@@ -142,7 +150,26 @@ impl Default for Config {
             rtsp_egress_digest: true,
             desktop_app: true,
             shutdown_deadline_secs: 10,
+            desktop_isolation: DesktopIsolation::Cookie,
+            desktop_uid_range: "200000-265535".into(),
             apps: Vec::new(),
+        }
+    }
+}
+
+/// `desktop_isolation`: see [`Config::desktop_isolation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesktopIsolation {
+    Cookie,
+    Uid,
+}
+
+impl DesktopIsolation {
+    pub fn name(self) -> &'static str {
+        match self {
+            DesktopIsolation::Cookie => "cookie",
+            DesktopIsolation::Uid => "uid",
         }
     }
 }
@@ -201,6 +228,8 @@ const ENV_KEYS: &[&str] = &[
     "rtsp_egress_digest",
     "desktop_app",
     "shutdown_deadline_secs",
+    "desktop_isolation",
+    "desktop_uid_range",
 ];
 
 /// `HOWL_*` variables that are not configuration keys and still belong to howl or its own
@@ -344,8 +373,26 @@ impl Config {
                 )));
             }
         }
+        self.desktop_uid_range()?;
         howl_core::AppCatalog::new(&self.apps).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
+    }
+
+    /// `desktop_uid_range` as (first, last): both above 0 (never root), first <= last.
+    pub fn desktop_uid_range(&self) -> Result<(u32, u32), ConfigError> {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "desktop_uid_range {:?}: expected \"FIRST-LAST\" with 0 < FIRST <= LAST < 4294967295",
+                self.desktop_uid_range
+            ))
+        };
+        let (a, b) = self.desktop_uid_range.split_once('-').ok_or_else(bad)?;
+        let first: u32 = a.trim().parse().map_err(|_| bad())?;
+        let last: u32 = b.trim().parse().map_err(|_| bad())?;
+        if first == 0 || first > last || last == u32::MAX {
+            return Err(bad());
+        }
+        Ok((first, last))
     }
 
     pub fn pairing_window(&self) -> Duration {
@@ -581,5 +628,37 @@ mod tests {
             documented, fields,
             "docs/configuration.md's table vs the code"
         );
+    }
+
+    #[test]
+    fn desktop_isolation_defaults_to_cookie_and_checks_the_uid_range() {
+        let c = Config::load(None, [], &[]).unwrap();
+        assert_eq!(c.desktop_isolation, DesktopIsolation::Cookie);
+        assert_eq!(c.desktop_uid_range().unwrap(), (200_000, 265_535));
+        let c = Config::load(
+            None,
+            [
+                ("HOWL_DESKTOP_ISOLATION".into(), "uid".into()),
+                ("HOWL_DESKTOP_UID_RANGE".into(), "300000-300099".into()),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.desktop_isolation, DesktopIsolation::Uid);
+        assert_eq!(c.desktop_uid_range().unwrap(), (300_000, 300_099));
+        for bad in ["0-10", "10-5", "x-1", "100-", "1-4294967295"] {
+            let e = Config::load(None, [("HOWL_DESKTOP_UID_RANGE".into(), bad.into())], &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("desktop_uid_range"), "{bad}: {e}");
+        }
+        let e = Config::load(
+            None,
+            [("HOWL_DESKTOP_ISOLATION".into(), "none".into())],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cookie"), "{e}");
     }
 }

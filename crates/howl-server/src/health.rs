@@ -10,8 +10,8 @@
 
 use crate::control::api::{ApiError, ApiState, ErrorBody};
 use crate::domain::auth::Principal;
-use crate::sdnotify::Notifier;
 use crate::engine::EngineHandle;
+use crate::sdnotify::Notifier;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

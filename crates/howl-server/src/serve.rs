@@ -39,6 +39,8 @@ pub enum StartError {
     Identity(String),
     #[error("apps: {0}")]
     Apps(String),
+    #[error("desktop isolation: {0}")]
+    Isolation(String),
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -93,6 +95,22 @@ fn find_in_path(path: &std::ffi::OsStr, name: &str) -> Option<std::path::PathBuf
 /// Runs the server until a termination signal. Returns once shut down.
 pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
     tls::install_default_provider();
+    // Before anything listens: a configured isolation level that cannot be had is fatal.
+    if cfg.desktop_isolation == crate::config::DesktopIsolation::Uid {
+        worker::uid_isolation_available().map_err(StartError::Isolation)?;
+    }
+    worker::set_desktop_isolation(cfg.desktop_isolation.name(), &cfg.desktop_uid_range);
+    tracing::info!(
+        level = cfg.desktop_isolation.name(),
+        uid_range = %cfg.desktop_uid_range,
+        "desktop isolation: {}",
+        match cfg.desktop_isolation {
+            crate::config::DesktopIsolation::Cookie =>
+                "per-display X and sound cookies; apps share this server's uid",
+            crate::config::DesktopIsolation::Uid =>
+                "per-display X and sound cookies; each desktop's apps under their own uid",
+        }
+    );
     let sd = StateDir::open(state_dir)?;
     let (identity, fresh) = sd.load_or_create_identity()?;
     if fresh {
@@ -335,6 +353,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
                 server: Arc::new(api::ServerInfoView {
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     encoders: encoder_names.clone(),
+                    desktop_isolation: cfg.desktop_isolation.name().to_owned(),
                     limits: api::ServerLimits {
                         max_connections: cfg.max_connections,
                         max_body_bytes: cfg.max_body_bytes,

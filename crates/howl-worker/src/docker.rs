@@ -1,7 +1,8 @@
 //! Docker apps: the desktop's app as a container, through the Docker Engine API (bollard).
 //!
 //! The container gets the display's X socket and the sound server's socket bind-mounted, with
-//! `DISPLAY` and `PULSE_SERVER` pointing at them, and carries the producer's marker twice: as
+//! `DISPLAY` and `PULSE_SERVER` pointing at them, and the two cookies that open them (read-only,
+//! `XAUTHORITY` and `PULSE_COOKIE`), and carries the producer's marker twice: as
 //! the `howl.producer` label (for operators and `docker ps --filter`) and as `HOWL_PRODUCER`
 //! in its environment, so its processes (visible in the host's `/proc`) fall to the same
 //! marker reaping as a process app's when the worker or the server dies. `AutoRemove` makes
@@ -31,6 +32,10 @@ use std::time::Duration;
 pub const PRODUCER_LABEL: &str = "howl.producer";
 /// Where the sound server's socket appears inside the container.
 const PULSE_IN_CONTAINER: &str = "/run/howl/pulse.sock";
+/// Where the display's X authority file appears inside the container (read-only).
+const XAUTH_IN_CONTAINER: &str = "/run/howl/Xauthority";
+/// Where the sound server's cookie appears inside the container (read-only).
+const PULSE_COOKIE_IN_CONTAINER: &str = "/run/howl/pulse-cookie";
 /// Creating and starting the container (the image is local: no pull) must finish by then.
 const START_DEADLINE: Duration = Duration::from_secs(30);
 /// `docker stop`'s grace before Docker kills the container, in seconds.
@@ -44,14 +49,24 @@ pub fn create_body(
     spec: &ContainerSpec,
     display: u32,
     pulse_socket: Option<&Path>,
+    xauthority: &Path,
+    pulse_cookie: &Path,
     marker: &str,
 ) -> ContainerCreateBody {
     let x_socket = format!("/tmp/.X11-unix/X{display}");
-    // The socket file itself, not the directory: the container sees this display only.
-    let mut binds = vec![format!("{x_socket}:{x_socket}")];
+    // The socket file itself, not the directory: the container sees this display only, and
+    // its cookie (the display refuses clients without it).
+    let mut binds = vec![
+        format!("{x_socket}:{x_socket}"),
+        format!("{}:{XAUTH_IN_CONTAINER}:ro", xauthority.display()),
+    ];
     let pulse = match pulse_socket {
         Some(p) => {
             binds.push(format!("{}:{PULSE_IN_CONTAINER}", p.display()));
+            binds.push(format!(
+                "{}:{PULSE_COOKIE_IN_CONTAINER}:ro",
+                pulse_cookie.display()
+            ));
             format!("unix:{PULSE_IN_CONTAINER}")
         }
         None => "unix:/nonexistent".to_owned(),
@@ -59,7 +74,9 @@ pub fn create_body(
     binds.extend(spec.mounts.iter().cloned());
     let mut env = vec![
         format!("DISPLAY=:{display}"),
+        format!("XAUTHORITY={XAUTH_IN_CONTAINER}"),
         format!("PULSE_SERVER={pulse}"),
+        format!("PULSE_COOKIE={PULSE_COOKIE_IN_CONTAINER}"),
         format!("{}={marker}", howl_media::PRODUCER_ENV),
     ];
     env.extend(app.env.iter().map(|(k, v)| format!("{k}={v}")));
@@ -306,7 +323,9 @@ mod tests {
             &app,
             &spec,
             7,
-            Some(Path::new("/state/run/desktop-9/pulse.sock")),
+            Some(Path::new("/state/run/desktop-9/app/pulse.sock")),
+            Path::new("/state/run/desktop-9/app/Xauthority"),
+            Path::new("/state/run/desktop-9/app/pulse-cookie"),
             "/state/run/w.sock",
         );
         assert_eq!(b.image.as_deref(), Some("howl-test-app"));
@@ -318,6 +337,8 @@ mod tests {
         for want in [
             "DISPLAY=:7",
             "PULSE_SERVER=unix:/run/howl/pulse.sock",
+            "XAUTHORITY=/run/howl/Xauthority",
+            "PULSE_COOKIE=/run/howl/pulse-cookie",
             "HOWL_PRODUCER=/state/run/w.sock",
             "LANG=C.UTF-8",
         ] {
@@ -332,7 +353,9 @@ mod tests {
             hc.binds.unwrap(),
             [
                 "/tmp/.X11-unix/X7:/tmp/.X11-unix/X7",
-                "/state/run/desktop-9/pulse.sock:/run/howl/pulse.sock",
+                "/state/run/desktop-9/app/Xauthority:/run/howl/Xauthority:ro",
+                "/state/run/desktop-9/app/pulse.sock:/run/howl/pulse.sock",
+                "/state/run/desktop-9/app/pulse-cookie:/run/howl/pulse-cookie:ro",
                 "/srv/data:/data:ro"
             ]
         );
@@ -371,13 +394,22 @@ mod tests {
             mounts: vec![],
             network: "none".into(),
         };
-        let b = create_body(&app, &spec, 3, None, "m");
+        let b = create_body(
+            &app,
+            &spec,
+            3,
+            None,
+            Path::new("/d/Xauthority"),
+            Path::new("/d/pulse-cookie"),
+            "m",
+        );
         assert!(b.cmd.is_none());
         assert!(
             b.env
                 .unwrap()
                 .contains(&"PULSE_SERVER=unix:/nonexistent".to_owned())
         );
-        assert_eq!(b.host_config.unwrap().binds.unwrap().len(), 1);
+        // The display and its cookie; no sound socket, no sound cookie.
+        assert_eq!(b.host_config.unwrap().binds.unwrap().len(), 2);
     }
 }

@@ -72,11 +72,23 @@ struct Cli {
     /// Codec of the `--decode-check` file: h264, hevc or av1.
     #[arg(long, default_value = "h264", hide = true)]
     codec: String,
+    /// How desktops are kept apart: `cookie` (X and sound cookies per desktop) or `uid` (also a
+    /// Unix uid per desktop's app; needs root or CAP_SETUID, CAP_SETGID, CAP_CHOWN and
+    /// CAP_DAC_OVERRIDE).
+    #[arg(long, value_name = "LEVEL", default_value = "cookie")]
+    desktop_isolation: String,
+    /// The uids (and gids) of desktop apps at the `uid` level: the first + the display number.
+    #[arg(long, value_name = "FIRST-LAST", default_value = "200000-265535")]
+    desktop_uid_range: String,
 }
 
 fn main() -> ExitCode {
     // First thing: a worker must never outlive the server that spawned it.
     set_parent_death_signal();
+    let cli = Cli::parse();
+    if let Some(socket) = &cli.socket {
+        point_at_cookies(socket);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HOWL_WORKER_LOG")
@@ -85,7 +97,6 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let cli = Cli::parse();
     // Before GStreamer: reaping needs only the Docker socket.
     if let Some(scope) = cli.reap_containers {
         return match docker::reap(&scope) {
@@ -121,14 +132,38 @@ fn main() -> ExitCode {
         eprintln!("howl-worker: one of --socket PATH or --probe is required");
         return ExitCode::from(EXIT_ERROR);
     };
+    let isolation = match desktop::Isolation::parse(&cli.desktop_isolation, &cli.desktop_uid_range)
+    {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("howl-worker: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
     // The main thread owns the pipeline; a panic in it must still end in a defined exit code
     // (the pipeline guard inside has already set the pipeline to Null while unwinding).
-    match std::panic::catch_unwind(|| session::run(&socket)) {
+    match std::panic::catch_unwind(|| session::run(&socket, isolation)) {
         Ok(code) => ExitCode::from(code),
         Err(_) => {
             tracing::error!("worker main thread panicked");
             ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+/// Points `XAUTHORITY` and `PULSE_COOKIE` at the cookies a desktop of this worker will write
+/// (desktop.rs): Xlib inside ximagesrc and libpulse inside pulsesrc read only the environment,
+/// and the environment can be changed soundly only while a single thread exists.
+#[allow(unsafe_code)]
+fn point_at_cookies(socket: &std::path::Path) {
+    let parent = socket.parent().unwrap_or(std::path::Path::new("/tmp"));
+    let dir = desktop::private_dir(parent, std::process::id());
+    let (xauth, pulse) = desktop::worker_cookie_paths(&dir);
+    // SAFETY: called first thing in `main`, before tracing, GStreamer or any other code could
+    // start a thread that reads the environment.
+    unsafe {
+        std::env::set_var("XAUTHORITY", xauth);
+        std::env::set_var("PULSE_COOKIE", pulse);
     }
 }
 

@@ -18,7 +18,7 @@ use howl_media::protocol::{
 };
 use howl_media::xinput::ClientInput;
 
-use crate::desktop::Desktop;
+use crate::desktop::{Desktop, Isolation};
 use crate::error::WorkerError;
 use crate::pipeline::{Capture, MediaPipeline, Shared};
 use crate::xinject::Injector;
@@ -65,7 +65,7 @@ enum Command {
 }
 
 /// Runs the session on `socket_path`; returns the process exit status.
-pub fn run(socket_path: &Path) -> u8 {
+pub fn run(socket_path: &Path, isolation: Isolation) -> u8 {
     let stream = match UnixStream::connect(socket_path) {
         Ok(s) => s,
         Err(e) => {
@@ -108,7 +108,7 @@ pub fn run(socket_path: &Path) -> u8 {
     let code = if send_control(&out_tx, hello).is_err() {
         EXIT_SERVER_GONE
     } else {
-        serve(&cmd_rx, &out_tx, socket_path)
+        serve(&cmd_rx, &out_tx, socket_path, isolation)
     };
 
     // Shutdown: the pipeline is already Null (dropped inside `serve`). Close the outbox so the
@@ -128,7 +128,12 @@ pub fn run(socket_path: &Path) -> u8 {
 }
 
 /// Waits for Start, then streams until Stop, socket loss or a pipeline error.
-fn serve(cmd_rx: &Receiver<Command>, out_tx: &SyncSender<Message>, socket_path: &Path) -> u8 {
+fn serve(
+    cmd_rx: &Receiver<Command>,
+    out_tx: &SyncSender<Message>,
+    socket_path: &Path,
+    isolation: Isolation,
+) -> u8 {
     let params = loop {
         match cmd_rx.recv_timeout(START_TIMEOUT) {
             Ok(Command::Start(p)) => break p,
@@ -171,7 +176,8 @@ fn serve(cmd_rx: &Receiver<Command>, out_tx: &SyncSender<Message>, socket_path: 
             }
             let dir = socket_path.parent().unwrap_or(Path::new("/tmp"));
             let marker = socket_path.to_string_lossy();
-            let d = match Desktop::start(params.width, params.height, app, dir, &marker) {
+            let d = match Desktop::start(params.width, params.height, app, dir, &marker, isolation)
+            {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the desktop");

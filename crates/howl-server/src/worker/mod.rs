@@ -272,6 +272,53 @@ pub fn default_worker_bin() -> PathBuf {
 
 static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 
+/// `--desktop-isolation LEVEL --desktop-uid-range RANGE` for every worker, set once at start-up
+/// by [`set_desktop_isolation`] (unset: the worker's defaults, the `cookie` level).
+static DESKTOP_ISOLATION_ARGS: std::sync::OnceLock<[String; 4]> = std::sync::OnceLock::new();
+
+/// Fixes the desktop isolation every worker spawned from now on applies (first call wins).
+pub fn set_desktop_isolation(level: &str, uid_range: &str) {
+    let _ = DESKTOP_ISOLATION_ARGS.set([
+        "--desktop-isolation".into(),
+        level.into(),
+        "--desktop-uid-range".into(),
+        uid_range.into(),
+    ]);
+}
+
+/// Whether this process may run desktop apps under other uids (what the worker needs at the
+/// `uid` level: CAP_SETUID and CAP_SETGID to switch, CAP_CHOWN to hand over the app's
+/// directory, CAP_DAC_OVERRIDE to keep reading the cookies; root has them all). Checked at
+/// start-up so a configured level that cannot be had stops the server, not each launch.
+pub fn uid_isolation_available() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .ok_or("no CapEff line in /proc/self/status")?;
+    // Bit numbers from linux/capability.h.
+    let missing: Vec<&str> = [
+        (0, "CAP_CHOWN"),
+        (1, "CAP_DAC_OVERRIDE"),
+        (6, "CAP_SETGID"),
+        (7, "CAP_SETUID"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| eff & (1u64 << bit) == 0)
+    .map(|(_, name)| name)
+    .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "desktop_isolation = \"uid\" needs root or {}, which this process lacks",
+            missing.join(", ")
+        ))
+    }
+}
+
 /// Spawns a worker, hands it `params` and waits (bounded) until its pipeline runs.
 pub async fn spawn(
     bin: &Path,
@@ -292,6 +339,7 @@ pub async fn spawn(
     let mut child = tokio::process::Command::new(bin)
         .arg("--socket")
         .arg(&sock_path)
+        .args(DESKTOP_ISOLATION_ARGS.get().into_iter().flatten())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -730,4 +778,3 @@ mod video_bytes_tests {
         assert_eq!(b.queued_after(3), 5 * (VIDEO_FANOUT_CAPACITY as u64 - 1));
     }
 }
-

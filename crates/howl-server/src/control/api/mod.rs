@@ -303,6 +303,8 @@ pub struct ServerInfoView {
     /// Codecs the media worker can encode here (`h264`, `hevc`, `av1`).
     pub encoders: Vec<String>,
     pub limits: ServerLimits,
+    /// How desktops are kept apart: `cookie` or `uid` (docs/configuration.md).
+    pub desktop_isolation: String,
 }
 
 /// Configured deadlines and caps.

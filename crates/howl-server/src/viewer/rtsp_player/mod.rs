@@ -21,8 +21,8 @@ mod udp;
 
 pub use udp::PlayerUdp;
 
-use crate::domain::auth::{Principal, TenantIndex};
 use crate::domain::CoreHandle;
+use crate::domain::auth::{Principal, TenantIndex};
 use crate::viewer::ViewerStats;
 use crate::viewer::feed::WorkerWatch;
 use crate::worker;
