@@ -296,7 +296,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         ..nv_limits.clone()
     };
 
-    let health = crate::health::Health::new(engine.clone(), cfg.fault_wedge_api);
+    let health = crate::control::health::Health::new(engine.clone(), cfg.fault_wedge_api);
     if cfg.fault_wedge_api {
         tracing::warn!(
             "FAULT INJECTION: POST /api/v1/debug/wedge-engine can wedge the engine (testing only)"
@@ -463,7 +463,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             None
         }
     };
-    tokio::spawn(crate::health::notify_service_manager(
+    tokio::spawn(crate::control::health::notify_service_manager(
         health,
         notifier.clone(),
         crate::sdnotify::watchdog_period_from_env(),

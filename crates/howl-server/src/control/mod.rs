@@ -7,6 +7,7 @@
 //! - [`api`]: the management REST API (and its unix socket), [`metrics`] and the [`webui`].
 
 pub mod api;
+pub mod health;
 pub mod listener;
 pub mod mdns;
 pub mod metrics;

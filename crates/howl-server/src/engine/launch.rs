@@ -226,7 +226,7 @@ impl Engine {
             .unwrap_or(self.settings.rtsp_port);
         let cancel = CancellationToken::new();
         if let Some(engine) = self.handle() {
-            tokio::spawn(crate::rtsp::serve_session(
+            tokio::spawn(crate::viewer::moonlight::rtsp::serve_session(
                 listener,
                 engine,
                 sid,

@@ -299,6 +299,12 @@ impl PlayerEngine for EngineHandle {
     }
 }
 
+impl moonlight::rtsp::RtspEngine for EngineHandle {
+    async fn rtsp(&self, session: SessionId, request: Request) -> Option<Response> {
+        EngineHandle::rtsp(self, session, request).await
+    }
+}
+
 impl moonlight::control::ControlEngine for EngineHandle {
     async fn connected(
         &self,

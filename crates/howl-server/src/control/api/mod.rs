@@ -56,7 +56,7 @@ pub struct ApiState {
     pub started: Instant,
     pub metrics: crate::control::metrics::Metrics,
     /// The engine health probe behind `/readyz` (and the fault-injection switch).
-    pub health: crate::health::Health,
+    pub health: crate::control::health::Health,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -218,7 +218,7 @@ fn authed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(tenants::list_tokens, tenants::create_token))
         .routes(routes!(tenants::delete_token))
         .routes(routes!(metrics::handler))
-        .routes(routes!(crate::health::wedge_engine))
+        .routes(routes!(crate::control::health::wedge_engine))
 }
 
 fn public_routes() -> OpenApiRouter<ApiState> {
@@ -287,7 +287,7 @@ async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/readyz", security(()),
     responses((status = 200, body = String), (status = 503, body = String)))]
 async fn readyz(State(st): State<ApiState>) -> (StatusCode, &'static str) {
-    crate::health::readyz(&st.health).await
+    crate::control::health::readyz(&st.health).await
 }
 
 /// This document.

@@ -14,6 +14,7 @@
 
 pub mod control;
 pub mod media;
+pub mod rtsp;
 
 pub use control::{ControlLink, route_control};
 pub use media::MediaKind;

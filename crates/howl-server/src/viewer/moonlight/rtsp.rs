@@ -4,9 +4,8 @@
 //! handshake's state. The listener only moves bytes, with deadlines on every read and write
 //! and a cap on concurrent connections, so a stalled client holds one task, briefly.
 
-use crate::engine::EngineHandle;
 use howl_core::SessionId;
-use howl_proto::rtsp::{RequestParser, Response, StatusCode};
+use howl_proto::rtsp::{Request, RequestParser, Response, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,9 +24,21 @@ pub const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Serves one launch's RTSP port until `cancel` fires (the session ended). Requests go to that
 /// session's handshake; stray connections get 454 from it once it is over.
-pub async fn serve_session(
+/// What this listener needs of the engine (the engine's handle implements it), so the driver
+/// does not import the engine that starts it.
+pub trait RtspEngine: Clone + Send + Sync + 'static {
+    /// The engine's answer to one request of `session`'s handshake; `None` when it did not
+    /// answer in time.
+    fn rtsp(
+        &self,
+        session: SessionId,
+        request: Request,
+    ) -> impl Future<Output = Option<Response>> + Send;
+}
+
+pub async fn serve_session<E: RtspEngine>(
     listener: TcpListener,
-    engine: EngineHandle,
+    engine: E,
     session: SessionId,
     cancel: CancellationToken,
 ) {
