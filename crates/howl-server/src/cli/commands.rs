@@ -541,6 +541,7 @@ mod tests {
             rtt_ms: None,
             uptime_secs: 65,
             tenant: None,
+            video_queue_bytes: 0,
         }
     }
 

@@ -277,7 +277,7 @@ mod tests {
         for (err, failure, outcome) in cases {
             assert_eq!(PairingFailure::of(&err), failure, "{err}");
             assert_eq!(failure.outcome(), outcome, "{err}");
-            assert!(crate::metrics::PAIRING_OUTCOMES.contains(&outcome));
+            assert!(crate::control::metrics::PAIRING_OUTCOMES.contains(&outcome));
         }
         let v = serde_json::to_value(Event::PairingFailed {
             requester: "u@1.2.3.4".into(),
