@@ -64,6 +64,9 @@ fn render_status(status: &Value, server: Option<&ServerView>, addr: SocketAddr) 
     let mut rows: Vec<(&str, String)> = Vec::new();
     if let Some(s) = server {
         rows.push(("encoders", sanitize(&s.info.encoders.join(", "))));
+        if !s.info.desktop_isolation.is_empty() {
+            rows.push(("isolation", sanitize(&s.info.desktop_isolation)));
+        }
     }
     rows.push(("sessions", num(engine, "sessions")));
     rows.push(("lobbies", num(engine, "lobbies")));
@@ -616,7 +619,7 @@ mod tests {
             "encoders": ["h264", "hevc"], "uptime_secs": 3700, "caller": "admin",
             "limits": {"max_connections": 1, "max_body_bytes": 1, "rtsp_deadline_secs": 1,
                 "connect_deadline_secs": 1, "control_silence_secs": 1, "resume_linger_secs": 1,
-                "shutdown_deadline_secs": 1}}))
+                "shutdown_deadline_secs": 1}, "desktop_isolation": "uid"}))
         .expect("a server view");
         let out = render_status(&status, Some(&server), addr);
         assert!(
@@ -624,5 +627,6 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("encoders        h264, hevc"), "{out}");
+        assert!(out.contains("isolation       uid"), "{out}");
     }
 }

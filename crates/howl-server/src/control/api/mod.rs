@@ -303,7 +303,9 @@ pub struct ServerInfoView {
     /// Codecs the media worker can encode here (`h264`, `hevc`, `av1`).
     pub encoders: Vec<String>,
     pub limits: ServerLimits,
-    /// How desktops are kept apart: `cookie` or `uid` (docs/configuration.md).
+    /// How desktops are kept apart: `cookie` or `uid` (docs/configuration.md); empty from a
+    /// server older than the setting.
+    #[serde(default)]
     pub desktop_isolation: String,
 }
 
