@@ -206,10 +206,18 @@ def test_unprivileged_server_sigkill_and_restart_leave_no_container(
         os.chown(d, uid, gid)
     base.chmod(0o755)
     state = base / "state"
+    # The build usually lies under root's home (mode 0700): the user runs copies of the two
+    # binaries (howl finds howl-worker beside itself), as an installed howl would be.
+    bindir = base / "bin"
+    bindir.mkdir()
+    built = Path(conftest.howl_bin()).parent
+    for exe in ("howl", "howl-worker"):
+        shutil.copy2(built / exe, bindir / exe)
+        (bindir / exe).chmod(0o755)
     wrapper = tmp_path / "howl-as-user"
     wrapper.write_text(
         "#!/bin/sh\nexec setpriv --reuid {u} --regid {g} --groups {gs} -- {bin} \"$@\"\n".format(
-            u=uid, g=gid, gs=",".join(map(str, groups)), bin=conftest.howl_bin()))
+            u=uid, g=gid, gs=",".join(map(str, groups)), bin=bindir / "howl"))
     wrapper.chmod(0o755)
     monkeypatch.setattr(conftest, "howl_bin", lambda: str(wrapper))
     h = None

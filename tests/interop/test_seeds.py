@@ -64,11 +64,17 @@ def test_seed000_https_answers_while_a_worker_is_wedged(howl, tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     ctx = tls_context(str(tmp_path / "c"))
+    hammer_args = hc + ["hammer", "--host", host, "--requests", "1000", "--concurrency", "100",
+                        "--paths", "/serverinfo,/applist,/cancel"]
+    # The same load while the worker is healthy, in this run on this machine: what a wedged
+    # worker may not make worse. (1000 handshakes a second saturate a 2-core machine, so an
+    # absolute bound measures the machine; the seed's own bound, 500 ms, is kept too.)
+    healthy = subprocess.run(hammer_args, capture_output=True, text=True, timeout=120)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    base_p95 = float(re.search(r"p95 ([\d.]+) ms", healthy.stdout).group(1))
     os.kill(worker, signal.SIGSTOP)
     try:
-        hammer = subprocess.Popen(hc + ["hammer", "--host", host, "--requests", "1000",
-                                        "--concurrency", "100",
-                                        "--paths", "/serverinfo,/applist,/cancel"],
+        hammer = subprocess.Popen(hammer_args,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         cancel_latency, body = timed_https_get(ctx, howl.https_port, "/cancel")
         out, _ = hammer.communicate(timeout=120)
@@ -83,7 +89,10 @@ def test_seed000_https_answers_while_a_worker_is_wedged(howl, tmp_path):
     assert b"<cancel>1</cancel>" in body
     assert hammer.returncode == 0, out  # every one of the 1000 answered 200
     p95 = float(re.search(r"p95 ([\d.]+) ms", out).group(1))
-    assert p95 < 100, out
+    print(f"seed000: p95 {p95} ms with the worker wedged, {base_p95} ms while it was healthy")
+    assert p95 < 500, out
+    assert p95 < 1.5 * base_p95 + 20, (f"the wedge made HTTPS slower: p95 {p95} ms against "
+                                       f"{base_p95} ms healthy", out)
     pid = howl.proc.pid
     assert wait_until(lambda: socket_states(pid).get(CLOSE_WAIT, 0) == 0, 5), socket_states(pid)
     # The streaming client's own /cancel ended its session, wedged worker and all: its stream

@@ -19,6 +19,7 @@
 //! `Instant::now`, `SystemTime::now` and `thread::spawn`. Time arrives as fields (`pts_us`).
 
 pub mod annexb;
+pub mod caps;
 pub mod gamepad;
 pub mod protocol;
 pub mod testpattern;

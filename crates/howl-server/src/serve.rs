@@ -97,7 +97,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
     tls::install_default_provider();
     // Before anything listens: a configured isolation level that cannot be had is fatal.
     if cfg.desktop_isolation == crate::config::DesktopIsolation::Uid {
-        worker::uid_isolation_available().map_err(StartError::Isolation)?;
+        howl_media::caps::uid_isolation_available().map_err(StartError::Isolation)?;
     }
     worker::set_desktop_isolation(cfg.desktop_isolation.name(), &cfg.desktop_uid_range);
     tracing::info!(

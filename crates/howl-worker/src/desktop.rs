@@ -110,38 +110,6 @@ pub fn parse_uid_range(range: &str) -> Result<(u32, u32), String> {
     Ok((first, last))
 }
 
-/// Whether this process may run apps under other uids: it needs CAP_SETUID and CAP_SETGID to
-/// switch, CAP_CHOWN to hand the app its directory and CAP_DAC_OVERRIDE to keep reading the
-/// cookies and removing the directory afterwards (root has them all).
-pub fn uid_isolation_available() -> Result<(), String> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .ok_or("no CapEff line in /proc/self/status")?;
-    // Bit numbers from linux/capability.h.
-    let missing: Vec<&str> = [
-        (0, "CAP_CHOWN"),
-        (1, "CAP_DAC_OVERRIDE"),
-        (6, "CAP_SETGID"),
-        (7, "CAP_SETUID"),
-    ]
-    .into_iter()
-    .filter(|(bit, _)| eff & (1u64 << bit) == 0)
-    .map(|(_, name)| name)
-    .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "uid isolation needs root or {}; this process lacks them",
-            missing.join(", ")
-        ))
-    }
-}
-
 /// The worker's private directory under `parent_dir` (the server's runtime directory).
 pub fn private_dir(parent_dir: &Path, pid: u32) -> PathBuf {
     parent_dir.join(format!("desktop-{pid}"))
@@ -250,7 +218,7 @@ impl Desktop {
         isolation: Isolation,
     ) -> Result<Self, WorkerError> {
         if let Isolation::Uid { .. } = isolation {
-            uid_isolation_available().map_err(WorkerError::Unsupported)?;
+            howl_media::caps::uid_isolation_available().map_err(WorkerError::Unsupported)?;
         }
         let dir = private_dir(parent_dir, std::process::id());
         let _ = std::fs::remove_dir_all(&dir);

@@ -286,39 +286,6 @@ pub fn set_desktop_isolation(level: &str, uid_range: &str) {
     ]);
 }
 
-/// Whether this process may run desktop apps under other uids (what the worker needs at the
-/// `uid` level: CAP_SETUID and CAP_SETGID to switch, CAP_CHOWN to hand over the app's
-/// directory, CAP_DAC_OVERRIDE to keep reading the cookies; root has them all). Checked at
-/// start-up so a configured level that cannot be had stops the server, not each launch.
-pub fn uid_isolation_available() -> Result<(), String> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .ok_or("no CapEff line in /proc/self/status")?;
-    // Bit numbers from linux/capability.h.
-    let missing: Vec<&str> = [
-        (0, "CAP_CHOWN"),
-        (1, "CAP_DAC_OVERRIDE"),
-        (6, "CAP_SETGID"),
-        (7, "CAP_SETUID"),
-    ]
-    .into_iter()
-    .filter(|(bit, _)| eff & (1u64 << bit) == 0)
-    .map(|(_, name)| name)
-    .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "desktop_isolation = \"uid\" needs root or {}, which this process lacks",
-            missing.join(", ")
-        ))
-    }
-}
-
 /// Spawns a worker, hands it `params` and waits (bounded) until its pipeline runs.
 pub async fn spawn(
     bin: &Path,
