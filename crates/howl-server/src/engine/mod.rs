@@ -117,6 +117,15 @@ impl EngineHandle {
         &self,
         f: impl FnOnce(&mut Engine, Instant) -> T + Send + 'static,
     ) -> Option<T> {
+        self.ask_within(ENGINE_REPLY_DEADLINE, f).await
+    }
+
+    /// [`Self::ask`] with its own deadline (the health probe's is shorter).
+    async fn ask_within<T: Send + 'static>(
+        &self,
+        deadline: Duration,
+        f: impl FnOnce(&mut Engine, Instant) -> T + Send + 'static,
+    ) -> Option<T> {
         let (reply, rx) = oneshot::channel();
         let job: Job = Box::new(move |engine, now| {
             let _ = reply.send(f(engine, now));
@@ -125,10 +134,7 @@ impl EngineHandle {
             self.tx.send(job).await.ok()?;
             rx.await.ok()
         };
-        tokio::time::timeout(ENGINE_REPLY_DEADLINE, fut)
-            .await
-            .ok()
-            .flatten()
+        tokio::time::timeout(deadline, fut).await.ok().flatten()
     }
 
     /// Queues `f` without an answer, waiting (bounded) for room: for news that must not be
@@ -143,27 +149,15 @@ impl EngineHandle {
     }
 
     /// The health probe: whether the actor runs a job within `deadline` (queueing included).
-    pub async fn probe(&self, deadline: std::time::Duration) -> bool {
-        let (reply, rx) = oneshot::channel();
-        let job: Job = Box::new(move |_, _| {
-            let _ = reply.send(());
-        });
-        let fut = async {
-            self.tx.send(job).await.ok()?;
-            rx.await.ok()
-        };
-        tokio::time::timeout(deadline, fut)
-            .await
-            .ok()
-            .flatten()
-            .is_some()
+    pub async fn probe(&self, deadline: Duration) -> bool {
+        self.ask_within(deadline, |_, _| ()).await.is_some()
     }
 
     /// FAULT INJECTION (`fault_wedge_api`, tests only): the actor's thread blocks for
     /// `duration`, as a wedged engine would, so the health probe and the watchdog can be
     /// tested. `block_in_place` lets the runtime's other tasks (the API answering 503, the
     /// watchdog withholding its ping) go on elsewhere. False when the queue is full.
-    pub fn wedge(&self, duration: std::time::Duration) -> bool {
+    pub fn wedge(&self, duration: Duration) -> bool {
         self.tx
             .try_send(Box::new(move |_, _| {
                 tokio::task::block_in_place(|| std::thread::sleep(duration));
