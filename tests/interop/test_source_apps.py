@@ -171,14 +171,21 @@ def test_source_app_survives_upstream_outages_without_leaks(howl_factory, tmp_pa
         assert lost["app"] == "Camera" and lost["reason"] and up.token not in lost["reason"]
         events.wait(lambda e: e["type"] == "source_restored")
         # Two producers read the upstream (the players' and the Moonlight viewer's): each lost
-        # it once and got it back once.
-        assert metric(down, "howl_source_losses_total") == 2
-        assert metric(down, "howl_source_recoveries_total") == 2
-        assert metric(down, "howl_sources_down") == 0
+        # it and got it back. A restarted upstream on a loaded 2-core machine can stall for the
+        # stall timeout once more while it warms up, which is a second (real, reported) outage:
+        # so at least one loss each, and every loss recovered.
+        def settled():
+            return (metric(down, "howl_sources_down") == 0
+                    and metric(down, "howl_source_recoveries_total")
+                    == metric(down, "howl_source_losses_total"))
+
+        assert wait_until(settled, 15)
+        losses = metric(down, "howl_source_losses_total")
+        assert losses >= 2, losses
         print(f"{OUTAGE:.0f} s outage: {slates} slate frames, picture back {back:.1f} s after "
               f"the upstream returned; moonlight-python: {len(counters)} frames, "
               f"{counters.count(None)} without a counter (slate), {len(resumed)} after it "
-              f"({repeats} repeated)")
+              f"({repeats} repeated); {losses:.0f} losses counted")
         assert up.token not in down.log(), "the source URI's token was logged"
 
         worker = workers[0]
@@ -195,8 +202,9 @@ def test_source_app_survives_upstream_outages_without_leaks(howl_factory, tmp_pa
             return (fds_of(worker), threads_of(worker), fds_of(down.proc.pid))
 
         assert wait_until(lambda: all(n <= b for n, b in zip(now(), base)), 10), (base, now())
-        assert metric(down, "howl_source_losses_total") == 2 + CYCLES
-        assert metric(down, "howl_source_recoveries_total") == 2 + CYCLES
+        cycle_losses = metric(down, "howl_source_losses_total") - losses
+        assert cycle_losses >= CYCLES, cycle_losses
+        assert wait_until(settled, 15)
         print(f"{CYCLES} outages of {SHORT:.0f} s: back within {min(backs):.1f}..{max(backs):.1f} s;"
               f" worker fds/threads {base[0]}/{base[1]} unchanged")
     finally:
