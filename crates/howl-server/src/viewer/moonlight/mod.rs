@@ -25,7 +25,7 @@ use crate::viewer::feed::WorkerWatch;
 use howl_core::EndReason;
 use howl_proto::control::{ControlCrypto, HostMessage, IvVariant, TerminationReason};
 use howl_proto::rtsp::{Event as RtspEvent, MoonlightRtsp, Request, Response};
-use howl_proto::sdp::{EncryptionFlags, StreamConfig};
+use howl_proto::sdp::{EncryptionFlags, StreamConfig, VideoCodec};
 use media::{SenderLink, SenderSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,7 +109,7 @@ impl Moonlight {
     /// PLAY: starts the video and audio senders (they wait for the client's address).
     pub fn play(
         &mut self,
-        fec_percentage: u8,
+        (fec_percentage, fec_small_frames): (u8, bool),
         fault_drop_fraction: f64,
         socks: [&Arc<UdpSocket>; 2],
         worker_rx: &WorkerWatch,
@@ -121,11 +121,23 @@ impl Moonlight {
             return;
         };
         let enc = cfg.ss_encryption_enabled;
+        let video_key = enc.contains(EncryptionFlags::VIDEO).then_some(self.rikey);
         let settings = SenderSettings {
             packet_size: cfg.packet_size as usize,
             fec_percentage,
             min_required_fec_packets: cfg.min_required_fec_packets,
-            video_key: enc.contains(EncryptionFlags::VIDEO).then_some(self.rikey),
+            // Encrypted datagrams carry a 32-byte prefix on top of packetSize + 16.
+            small_frame_datagrams: if fec_small_frames {
+                howl_proto::video::small_frame_budget(
+                    cfg.bitrate.maximum_kbps,
+                    cfg.fps,
+                    cfg.packet_size as usize + 16 + if video_key.is_some() { 32 } else { 0 },
+                )
+            } else {
+                0
+            },
+            pad_single_shard: matches!(cfg.codec, VideoCodec::H264 | VideoCodec::Hevc),
+            video_key,
             audio_key: (enc.contains(EncryptionFlags::AUDIO) || cfg.nv_feature_flags & 0x20 != 0)
                 .then_some(self.rikey),
             rikeyid: self.rikeyid,
@@ -133,7 +145,8 @@ impl Moonlight {
             fault_drop_fraction,
         };
         tracing::info!(width = cfg.width, height = cfg.height, fps = cfg.fps,
-            codec = ?cfg.codec, video_encrypted = settings.video_key.is_some(),
+            codec = ?cfg.codec, small_frame_datagrams = settings.small_frame_datagrams,
+            video_encrypted = settings.video_key.is_some(),
             audio_encrypted = settings.audio_key.is_some(), "stream negotiated");
         let [video_sock, audio_sock] = socks;
         let link = |sock: &Arc<UdpSocket>, addr: &watch::Sender<Option<SocketAddr>>| SenderLink {
