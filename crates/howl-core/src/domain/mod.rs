@@ -83,6 +83,7 @@
 
 mod lobbies;
 mod moonlight;
+mod permissions;
 mod players;
 mod producer;
 #[cfg(test)]
@@ -94,6 +95,7 @@ mod tests;
 mod viewer;
 mod workers;
 
+pub use permissions::{LobbyPermissions, Permission, permission_of};
 pub use producer::{Lobby, Producer, ProducerKind, StopPolicy, WorkerState, source_of};
 pub use refusal::{Fault, Refusal};
 pub use requests::{LaunchRequest, LobbyRequest, PlayerRequest, PlayerTarget, WorkerEnd};
@@ -195,6 +197,12 @@ pub enum Action {
     RequestKeyframe { worker: WorkerId },
     /// Release whatever input `viewer` still holds on the worker's desktop (keys, buttons).
     ReleaseInput { worker: WorkerId, viewer: ViewerId },
+    /// From the viewer's next input packet on, inject its input (`Control`) or drop and count
+    /// it (`View`). Issued once when a viewer is added and on every change.
+    SetPermission {
+        viewer: ViewerId,
+        permission: Permission,
+    },
     /// Close the viewer's connection with this reason (a Moonlight client is told when
     /// [`EndReason::client_listens`]). The viewer is already gone from the domain.
     EndViewer { viewer: Viewer, reason: EndReason },
@@ -225,6 +233,13 @@ pub enum DomainEvent {
         app: String,
         lobby_id: Option<u64>,
         reason: EndReason,
+    },
+    /// An operator changed what a viewer may do (its effective permission changed).
+    PermissionChanged {
+        id: ViewerId,
+        client: String,
+        lobby_id: Option<u64>,
+        permission: Permission,
     },
     LobbyCreated {
         id: ProducerId,
@@ -547,11 +562,17 @@ impl Domain {
 
     // ----- helpers -----
 
-    /// Adds a viewer to its producer (which must exist) and tells operators.
-    fn attach(&mut self, viewer: Viewer) {
+    /// Adds a viewer to its producer (which must exist), tells the driver what it may do, and
+    /// tells operators.
+    fn attach(&mut self, mut viewer: Viewer) {
         let Some(p) = self.producers.get_mut(&viewer.producer) else {
             return;
         };
+        viewer.permission = permission_of(p, &viewer);
+        self.outbox.push_back(Action::SetPermission {
+            viewer: viewer.id,
+            permission: viewer.permission,
+        });
         p.viewers.insert(viewer.id);
         p.stop_at = None;
         let (owner, event) = (
