@@ -206,3 +206,18 @@ def test_lobby_and_client_permissions_through_the_api(howl):
     status, body = howl.api("POST", "/api/v1/lobbies", {"name": "M", "app": "Test Pattern",
                                                         "creator": "nope"})
     assert status == 400, body
+    # A tenant changes only its own lobbies' permissions.
+    status, tenant = howl.api("POST", "/api/v1/tokens", {"name": "t"})
+    assert status == 201
+    for path, b in [(f"/api/v1/lobbies/{lobby['id']}/permission", {"viewer_permission": "view"}),
+                    (f"/api/v1/lobbies/{lobby['id']}/clients/{fp}/permission",
+                     {"permission": "view"})]:
+        status, body = howl.api("PUT", path, b, token=tenant["token"])
+        assert status == 403, (path, body)
+    status, own = howl.api("POST", "/api/v1/lobbies", {"name": "T", "app": "Test Pattern",
+                                                       "width": 640, "height": 360},
+                           token=tenant["token"])
+    assert status == 201, own
+    status, view = howl.api("PUT", f"/api/v1/lobbies/{own['id']}/permission",
+                            {"viewer_permission": "view"}, token=tenant["token"])
+    assert status == 200 and view["viewer_permission"] == "view", view
