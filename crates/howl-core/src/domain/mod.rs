@@ -15,7 +15,8 @@
 //! 1. **Inputs.** Every `&mut self` method taking `now` is an input: a request
 //!    ([`Domain::launch`], [`Domain::resume`], [`Domain::cancel`], [`Domain::player_join`],
 //!    [`Domain::create_lobby`], [`Domain::stop_lobby`], [`Domain::end_viewer`] for an API stop
-//!    or any end a driver sees), a protocol step of a viewer ([`Domain::rtsp_announced`],
+//!    or any end a driver sees, the permission settings [`Domain::set_viewer_permission`],
+//!    [`Domain::set_lobby_permission`], [`Domain::set_lobby_client_permission`]), a protocol step of a viewer ([`Domain::rtsp_announced`],
 //!    [`Domain::rtsp_played`], [`Domain::control_connected`], [`Domain::control_seen`],
 //!    [`Domain::set_viewer_deadline`]), a worker report ([`Domain::worker_ready`],
 //!    [`Domain::worker_failed`], [`Domain::worker_exited`]), [`Domain::shutdown`], or time
@@ -57,9 +58,12 @@
 //! let client = "ab".repeat(32);
 //! let launch = LaunchRequest { client: client.clone(), app_id: 1, app: Some(app), mode: None };
 //! let viewer = domain.launch(t0, launch).unwrap();
-//! // Drain after every input: here, only the SessionStarted event.
+//! // Drain after every input: here, what the viewer may do (its own app: control) and the
+//! // SessionStarted event.
 //! while let Some(action) = domain.poll_action() {
-//!     assert!(matches!(action, Action::Publish { event: DomainEvent::SessionStarted { .. }, .. }));
+//!     assert!(matches!(action,
+//!         Action::SetPermission { permission: Permission::Control, .. }
+//!         | Action::Publish { event: DomainEvent::SessionStarted { .. }, .. }));
 //! }
 //! // The client never finishes its RTSP handshake: the timer fires at the deadline.
 //! let due = domain.next_deadline().unwrap();
