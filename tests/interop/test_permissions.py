@@ -129,8 +129,11 @@ def test_a_view_only_viewers_input_never_reaches_the_desktop_until_given_control
         assert status == 200
         answers.append(text)
         assert metric(text, "howl_input_dropped_total") >= 4, text
-        assert re.search(rf'^howl_session_input_dropped_total{{session="{s["id"]}",[^}}]*}} '
-                         rf'{s["input_dropped"]}$', text, re.M), text
+        # Per session too (at least what the API showed a moment ago: late packets of the
+        # attempt may still have been counted since).
+        m = re.search(rf'^howl_session_input_dropped_total{{session="{s["id"]}",[^}}]*}} (\d+)$',
+                      text, re.M)
+        assert m and int(m.group(1)) >= s["input_dropped"], text
 
         # An operator gives it control, live: its next key and click reach the app, on the
         # same stream (same session id, no reconnect).
