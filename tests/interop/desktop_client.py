@@ -11,7 +11,11 @@ seen), `hold` (press a key and a button, then leave without releasing them), `ch
 report the state: after `hold` and a resume, nothing may still be held), `picture` (for apps
 other than the test app, such as the built-in "Desktop": wait for a frame that is not one flat
 colour and report how varied it is), `gamepad` (send states of gamepad 0: A held, sticks and
-triggers moved, then released; touch the ready file; linger).
+triggers moved, then released; touch the ready file; linger), `permission` (driven by the
+test through files in --phase-dir: for each `go-N` file, press and release --key and press the
+left button, watch the picture, release the button, and write `result-N.json`; `go-N` holds
+`reach` (stop watching once both show) or `blocked` (watch the whole window: nothing may
+change); a `stop` file ends it).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stream_client import ensure_paired  # noqa: E402
+from stream_client import ensure_paired, record_launch_keys  # noqa: E402
 
 # Limelight.h declarations moonlight-python does not make itself.
 CDEF = {
@@ -134,6 +138,66 @@ class AudioTap:
         return float(np.abs(np.concatenate(parts)).max()) if parts else None
 
 
+# How long a `blocked` attempt watches the picture for a change that must not come: twice the
+# input latency limit the desktop tests hold controlling input to.
+BLOCKED_WINDOW = 2 * LATENCY_LIMIT
+
+
+def attempt(lib, rd, key: int, expect: str) -> dict:
+    """Presses and releases `key` and presses the left button; watches the picture until both
+    show (`reach`, at most 3 s) or for BLOCKED_WINDOW (`blocked`); releases the button."""
+    s0, _ = rd.wait(lambda s: True, 1.0)
+    sym = key | 0x20 if 0x41 <= key <= 0x5A else key  # the app shows the lower-case keysym
+    t0 = time.monotonic()
+    lib.LiSendKeyboardEvent(vk(key), KEY_DOWN, NO_MOD)
+    lib.LiSendKeyboardEvent(vk(key), KEY_UP, NO_MOD)
+    lib.LiSendMouseButtonEvent(BUTTON_PRESS, BUTTON_LEFT)
+    got = {"key": None, "button": None}
+    changed = []
+    window = 3.0 if expect == "reach" else BLOCKED_WINDOW
+    while time.monotonic() - t0 < window:
+        f = rd.frame(timeout=0.2)
+        if f is None:
+            continue
+        st = rd.state(f.data)
+        dt = round(time.monotonic() - t0, 3)
+        if (st["presses"], st["keysym"], st["buttons"]) != (s0["presses"], s0["keysym"], s0["buttons"]):
+            changed.append({"t": dt, "presses": st["presses"], "keysym": st["keysym"],
+                            "buttons": st["buttons"]})
+        if got["key"] is None and st["keysym"] == sym and st["presses"] == (s0["presses"] + 1) % 0x10000:
+            got["key"] = dt
+        if got["button"] is None and st["buttons"] == 1:
+            got["button"] = dt
+        if expect == "reach" and None not in got.values():
+            break
+    lib.LiSendMouseButtonEvent(BUTTON_RELEASE, BUTTON_LEFT)
+    if got["button"] is not None:
+        rd.wait(lambda s: s["buttons"] == 0, 3.0)
+    return {"expect": expect, "before": s0, "key_at": got["key"], "button_at": got["button"],
+            "changes": changed[:20], "watched": round(time.monotonic() - t0, 3)}
+
+
+def run_permission_phases(lib, rd, args) -> None:
+    """The `permission` mode: one attempt per `go-N` file the test writes, until `stop`."""
+    from pathlib import Path
+    d = Path(args.phase_dir)
+    n = 1
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (d / "stop").exists():
+            return
+        go = d / f"go-{n}"
+        if not go.exists():
+            rd.frame(timeout=0.05)  # keep reading frames while waiting for the test
+            continue
+        res = attempt(lib, rd, args.key, go.read_text().strip())
+        tmp = d / f"result-{n}.tmp"
+        tmp.write_text(json.dumps(res))
+        tmp.rename(d / f"result-{n}.json")
+        n += 1
+    raise RuntimeError("permission mode: the test never said stop")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--http-port", type=int, required=True)
@@ -144,7 +208,11 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--height", type=int, default=768)
     ap.add_argument("--fps", type=int, default=30)
-    ap.add_argument("--mode", choices=["full", "isolation", "hold", "check", "picture", "gamepad"], default="full")
+    ap.add_argument("--mode", choices=["full", "isolation", "hold", "check", "picture", "gamepad",
+                                       "permission"], default="full")
+    ap.add_argument("--phase-dir", help="permission mode: where go-N / result-N.json / stop live")
+    ap.add_argument("--keys-file", help="write the session's AES key and IV (hex) here, so a test "
+                    "can scan the server's output for them")
     ap.add_argument("--key", type=lambda s: int(s, 0), default=0x41, help="VK for isolation")
     ap.add_argument("--seconds", type=float, default=4.0, help="isolation duration")
     ap.add_argument("--ready-file", help="touched once streaming (for tests that then act)")
@@ -157,6 +225,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from moonlight_python import MoonlightClient
+    if args.keys_file:
+        record_launch_keys(args.keys_file)
     out: dict = {"ok": False}
     client = MoonlightClient(args.config_dir)
     try:
@@ -308,6 +378,8 @@ def main() -> int:
             out["gamepad_send_results"] = results
             if args.ready_file:
                 open(args.ready_file, "w").close()
+        elif args.mode == "permission":
+            run_permission_phases(lib, rd, args)
         elif args.mode == "check":
             st, _ = rd.wait(lambda s: True, 1.0)
             out["final"] = st

@@ -143,7 +143,13 @@ def main() -> int:
     ap.add_argument("--encryption", choices=["all", "none"], default="all",
                     help="what the client asks the host to encrypt (moonlight-python asks for "
                     "everything; `none` asks for plain video and audio)")
+    ap.add_argument("--av1-decoder", help="the FFmpeg decoder moonlight-python uses for AV1 "
+                    "(its own choice is `av1`, FFmpeg's hardware-only one; `libdav1d` is what "
+                    "moonlight-qt decodes AV1 with in software)")
     args = ap.parse_args()
+    if args.av1_decoder:
+        from moonlight_python import decoder
+        decoder.CODEC_NAMES["av1"] = args.av1_decoder
     if args.keys_file:
         record_launch_keys(args.keys_file)
     if args.encryption == "none":

@@ -85,7 +85,9 @@ def test_openapi_validates_and_every_route_needs_a_token(howl):
         "/api/v1/status", "/api/v1/events", "/api/v1/pairing/pending", "/api/v1/pairing/pin",
         "/api/v1/clients", "/api/v1/clients/{fingerprint}", "/api/v1/sessions",
         "/api/v1/sessions/{id}", "/api/v1/lobbies", "/api/v1/lobbies/{id}",
-        "/api/v1/lobbies/{id}/clients", "/api/v1/workers", "/api/v1/apps", "/api/v1/apps/{id}",
+        "/api/v1/lobbies/{id}/clients", "/api/v1/sessions/{id}/permission",
+        "/api/v1/lobbies/{id}/permission", "/api/v1/lobbies/{id}/clients/{fingerprint}/permission",
+        "/api/v1/workers", "/api/v1/apps", "/api/v1/apps/{id}",
         "/api/v1/tokens", "/api/v1/tokens/{id}",
         "/", "/ui", "/ui/", "/ui/app.js", "/ui/style.css",
     }

@@ -116,6 +116,19 @@ def test_lobby_create_resolves_client_prefix(howl, tmp_path):
     assert "no paired client matches" in fails(
         howl, "lobbies", "create", "--name", "other", "--app", "Test Pattern",
         "--client", "nobody")
+    # Viewer permissions: a view-only lobby for this client, then live changes by prefix.
+    ok(howl, "lobbies", "create", "--name", "class", "--app", "Test Pattern",
+       "--viewer-permission", "view", "--creator", fp[:10])
+    (cls,) = [x for x in howl.api("GET", "/api/v1/lobbies")[1] if x["name"] == "class"]
+    assert (cls["viewer_permission"], cls["creator"]) == ("view", fp), cls
+    assert "view" in ok(howl, "lobbies").splitlines()[3].split(), ok(howl, "lobbies")
+    ok(howl, "lobbies", "permission", cls["id"], "control")
+    ok(howl, "lobbies", "permission", cls["id"], "view", "--client", fp[:10])
+    (cls,) = [x for x in howl.api("GET", "/api/v1/lobbies")[1] if x["name"] == "class"]
+    assert cls["viewer_permission"] == "control", cls
+    assert cls["client_permissions"] == {fp: "view"}, cls
+    assert "--client" in fails(howl, "lobbies", "permission", cls["id"], "default")
+    assert "no session 999" in fails(howl, "sessions", "permission", "999", "view")
 
 
 def test_sessions_list_and_stop_during_a_stream(howl, tmp_path):

@@ -187,6 +187,13 @@ def test_webui_pairs_a_client_and_stops_its_session_live(howl, browser, tmp_path
         assert cell(srow, "resolution") == "1280×720"
         assert d.find_element(*by_testid("stat-sessions")).text == "1"
 
+        # The permission toggle makes the session view-only, live, and the row says so.
+        assert cell(srow, "permission") == "control"
+        srow.find_element(*by_testid("session-permission")).click()
+        wait(d, lambda _: howl.api("GET", "/api/v1/sessions")[1][0]["permission"] == "view",
+             "the session to become view-only", howl)
+        wait(d, lambda _: cell(srow, "permission").startswith("view"), "the view-only cell", howl)
+
         shot = artifact_dir() / "webui-sessions.png"
         shot.parent.mkdir(parents=True, exist_ok=True)
         assert d.save_screenshot(str(shot)), "screenshot failed"
@@ -248,9 +255,18 @@ def test_webui_rejects_a_wrong_token_and_shows_api_errors(howl, browser):
     # A good one appears in the list; Stop (after a confirm) removes it.
     app.clear()
     app.send_keys("Test Pattern")
+    from selenium.webdriver.support.ui import Select
+    Select(d.find_element(*by_testid("lobby-viewer-permission"))).select_by_value("view")
     d.find_element(*by_testid("lobby-create")).click()
     lrow = wait(d, lambda d: (rows(d, "lobby-row") or [None])[0], "the lobby row", howl)
     assert cell(lrow, "name") == "Friday game"
+    # Created with view-only joiners; the toggle gives joiners control, live.
+    assert cell(lrow, "joiners") == "view"
+    assert howl.api("GET", "/api/v1/lobbies")[1][0]["viewer_permission"] == "view"
+    lrow.find_element(*by_testid("lobby-permission")).click()
+    wait(d, lambda _: howl.api("GET", "/api/v1/lobbies")[1][0]["viewer_permission"] == "control",
+         "joiners to get control", howl)
+    wait(d, lambda _: cell(lrow, "joiners") == "control", "the joiners cell", howl)
     lrow.find_element(*by_testid("lobby-stop")).click()
     wait(d, EC.alert_is_present(), "the confirm dialog", howl).accept()
     wait(d, lambda d: not rows(d, "lobby-row"), "the lobby row to go away", howl)

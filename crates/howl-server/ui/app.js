@@ -177,6 +177,7 @@
         if (td.textContent !== text) td.textContent = text;
         if (col.title) td.title = col.title(item) || "";
       });
+      if (spec.update) spec.update(row, item);
       // Keep the server's order.
       if (prev ? prev.nextSibling !== row : body.firstChild !== row) {
         body.insertBefore(row, prev ? prev.nextSibling : body.firstChild);
@@ -228,6 +229,12 @@
   const missingUntil = {};
   const lastItems = {};
 
+  // "control", or "view (12 dropped)": a view-only session's input that never reached the desktop.
+  function permissionText(s) {
+    const p = s.permission || "control";
+    return s.input_dropped ? `${p} (${fmtCount(s.input_dropped)} dropped)` : p;
+  }
+
   const SPECS = {
     sessions: {
       rowId: "session",
@@ -243,9 +250,30 @@
           value: (s) => (s.bitrate_kbps == null ? "–" : `${(s.bitrate_kbps / 1000).toFixed(1)} Mb/s`) },
         { id: "frames_sent", num: true, value: (s) => fmtCount(s.frames_sent) },
         { id: "frames_dropped", num: true, value: (s) => fmtCount(s.frames_dropped) },
+        { id: "permission", value: (s) => permissionText(s),
+          title: (s) => (s.permission_set ? "set for this session" : "from its lobby's rules") },
         { id: "uptime", num: true, age: "up", value: (s) => s.uptime_secs },
       ],
+      // The toggle reads the row's latest item when clicked and shows what it will do.
+      update: (row, s) => {
+        const b = row.querySelector('[data-testid="session-permission"]');
+        if (b) b.textContent = s.permission === "view" ? "Give control" : "View only";
+      },
       actions: (td, s) => {
+        const p = el("button", { type: "button", class: "small", testid: "session-permission" });
+        p.addEventListener("click", () => act("Change permission", async () => {
+          const cur = td.parentElement._item;
+          const next = cur.permission === "view" ? "control" : "view";
+          p.disabled = true;
+          try {
+            await api("PUT", `/api/v1/sessions/${encodeURIComponent(cur.id)}/permission`, { permission: next });
+            showMessage("info", next === "view" ? "The session may only view now." : "The session controls now.");
+          } finally {
+            p.disabled = false;
+          }
+          refresh("sessions");
+        }));
+        td.append(p);
         const b = el("button", { type: "button", class: "danger small", testid: "session-stop", text: "Stop" });
         b.addEventListener("click", () => act("Stop session", async () => {
           b.disabled = true;
@@ -271,8 +299,22 @@
         { id: "codec", value: (l) => String(l.codec || "").toUpperCase() },
         { id: "viewers", num: true, value: (l) => l.viewers },
         { id: "worker", num: true, value: (l) => l.worker_pid },
+        { id: "joiners", value: (l) => l.viewer_permission || "control" },
       ],
+      update: (row, l) => {
+        const b = row.querySelector('[data-testid="lobby-permission"]');
+        if (b) b.textContent = l.viewer_permission === "view" ? "Joiners control" : "Joiners view";
+      },
       actions: (td, l) => {
+        const p = el("button", { type: "button", class: "small", testid: "lobby-permission" });
+        p.addEventListener("click", () => act("Change lobby permission", async () => {
+          const cur = td.parentElement._item;
+          const next = cur.viewer_permission === "view" ? "control" : "view";
+          await api("PUT", `/api/v1/lobbies/${encodeURIComponent(cur.id)}/permission`, { viewer_permission: next });
+          showMessage("info", `Clients joining "${cur.name}" ${next === "view" ? "only view" : "control"} now.`);
+          refresh("lobbies", "sessions");
+        }));
+        td.append(p);
         const b = el("button", { type: "button", class: "danger small", testid: "lobby-stop", text: "Stop" });
         b.addEventListener("click", () => act("Stop lobby", async () => {
           if (!confirm(`Stop lobby "${l.name}"? Everyone watching it is disconnected.`)) return;
@@ -462,6 +504,7 @@
     client_renamed: ["clients", "sessions"],
     session_started: ["sessions", "lobbies", "workers", "status"],
     session_ended: ["sessions", "lobbies", "workers", "status"],
+    permission_changed: ["sessions"],
     lobby_created: ["lobbies", "workers", "status"],
     lobby_stopped: ["lobbies", "sessions", "workers", "status"],
     worker_started: ["workers", "lobbies", "status"],
@@ -668,6 +711,7 @@
       width: Number(f.elements.width.value),
       height: Number(f.elements.height.value),
       fps: Number(f.elements.fps.value),
+      viewer_permission: f.elements.viewer_permission.value,
     };
     await act("Create lobby", async () => {
       const lobby = await api("POST", "/api/v1/lobbies", body);

@@ -22,6 +22,7 @@ impl Domain {
             .filter(|c| self.host_encodes(*c).is_ok())
             .ok_or_else(|| self.codec_unavailable(asked))?;
         let clients = normalize_fingerprints(&req.clients)?;
+        let permissions = normalize_permissions(req.permissions)?;
         let params = StreamParams {
             width: req.width,
             height: req.height,
@@ -49,6 +50,7 @@ impl Domain {
             clients,
             owner: req.owner,
             idle_timeout,
+            permissions,
         };
         self.publish(
             lobby.owner,
@@ -101,6 +103,22 @@ impl Domain {
             _ => Err(Refusal::NoLobby(id)),
         }
     }
+}
+
+/// The same settings with lower-cased fingerprints, or the first that is not one.
+fn normalize_permissions(p: LobbyPermissions) -> Result<LobbyPermissions, Refusal> {
+    let fp = |s: &str| {
+        crate::clients::normalize_fingerprint(s).ok_or_else(|| Refusal::BadFingerprint(s.into()))
+    };
+    Ok(LobbyPermissions {
+        joiners: p.joiners,
+        creator: p.creator.as_deref().map(fp).transpose()?,
+        clients: p
+            .clients
+            .iter()
+            .map(|(c, perm)| Ok((fp(c)?, *perm)))
+            .collect::<Result<_, Refusal>>()?,
+    })
 }
 
 /// Lower-cased fingerprints, or the first that is not one.

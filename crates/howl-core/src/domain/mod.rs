@@ -15,7 +15,8 @@
 //! 1. **Inputs.** Every `&mut self` method taking `now` is an input: a request
 //!    ([`Domain::launch`], [`Domain::resume`], [`Domain::cancel`], [`Domain::player_join`],
 //!    [`Domain::create_lobby`], [`Domain::stop_lobby`], [`Domain::end_viewer`] for an API stop
-//!    or any end a driver sees), a protocol step of a viewer ([`Domain::rtsp_announced`],
+//!    or any end a driver sees, the permission settings [`Domain::set_viewer_permission`],
+//!    [`Domain::set_lobby_permission`], [`Domain::set_lobby_client_permission`]), a protocol step of a viewer ([`Domain::rtsp_announced`],
 //!    [`Domain::rtsp_played`], [`Domain::control_connected`], [`Domain::control_seen`],
 //!    [`Domain::set_viewer_deadline`]), a worker report ([`Domain::worker_ready`],
 //!    [`Domain::worker_failed`], [`Domain::worker_exited`]), [`Domain::shutdown`], or time
@@ -57,9 +58,12 @@
 //! let client = "ab".repeat(32);
 //! let launch = LaunchRequest { client: client.clone(), app_id: 1, app: Some(app), mode: None };
 //! let viewer = domain.launch(t0, launch).unwrap();
-//! // Drain after every input: here, only the SessionStarted event.
+//! // Drain after every input: here, what the viewer may do (its own app: control) and the
+//! // SessionStarted event.
 //! while let Some(action) = domain.poll_action() {
-//!     assert!(matches!(action, Action::Publish { event: DomainEvent::SessionStarted { .. }, .. }));
+//!     assert!(matches!(action,
+//!         Action::SetPermission { permission: Permission::Control, .. }
+//!         | Action::Publish { event: DomainEvent::SessionStarted { .. }, .. }));
 //! }
 //! // The client never finishes its RTSP handshake: the timer fires at the deadline.
 //! let due = domain.next_deadline().unwrap();
@@ -83,6 +87,7 @@
 
 mod lobbies;
 mod moonlight;
+mod permissions;
 mod players;
 mod producer;
 #[cfg(test)]
@@ -94,6 +99,7 @@ mod tests;
 mod viewer;
 mod workers;
 
+pub use permissions::{LobbyPermissions, Permission, permission_of};
 pub use producer::{Lobby, Producer, ProducerKind, StopPolicy, WorkerState, source_of};
 pub use refusal::{Fault, Refusal};
 pub use requests::{LaunchRequest, LobbyRequest, PlayerRequest, PlayerTarget, WorkerEnd};
@@ -195,6 +201,12 @@ pub enum Action {
     RequestKeyframe { worker: WorkerId },
     /// Release whatever input `viewer` still holds on the worker's desktop (keys, buttons).
     ReleaseInput { worker: WorkerId, viewer: ViewerId },
+    /// From the viewer's next input packet on, inject its input (`Control`) or drop and count
+    /// it (`View`). Issued once when a viewer is added and on every change.
+    SetPermission {
+        viewer: ViewerId,
+        permission: Permission,
+    },
     /// Close the viewer's connection with this reason (a Moonlight client is told when
     /// [`EndReason::client_listens`]). The viewer is already gone from the domain.
     EndViewer { viewer: Viewer, reason: EndReason },
@@ -225,6 +237,13 @@ pub enum DomainEvent {
         app: String,
         lobby_id: Option<u64>,
         reason: EndReason,
+    },
+    /// An operator changed what a viewer may do (its effective permission changed).
+    PermissionChanged {
+        id: ViewerId,
+        client: String,
+        lobby_id: Option<u64>,
+        permission: Permission,
     },
     LobbyCreated {
         id: ProducerId,
@@ -547,11 +566,17 @@ impl Domain {
 
     // ----- helpers -----
 
-    /// Adds a viewer to its producer (which must exist) and tells operators.
-    fn attach(&mut self, viewer: Viewer) {
+    /// Adds a viewer to its producer (which must exist), tells the driver what it may do, and
+    /// tells operators.
+    fn attach(&mut self, mut viewer: Viewer) {
         let Some(p) = self.producers.get_mut(&viewer.producer) else {
             return;
         };
+        viewer.permission = permission_of(p, &viewer);
+        self.outbox.push_back(Action::SetPermission {
+            viewer: viewer.id,
+            permission: viewer.permission,
+        });
         p.viewers.insert(viewer.id);
         p.stop_at = None;
         let (owner, event) = (

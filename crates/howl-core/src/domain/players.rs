@@ -73,6 +73,9 @@ impl Domain {
             label: req.label,
             started_at: now,
             deadline: None,
+            // Set by `attach`, from the producer's rule.
+            permission: Permission::View,
+            permission_override: None,
         };
         viewer.refresh_deadline(&self.settings.moonlight);
         self.attach(viewer);

@@ -1,7 +1,7 @@
 //! Producers: one app and its encoder (a media worker), watched by any number of viewers, and
 //! the policy that decides when it stops.
 
-use super::{Codec, ProducerId, ViewerId, WorkerId};
+use super::{Codec, LobbyPermissions, ProducerId, ViewerId, WorkerId};
 use crate::{App, AppKind};
 use howl_media::protocol::{ContainerSpec, DesktopApp, Source, StreamParams};
 use std::collections::BTreeSet;
@@ -52,6 +52,8 @@ pub struct Lobby {
     /// The idle timeout the operator set (in force when its policy is
     /// [`StopPolicy::WhenEmpty`]; kept either way for the API's view).
     pub idle_timeout: Duration,
+    /// Who may drive its desktop: what joiners get, its creator, per-client settings.
+    pub permissions: LobbyPermissions,
 }
 
 impl Lobby {

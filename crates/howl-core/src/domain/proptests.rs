@@ -8,7 +8,9 @@
 //! - deadlines always fire: after `handle_timeout(now)` nothing is due at or before `now`;
 //! - one private producer per client, one app share per app, one Moonlight stream per client
 //!   and producer;
-//! - after shutdown nothing is left, and every worker started was stopped or reported gone.
+//! - after shutdown nothing is left, and every worker started was stopped or reported gone;
+//! - every live viewer's permission is the rule's answer ([`permission_of`]) and the driver
+//!   was told exactly that last; an RTSP player never controls.
 
 use super::tests::{LINGER, app, app_target, lobby_req, player, settings, stream};
 use super::*;
@@ -96,6 +98,33 @@ enum Op {
         millis: u64,
     },
     Shutdown,
+    /// `control`: Some(true) control, Some(false) view, None clear.
+    ViewerPermission {
+        viewer: usize,
+        control: Option<bool>,
+    },
+    LobbyPermission {
+        lobby: usize,
+        control: bool,
+    },
+    ClientPermission {
+        lobby: usize,
+        client: usize,
+        control: Option<bool>,
+    },
+    /// A lobby created for a client (its creator) where joiners only view.
+    CreateViewOnlyLobby {
+        lobby: usize,
+        creator: usize,
+    },
+}
+
+fn permission(control: bool) -> Permission {
+    if control {
+        Permission::Control
+    } else {
+        Permission::View
+    }
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -137,6 +166,19 @@ fn op() -> impl Strategy<Value = Op> {
         (any::<usize>(), 0..3usize).prop_map(|(worker, how)| Op::Exited { worker, how }),
         (0..15_000u64).prop_map(|millis| Op::Advance { millis }),
         Just(Op::Shutdown),
+        (v, prop::option::of(any::<bool>()))
+            .prop_map(|(viewer, control)| Op::ViewerPermission { viewer, control }),
+        (0..3usize, any::<bool>())
+            .prop_map(|(lobby, control)| Op::LobbyPermission { lobby, control }),
+        (0..3usize, 0..CLIENTS.len(), prop::option::of(any::<bool>())).prop_map(
+            |(lobby, client, control)| Op::ClientPermission {
+                lobby,
+                client,
+                control
+            }
+        ),
+        (0..3usize, 0..CLIENTS.len())
+            .prop_map(|(lobby, creator)| Op::CreateViewOnlyLobby { lobby, creator }),
     ]
 }
 
@@ -158,6 +200,8 @@ struct Model {
     alive: BTreeSet<WorkerId>,
     /// Every action, in order.
     log: Vec<Action>,
+    /// What the driver was last told each viewer may do.
+    told: BTreeMap<ViewerId, Permission>,
 }
 
 impl Model {
@@ -179,6 +223,7 @@ impl Model {
             running: Vec::new(),
             alive: BTreeSet::new(),
             log: Vec::new(),
+            told: BTreeMap::new(),
         }
     }
 
@@ -374,6 +419,49 @@ impl Model {
                 self.check_nothing_due();
             }
             Op::Shutdown => self.d.shutdown(now),
+            Op::ViewerPermission { viewer, control } => {
+                if let Some(v) = self.pick(viewer) {
+                    let player = self.d.viewer(v).is_some_and(|v| !v.kind.sends_input());
+                    let r = self.d.set_viewer_permission(v, control.map(permission));
+                    match r {
+                        Ok(p) => assert_eq!(Some(p), self.d.viewer(v).map(|v| v.permission)),
+                        Err(Refusal::NoViewer(_)) => assert!(self.d.viewer(v).is_none()),
+                        Err(Refusal::NoInput(_)) => assert!(player && control == Some(true)),
+                        Err(e) => panic!("unexpected refusal {e}"),
+                    }
+                }
+            }
+            Op::LobbyPermission { lobby, control } => {
+                if let Some(id) = self.d.lobby_named(&format!("L{lobby}")).map(|p| p.id) {
+                    self.d
+                        .set_lobby_permission(id, permission(control))
+                        .unwrap();
+                }
+            }
+            Op::ClientPermission {
+                lobby,
+                client,
+                control,
+            } => {
+                if let Some(id) = self.d.lobby_named(&format!("L{lobby}")).map(|p| p.id) {
+                    self.d
+                        .set_lobby_client_permission(id, CLIENTS[client], control.map(permission))
+                        .unwrap();
+                }
+            }
+            Op::CreateViewOnlyLobby { lobby, creator } => {
+                let _ = self.d.create_lobby(
+                    now,
+                    LobbyRequest {
+                        permissions: LobbyPermissions {
+                            joiners: Permission::View,
+                            creator: Some(CLIENTS[creator].to_uppercase()),
+                            clients: BTreeMap::new(),
+                        },
+                        ..lobby_req(&format!("L{lobby}"))
+                    },
+                );
+            }
         }
         self.drain();
         self.check();
@@ -413,6 +501,10 @@ impl Model {
                 Action::ProducerStopped { producer, .. } => {
                     assert!(self.d.producer(producer).is_none());
                 }
+                Action::SetPermission { viewer, permission } => {
+                    assert!(self.d.viewer(viewer).is_some(), "told about a gone viewer");
+                    self.told.insert(viewer, permission);
+                }
             }
         }
     }
@@ -425,6 +517,19 @@ impl Model {
                 .expect("no viewer without its producer");
             assert!(p.viewers.contains(&v.id));
             assert!(!self.ends.contains_key(&v.id), "{} ended yet lives", v.id);
+            assert_eq!(
+                v.permission,
+                permission_of(p, v),
+                "stale permission of {}",
+                v.id
+            );
+            assert_eq!(self.told.get(&v.id), Some(&v.permission), "driver not told");
+            if !v.kind.sends_input() {
+                assert_eq!(v.permission, Permission::View, "a player controls");
+            }
+            if p.private_client().is_some() && v.permission_override.is_none() {
+                assert_eq!(v.permission, Permission::Control, "a launch's client views");
+            }
         }
         let mut private = BTreeSet::new();
         let mut shares = BTreeSet::new();

@@ -69,6 +69,8 @@ pub enum Refusal {
     BadLobbyName,
     #[error("client {0:?} is not a 64-hex-digit certificate fingerprint")]
     BadFingerprint(String),
+    #[error("{0} send no input: they can only view")]
+    NoInput(&'static str),
     #[error("the producer has not started")]
     NotStarted,
     #[error("the server is shutting down")]
@@ -89,7 +91,8 @@ impl Refusal {
             | Refusal::BadParams(_)
             | Refusal::CodecUnavailable { .. }
             | Refusal::BadLobbyName
-            | Refusal::BadFingerprint(_) => Fault::BadRequest,
+            | Refusal::BadFingerprint(_)
+            | Refusal::NoInput(_) => Fault::BadRequest,
             Refusal::LobbyExists(_) => Fault::Conflict,
             Refusal::NothingToResume
             | Refusal::NotStreamable(_)

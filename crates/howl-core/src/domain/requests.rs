@@ -1,6 +1,6 @@
 //! What drivers hand to the domain's request inputs, and a worker supervisor's report.
 
-use super::{Deadline, Principal};
+use super::{Deadline, LobbyPermissions, Principal};
 use crate::App;
 use howl_proto::player::VideoRequest;
 use std::time::Duration;
@@ -34,6 +34,8 @@ pub struct LobbyRequest {
     pub clients: Vec<String>,
     pub stop_when_everyone_leaves: bool,
     pub idle_timeout: Duration,
+    /// Who may drive its desktop (fingerprints are checked and lower-cased on creation).
+    pub permissions: LobbyPermissions,
     /// The tenant creating it (from the caller's token, never the body).
     pub owner: Option<u64>,
 }

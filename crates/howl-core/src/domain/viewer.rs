@@ -4,7 +4,7 @@
 //! RTSP player's URL path); everything the lifecycle rules need is common: the producer it
 //! watches, who it is, and the one deadline that ends it.
 
-use super::{Codec, ProducerId, ViewerId};
+use super::{Codec, Permission, ProducerId, ViewerId};
 use crate::EndReason;
 use howl_proto::sdp::{StreamConfig, VideoCodec};
 use std::time::{Duration, Instant};
@@ -60,6 +60,11 @@ pub struct Viewer {
     pub started_at: Instant,
     /// The earliest moment it ends by itself; recomputed on every input that touches it.
     pub deadline: Option<Deadline>,
+    /// What it may do now: the domain's rule applied ([`super::permission_of`]), kept in step
+    /// with every change.
+    pub permission: Permission,
+    /// An operator's setting for this one viewer, overriding every other rule.
+    pub permission_override: Option<Permission>,
 }
 
 /// What kind of viewer, with the state only that kind has. Adding a kind is one variant here,
@@ -80,6 +85,14 @@ impl ViewerKind {
             ViewerKind::Moonlight(_) => true,
             // RFC 6184 and RFC 7798 payloaders only: there is no AV1 RTP payloader.
             ViewerKind::RtspPlayer(_) => matches!(codec, Codec::H264 | Codec::Hevc),
+        }
+    }
+
+    /// Whether this kind has an input channel at all (keyboard, mouse, gamepad).
+    pub fn sends_input(&self) -> bool {
+        match self {
+            ViewerKind::Moonlight(_) => true,
+            ViewerKind::RtspPlayer(_) => false,
         }
     }
 

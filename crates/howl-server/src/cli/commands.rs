@@ -9,8 +9,9 @@ use crate::cli::format::{
 };
 use crate::cli::table::{Align, Table, sanitize};
 use crate::cli::{
-    ClientsAction, ClientsArgs, LobbiesAction, LobbiesArgs, LobbyCreateArgs, PinArgs,
-    SessionsAction, SessionsArgs, StatusArgs, StopArgs, UnpairArgs,
+    ClientsAction, ClientsArgs, LobbiesAction, LobbiesArgs, LobbyCreateArgs, LobbyPermissionArgs,
+    PermissionArg, PinArgs, SessionPermissionArgs, SessionsAction, SessionsArgs, StatusArgs,
+    StopArgs, UnpairArgs,
 };
 use crate::control::api::{ClientView, PinAccepted, ServerView};
 use crate::engine::{LobbyView, SessionView};
@@ -125,6 +126,7 @@ fn reasons(v: &Value) -> String {
 pub async fn sessions(args: SessionsArgs) -> Result<(), String> {
     match args.action {
         Some(SessionsAction::Stop(stop)) => stop_thing(stop, "sessions", "session").await,
+        Some(SessionsAction::Permission(p)) => session_permission(p).await,
         None => {
             let api = Api::open(&args.list.client)?;
             let list: Vec<SessionView> = api.get("/api/v1/sessions").await?;
@@ -146,6 +148,7 @@ fn sessions_table(list: &[SessionView]) -> Table {
         ("CODEC", Align::Left),
         ("FRAMES SENT", Align::Right),
         ("DROPPED", Align::Right),
+        ("INPUT", Align::Left),
         ("UPTIME", Align::Right),
     ]);
     for s in list {
@@ -165,10 +168,48 @@ fn sessions_table(list: &[SessionView]) -> Table {
             dash(&s.codec),
             s.frames_sent.to_string(),
             s.frames_dropped.to_string(),
+            input_column(s),
             duration(s.uptime_secs),
         ]);
     }
     t
+}
+
+/// What a session may do, with its dropped input when it only views: `control`,
+/// `view (12 dropped)`; a `*` marks a setting of its own.
+fn input_column(s: &SessionView) -> String {
+    let mut out = s.permission.name().to_owned();
+    if s.permission_set {
+        out.push('*');
+    }
+    if s.input_dropped > 0 {
+        out.push_str(&format!(" ({} dropped)", s.input_dropped));
+    }
+    out
+}
+
+/// `howl sessions permission ID control|view|default`.
+async fn session_permission(args: SessionPermissionArgs) -> Result<(), String> {
+    let api = Api::open(&args.conn)?;
+    let body = serde_json::json!({ "permission": args.permission.json() });
+    let s: SessionView = api
+        .send(
+            Method::PUT,
+            &format!("/api/v1/sessions/{}/permission", args.id),
+            Some(body),
+        )
+        .await?
+        .ok_or("the API answered nothing for the session")?;
+    emit(&format!(
+        "session {} may {} now{}\n",
+        args.id,
+        s.permission.name(),
+        if s.permission_set {
+            ""
+        } else {
+            " (its lobby's rules)"
+        }
+    ))
 }
 
 /// `howl sessions stop ID` and `howl lobbies stop ID`: DELETE of one numbered thing.
@@ -189,6 +230,7 @@ pub async fn lobbies(args: LobbiesArgs) -> Result<(), String> {
     match args.action {
         Some(LobbiesAction::Stop(stop)) => stop_thing(stop, "lobbies", "lobby").await,
         Some(LobbiesAction::Create(create)) => create_lobby(create).await,
+        Some(LobbiesAction::Permission(p)) => lobby_permission(p).await,
         None => {
             let api = Api::open(&args.list.client)?;
             let list: Vec<LobbyView> = api.get("/api/v1/lobbies").await?;
@@ -211,6 +253,7 @@ fn lobbies_table(list: &[LobbyView]) -> Table {
         ("VIEWERS", Align::Right),
         ("WORKER", Align::Right),
         ("CLIENTS", Align::Left),
+        ("JOINERS", Align::Left),
         ("STOP WHEN EMPTY", Align::Left),
     ]);
     for l in list {
@@ -228,6 +271,7 @@ fn lobbies_table(list: &[LobbyView]) -> Table {
             } else {
                 l.clients.len().to_string()
             },
+            l.viewer_permission.name().into(),
             if l.stop_when_everyone_leaves {
                 "yes"
             } else {
@@ -241,22 +285,11 @@ fn lobbies_table(list: &[LobbyView]) -> Table {
 
 async fn create_lobby(args: LobbyCreateArgs) -> Result<(), String> {
     let api = Api::open(&args.conn)?;
-    let mut clients = Vec::with_capacity(args.clients.len());
-    if !args.clients.is_empty() {
-        // Full fingerprints go as they are; anything else is looked up once, like `unpair`.
-        let known = if args.clients.iter().all(|c| is_full_fingerprint(c)) {
-            Vec::new()
-        } else {
-            api.clients().await?
-        };
-        for sel in &args.clients {
-            if is_full_fingerprint(sel) {
-                clients.push(sel.to_ascii_lowercase());
-            } else {
-                clients.push(resolve_client(&known, sel)?.fingerprint.clone());
-            }
-        }
-    }
+    let mut selectors = args.clients.clone();
+    selectors.extend(args.creator.iter().cloned());
+    let mut fingerprints = fingerprints_of(&api, &selectors).await?;
+    let creator = args.creator.as_ref().and_then(|_| fingerprints.pop());
+    let clients = fingerprints;
     let mut body = serde_json::Map::new();
     body.insert("name".into(), args.name.into());
     body.insert("app".into(), args.app.into());
@@ -282,6 +315,12 @@ async fn create_lobby(args: LobbyCreateArgs) -> Result<(), String> {
     if args.stop_when_empty {
         body.insert("stop_when_everyone_leaves".into(), true.into());
     }
+    if let Some(p) = args.viewer_permission {
+        body.insert("viewer_permission".into(), p.into());
+    }
+    if let Some(fp) = creator {
+        body.insert("creator".into(), fp.into());
+    }
     let lobby: LobbyView = api
         .send(Method::POST, "/api/v1/lobbies", Some(Value::Object(body)))
         .await?
@@ -295,6 +334,65 @@ async fn create_lobby(args: LobbyCreateArgs) -> Result<(), String> {
         lobby.fps,
         sanitize(&lobby.codec),
     ))
+}
+
+/// Full fingerprints of paired clients named by fingerprint, unique prefix or exact name, in
+/// order. Full fingerprints go as they are; anything else is looked up once, like `unpair`.
+async fn fingerprints_of(api: &Api, selectors: &[String]) -> Result<Vec<String>, String> {
+    let known = if selectors.iter().all(|c| is_full_fingerprint(c)) {
+        Vec::new()
+    } else {
+        api.clients().await?
+    };
+    selectors
+        .iter()
+        .map(|sel| {
+            if is_full_fingerprint(sel) {
+                Ok(sel.to_ascii_lowercase())
+            } else {
+                resolve_client(&known, sel).map(|c| c.fingerprint.clone())
+            }
+        })
+        .collect()
+}
+
+/// `howl lobbies permission ID control|view|default [--client CLIENT]`.
+async fn lobby_permission(args: LobbyPermissionArgs) -> Result<(), String> {
+    let api = Api::open(&args.conn)?;
+    let (path, body, what) = match &args.client {
+        None => {
+            if args.permission == PermissionArg::Default {
+                return Err(
+                    "a lobby always says what joiners may do: give control or view (default \
+                     only removes one client's setting, with --client)"
+                        .into(),
+                );
+            }
+            (
+                format!("/api/v1/lobbies/{}/permission", args.id),
+                serde_json::json!({ "viewer_permission": args.permission.json() }),
+                "joining clients".to_owned(),
+            )
+        }
+        Some(sel) => {
+            let fp = fingerprints_of(&api, std::slice::from_ref(sel))
+                .await?
+                .pop()
+                .ok_or("no such client")?;
+            (
+                format!("/api/v1/lobbies/{}/clients/{fp}/permission", args.id),
+                serde_json::json!({ "permission": args.permission.json() }),
+                format!("client {}", short_fingerprint(&fp)),
+            )
+        }
+    };
+    let _: Option<LobbyView> = api.send(Method::PUT, &path, Some(body)).await?;
+    let word = match args.permission {
+        PermissionArg::Control => "control",
+        PermissionArg::View => "view",
+        PermissionArg::Default => "follow the lobby's rules",
+    };
+    emit(&format!("lobby {}: {what} {word} now\n", args.id))
 }
 
 // ---- clients ----
@@ -545,6 +643,9 @@ mod tests {
             uptime_secs: 65,
             tenant: None,
             video_queue_bytes: 0,
+            permission: howl_core::domain::Permission::View,
+            permission_set: true,
+            input_dropped: 12,
         }
     }
 
@@ -559,6 +660,7 @@ mod tests {
             "the name replaces the fingerprint: {out}"
         );
         assert!(row.contains("1280x720") && row.contains("1m 05s"), "{out}");
+        assert!(row.contains("view* (12 dropped)"), "{out}");
         // A client the registry no longer knows shows its fingerprint, shortened.
         let out = sessions_table(&[session(&fp, "")]).render();
         assert!(out.contains("abababababababab "), "{out}");
@@ -592,11 +694,17 @@ mod tests {
             stop_when_everyone_leaves: true,
             idle_timeout_secs: 0,
             tenant: None,
+            viewer_permission: howl_core::domain::Permission::View,
+            creator: None,
+            client_permissions: Default::default(),
         };
         let out = lobbies_table(&[lobby]).render();
         let row = out.lines().nth(2).expect("one row");
         assert!(
-            row.contains("night") && row.contains("all") && row.contains("yes"),
+            row.contains("night")
+                && row.contains("all")
+                && row.contains("view")
+                && row.contains("yes"),
             "{out}"
         );
         assert!(row.contains(" - "), "no worker shows as '-': {out}");

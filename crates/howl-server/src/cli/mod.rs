@@ -6,7 +6,7 @@ pub mod commands;
 pub mod format;
 pub mod table;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -44,13 +44,13 @@ pub enum Command {
     /// List the streaming sessions, or stop one.
     #[command(
         args_conflicts_with_subcommands = true,
-        after_help = "Example:\n  howl sessions\n  howl sessions --json\n  howl sessions stop 3"
+        after_help = "Example:\n  howl sessions\n  howl sessions --json\n  howl sessions stop 3\n  howl sessions permission 3 view"
     )]
     Sessions(SessionsArgs),
     /// List the shared lobbies, create one, or stop one.
     #[command(
         args_conflicts_with_subcommands = true,
-        after_help = "Example:\n  howl lobbies\n  howl lobbies create --name \"Movie night\" --app \"Test Pattern\"\n  howl lobbies stop 2"
+        after_help = "Example:\n  howl lobbies\n  howl lobbies create --name \"Movie night\" --app \"Test Pattern\"\n  howl lobbies permission 2 view\n  howl lobbies stop 2"
     )]
     Lobbies(LobbiesArgs),
     /// List the paired clients, or unpair one.
@@ -182,6 +182,60 @@ pub enum SessionsAction {
     /// End a session; its client is told the stream ended.
     #[command(after_help = "Example:\n  howl sessions stop 3")]
     Stop(StopArgs),
+    /// Set what a session may do, live (no reconnect): `control` (its keyboard, mouse and
+    /// gamepad reach the desktop), `view` (its input is dropped and counted), or `default`
+    /// (its lobby's rules again).
+    #[command(
+        after_help = "Example:\n  howl sessions permission 3 view\n  howl sessions permission 3 default"
+    )]
+    Permission(SessionPermissionArgs),
+}
+
+/// A permission as the command line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PermissionArg {
+    /// Keyboard, mouse and gamepad reach the desktop.
+    Control,
+    /// Watch only: input is dropped and counted.
+    View,
+    /// Remove the setting: the rules above it apply again.
+    Default,
+}
+
+impl PermissionArg {
+    /// The API's value: `"control"`, `"view"`, or null for `default`.
+    pub fn json(self) -> serde_json::Value {
+        match self {
+            PermissionArg::Control => "control".into(),
+            PermissionArg::View => "view".into(),
+            PermissionArg::Default => serde_json::Value::Null,
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SessionPermissionArgs {
+    /// The session's id, as `howl sessions` shows it.
+    pub id: u64,
+    #[arg(value_enum)]
+    pub permission: PermissionArg,
+    #[command(flatten)]
+    pub conn: ClientArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LobbyPermissionArgs {
+    /// The lobby's id, as `howl lobbies` shows it.
+    pub id: u64,
+    /// Without --client: what joining clients may do (`control` or `view`). With --client:
+    /// that client's setting in this lobby (`default` removes it).
+    #[arg(value_enum)]
+    pub permission: PermissionArg,
+    /// One paired client: fingerprint, unique prefix (>= 6 hex) or exact name.
+    #[arg(long, value_name = "CLIENT")]
+    pub client: Option<String>,
+    #[command(flatten)]
+    pub conn: ClientArgs,
 }
 
 /// A command aimed at one numbered thing (a session or a lobby).
@@ -211,6 +265,11 @@ pub enum LobbiesAction {
     /// Stop a lobby; its viewers are told the stream ended.
     #[command(after_help = "Example:\n  howl lobbies stop 2")]
     Stop(StopArgs),
+    /// Set, live, what joining clients may do in a lobby, or what one client may do there.
+    #[command(
+        after_help = "Viewers with a setting of their own (`howl sessions permission`) keep it.\n\nExample:\n  howl lobbies permission 2 view\n  howl lobbies permission 2 control --client 3f2a9c41\n  howl lobbies permission 2 default --client \"Living room\""
+    )]
+    Permission(LobbyPermissionArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -246,6 +305,14 @@ pub struct LobbyCreateArgs {
     /// Seconds an empty lobby waits before stopping (with --stop-when-empty).
     #[arg(long, value_name = "SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// What joining clients may do: `control` (keyboard, mouse, gamepad) or `view` (watch
+    /// only; their input is dropped and counted). [server default: control]
+    #[arg(long, value_name = "PERMISSION", value_parser = ["control", "view"])]
+    pub viewer_permission: Option<String>,
+    /// The paired client the lobby is for: it controls whatever --viewer-permission says.
+    /// Fingerprint, unique prefix (>= 6 hex) or exact name.
+    #[arg(long, value_name = "CLIENT")]
+    pub creator: Option<String>,
     #[command(flatten)]
     pub conn: ClientArgs,
 }
@@ -344,6 +411,48 @@ mod tests {
         assert_eq!(c.clients, ["abcdef", "tv"]);
         assert!(c.stop_when_empty);
         assert_eq!((c.fps, c.width), (Some(30), None));
+    }
+
+    #[test]
+    fn permissions_parse_as_words() {
+        let Command::Sessions(s) = parse(&["howl", "sessions", "permission", "4", "view"]) else {
+            panic!("not sessions");
+        };
+        let Some(SessionsAction::Permission(p)) = s.action else {
+            panic!("not permission");
+        };
+        assert_eq!((p.id, p.permission), (4, PermissionArg::View));
+        assert_eq!(PermissionArg::Default.json(), serde_json::Value::Null);
+        let Command::Lobbies(l) = parse(&[
+            "howl",
+            "lobbies",
+            "permission",
+            "2",
+            "control",
+            "--client",
+            "tv",
+        ]) else {
+            panic!("not lobbies");
+        };
+        let Some(LobbiesAction::Permission(p)) = l.action else {
+            panic!("not permission");
+        };
+        assert_eq!(p.client.as_deref(), Some("tv"));
+        assert!(Cli::try_parse_from(["howl", "sessions", "permission", "4", "admin"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "howl",
+                "lobbies",
+                "create",
+                "--name",
+                "n",
+                "--app",
+                "a",
+                "--viewer-permission",
+                "all"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -64,6 +64,14 @@ pub enum Event {
         lobby_id: Option<u64>,
         reason: String,
     },
+    /// An operator changed what a session may do: `control` (its input reaches the desktop)
+    /// or `view` (its input is dropped and counted).
+    PermissionChanged {
+        id: u64,
+        client: String,
+        lobby_id: Option<u64>,
+        permission: howl_core::domain::Permission,
+    },
     LobbyCreated {
         id: u64,
         name: String,
@@ -158,6 +166,7 @@ impl Event {
             Event::ClientRenamed { .. } => "client_renamed",
             Event::SessionStarted { .. } => "session_started",
             Event::SessionEnded { .. } => "session_ended",
+            Event::PermissionChanged { .. } => "permission_changed",
             Event::LobbyCreated { .. } => "lobby_created",
             Event::LobbyStopped { .. } => "lobby_stopped",
             Event::WorkerStarted { .. } => "worker_started",

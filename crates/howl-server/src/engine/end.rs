@@ -84,6 +84,17 @@ impl Engine {
                 lobby_id,
                 reason: reason.to_string(),
             },
+            DomainEvent::PermissionChanged {
+                id,
+                client,
+                lobby_id,
+                permission,
+            } => Event::PermissionChanged {
+                id: id.0,
+                client,
+                lobby_id,
+                permission,
+            },
             DomainEvent::LobbyCreated { id, name, app } => Event::LobbyCreated {
                 id: id.0,
                 name,

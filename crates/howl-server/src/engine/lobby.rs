@@ -4,7 +4,8 @@
 
 use super::{Engine, LobbyView};
 use howl_core::App;
-use howl_core::domain::{LobbyRequest, ProducerId, Refusal};
+use howl_core::domain::{LobbyPermissions, LobbyRequest, Permission, ProducerId, Refusal};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// What an operator asks for when creating a shared lobby.
@@ -34,6 +35,20 @@ pub struct LobbySpec {
     pub stop_when_everyone_leaves: bool,
     #[serde(default = "default_idle")]
     pub idle_timeout_secs: u64,
+    /// What joining clients may do: `control` (default: keyboard, mouse, gamepad reach the
+    /// desktop) or `view` (their input is dropped and counted).
+    #[serde(default = "default_permission")]
+    #[schema(value_type = String, example = "view")]
+    pub viewer_permission: Permission,
+    /// Fingerprint of the paired client the lobby is created for: it controls whatever
+    /// `viewer_permission` says.
+    #[serde(default)]
+    pub creator: Option<String>,
+    /// Per client (fingerprint → `control` or `view`): overrides the two above for that
+    /// client, also when it rejoins.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub client_permissions: BTreeMap<String, Permission>,
     /// The tenant creating the lobby (set by the API from the caller's token, never the body).
     #[serde(skip)]
     pub owner: Option<u64>,
@@ -53,6 +68,9 @@ fn default_bitrate() -> u32 {
 }
 fn default_idle() -> u64 {
     300
+}
+fn default_permission() -> Permission {
+    Permission::Control
 }
 
 /// Why a lobby could not be created or stopped (the operator's mistakes, or a busy engine).
@@ -100,6 +118,11 @@ impl Engine {
                 clients: spec.clients,
                 stop_when_everyone_leaves: spec.stop_when_everyone_leaves,
                 idle_timeout: Duration::from_secs(spec.idle_timeout_secs),
+                permissions: LobbyPermissions {
+                    joiners: spec.viewer_permission,
+                    creator: spec.creator,
+                    clients: spec.client_permissions,
+                },
                 owner: spec.owner,
             },
         )?;
@@ -115,6 +138,31 @@ impl Engine {
         let id = ProducerId(id);
         self.domain.set_lobby_clients(id, &clients)?;
         tracing::info!(lobby = %id, allowed = clients.len(), "lobby membership changed");
+        self.lobby_view(id)
+    }
+
+    pub(super) fn set_lobby_permission(
+        &mut self,
+        id: u64,
+        joiners: Permission,
+    ) -> Result<LobbyView, LobbyError> {
+        let id = ProducerId(id);
+        self.domain.set_lobby_permission(id, joiners)?;
+        tracing::info!(lobby = %id, %joiners, "lobby permission for joiners changed");
+        self.lobby_view(id)
+    }
+
+    pub(super) fn set_lobby_client_permission(
+        &mut self,
+        id: u64,
+        client: &str,
+        permission: Option<Permission>,
+    ) -> Result<LobbyView, LobbyError> {
+        let id = ProducerId(id);
+        self.domain
+            .set_lobby_client_permission(id, client, permission)?;
+        tracing::info!(lobby = %id, client = %crate::domain::short(client),
+            permission = permission.map_or("default", Permission::name), "client permission in lobby changed");
         self.lobby_view(id)
     }
 

@@ -41,7 +41,7 @@ use crate::viewer::rtsp_player::{PlayerEngine, PlayerJoin, PlayerJoined, PlayerR
 use crate::viewer::{ViewerKind, ViewerStats};
 use crate::worker::Worker;
 use futures_util::future::BoxFuture;
-use howl_core::domain::{Action, Domain, ProducerId, WorkerId};
+use howl_core::domain::{Action, Domain, Permission, ProducerId, Refusal, WorkerId};
 use howl_core::routing::Router;
 use howl_core::{App, EndReason, SessionId};
 use howl_proto::rtsp::{Request, Response, StreamPorts};
@@ -50,7 +50,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -244,6 +244,40 @@ impl EngineHandle {
         self.ask(|e, now| e.worker_views(now)).await
     }
 
+    /// Sets (or with `None` clears) one session's own permission; returns the permission it
+    /// has now. `None` when the engine did not answer.
+    pub async fn set_session_permission(
+        &self,
+        id: u64,
+        permission: Option<Permission>,
+    ) -> Option<Result<Permission, Refusal>> {
+        self.ask(move |e, _| e.domain.set_viewer_permission(SessionId(id), permission))
+            .await
+    }
+
+    /// Sets what clients joining a lobby get.
+    pub async fn set_lobby_permission(
+        &self,
+        id: u64,
+        joiners: Permission,
+    ) -> Result<LobbyView, LobbyError> {
+        self.ask(move |e, _| e.set_lobby_permission(id, joiners))
+            .await
+            .unwrap_or(Err(LobbyError::Unavailable))
+    }
+
+    /// Sets (or with `None` clears) one client's permission in a lobby.
+    pub async fn set_lobby_client_permission(
+        &self,
+        id: u64,
+        client: String,
+        permission: Option<Permission>,
+    ) -> Result<LobbyView, LobbyError> {
+        self.ask(move |e, _| e.set_lobby_client_permission(id, &client, permission))
+            .await
+            .unwrap_or(Err(LobbyError::Unavailable))
+    }
+
     /// Ends one viewer (reason: API stop). False when there was none.
     pub async fn stop_session(&self, id: u64) -> bool {
         self.ask(move |e, now| e.domain.end_viewer(now, SessionId(id), EndReason::ApiStop))
@@ -392,6 +426,13 @@ impl Engine {
                 Action::ReleaseInput { worker, viewer } => {
                     if let Some(w) = self.workers.get(&worker) {
                         w.release_input(viewer.0);
+                    }
+                }
+                Action::SetPermission { viewer, permission } => {
+                    if let Some(v) = self.viewers.get(&viewer) {
+                        let allowed = permission.allows_input();
+                        v.stats.input_allowed.store(allowed, Ordering::Relaxed);
+                        tracing::info!(session = %viewer, %permission, "viewer permission");
                     }
                 }
                 Action::EndViewer { viewer, reason } => self.viewer_ended(&viewer, &reason),

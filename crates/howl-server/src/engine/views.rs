@@ -4,8 +4,9 @@
 use super::{Engine, Viewer};
 use crate::viewer::{StreamShape, ViewerKind, ViewerStats};
 use crate::worker::Worker;
-use howl_core::domain::{Producer, WorkerState};
+use howl_core::domain::{Permission, Producer, WorkerState};
 use howl_core::{EndReason, SessionId};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -30,6 +31,21 @@ pub struct LobbyView {
     pub idle_timeout_secs: u64,
     /// The tenant that owns the lobby; `None`: the operator's.
     pub tenant: Option<u64>,
+    /// What joining clients may do: `control` or `view`.
+    #[serde(default = "control")]
+    #[schema(value_type = String)]
+    pub viewer_permission: Permission,
+    /// The client the lobby was created for (it controls by default).
+    #[serde(default)]
+    pub creator: Option<String>,
+    /// Per-client settings (fingerprint → `control` or `view`).
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub client_permissions: BTreeMap<String, Permission>,
+}
+
+fn control() -> Permission {
+    Permission::Control
 }
 
 /// A media worker as the API shows it.
@@ -74,6 +90,8 @@ pub struct EngineCounters {
     pub datagrams_fault_dropped: u64,
     pub audio_packets_sent: u64,
     pub input_events: u64,
+    /// Input events dropped because their viewer may only view.
+    pub input_dropped: u64,
     pub control_errors: u64,
     /// Sessions ended since start, by reason label.
     pub sessions_ended: std::collections::BTreeMap<String, u64>,
@@ -139,6 +157,16 @@ pub struct SessionView {
     /// Bytes of video queued for it in the fan-out right now.
     #[serde(default)]
     pub video_queue_bytes: u64,
+    /// What it may do now: `control` (its input reaches the desktop) or `view`.
+    #[serde(default = "control")]
+    #[schema(value_type = String)]
+    pub permission: Permission,
+    /// Whether an operator set this session's permission itself (else the lobby's rules).
+    #[serde(default)]
+    pub permission_set: bool,
+    /// Input events dropped because it may only view.
+    #[serde(default)]
+    pub input_dropped: u64,
 }
 
 /// Adds one viewer's counters to the totals (and, for players, to the RTSP figures).
@@ -161,6 +189,7 @@ fn fold(c: &mut EngineCounters, v: &Viewer) {
     c.datagrams_fault_dropped += get(&st.datagrams_fault_dropped);
     c.audio_packets_sent += get(&st.audio_packets_sent);
     c.input_events += get(&st.input_events);
+    c.input_dropped += get(&st.input_dropped);
     c.control_errors += get(&st.control_errors);
     if let ViewerKind::RtspPlayer(_) = v.kind {
         c.rtsp.packets_sent += get(&st.datagrams_sent);
@@ -296,6 +325,9 @@ impl Engine {
                     uptime_secs: now.saturating_duration_since(d.started_at).as_secs(),
                     tenant: p.and_then(Producer::owner),
                     video_queue_bytes: v.stats.video_queue_bytes.load(Ordering::Relaxed),
+                    permission: d.permission,
+                    permission_set: d.permission_override.is_some(),
+                    input_dropped: v.stats.input_dropped.load(Ordering::Relaxed),
                 })
             })
             .collect();
@@ -332,6 +364,9 @@ impl Engine {
                     stop_when_everyone_leaves: p.stops_when_empty(),
                     idle_timeout_secs: l.idle_timeout.as_secs(),
                     tenant: l.owner,
+                    viewer_permission: l.permissions.joiners,
+                    creator: l.permissions.creator.clone(),
+                    client_permissions: l.permissions.clients.clone(),
                 })
             })
             .collect();

@@ -16,7 +16,7 @@ pub mod moonlight;
 pub mod rtsp_player;
 
 use howl_core::EndReason;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Live counters of one viewer, shared with its driver's tasks.
 #[derive(Debug, Default)]
@@ -40,6 +40,12 @@ pub struct ViewerStats {
     pub datagrams_fault_dropped: AtomicU64,
     pub audio_packets_sent: AtomicU64,
     pub input_events: AtomicU64,
+    /// Input events dropped because the viewer may only view.
+    pub input_dropped: AtomicU64,
+    /// Whether its input reaches the desktop: its permission, set by the engine whenever the
+    /// domain says (`Action::SetPermission`), read on every input packet. False until told,
+    /// so input is dropped, never injected, when in doubt.
+    pub input_allowed: AtomicBool,
     pub control_messages: AtomicU64,
     pub control_errors: AtomicU64,
     /// Latest ENet round-trip time in ms; 0 until the first report.

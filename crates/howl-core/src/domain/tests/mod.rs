@@ -4,6 +4,7 @@
 mod ends;
 mod lobbies;
 mod moonlight;
+mod permissions;
 mod players;
 mod workers;
 
@@ -71,6 +72,7 @@ pub(super) fn lobby_req(name: &str) -> LobbyRequest {
         clients: vec![],
         stop_when_everyone_leaves: false,
         idle_timeout: Duration::from_secs(30),
+        permissions: LobbyPermissions::default(),
         owner: None,
     }
 }

@@ -7,6 +7,7 @@ use crate::engine::{LobbySpec, LobbyView, SessionView, WorkerView};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use howl_core::domain::{Fault, Permission, Refusal};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -51,29 +52,138 @@ pub async fn stop_session(
     Extension(p): Extension<Principal>,
     Path(id): Path<u64>,
 ) -> Result<StatusCode, ApiError> {
-    if !p.is_admin() {
-        let owned = st
-            .engine
-            .sessions()
-            .await
-            .into_iter()
-            .find(|s| s.id.0 == id)
-            .map(|s| s.tenant);
-        match owned {
-            None => return Err(ApiError::NotFound(format!("no session {id}"))),
-            Some(t) if !p.may_access(t) => {
-                return Err(ApiError::Forbidden(format!(
-                    "session {id} is not in one of your lobbies"
-                )));
-            }
-            Some(_) => {}
-        }
-    }
+    owned_session(&st, &p, id).await?;
     if st.engine.stop_session(id).await {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no session {id}")))
     }
+}
+
+/// Body of the permission routes: `control` (keyboard, mouse and gamepad reach the desktop),
+/// `view` (input dropped and counted), or `null`/absent to remove the setting.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionSetting {
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "view")]
+    pub permission: Option<Permission>,
+}
+
+/// Sets what one session may do, live (from its next input packet on, no reconnect); `null`
+/// returns it to its lobby's rules. Answers with the session.
+#[utoipa::path(put, path = "/api/v1/sessions/{id}/permission", params(("id" = u64, Path)),
+    request_body = PermissionSetting,
+    responses((status = 200, body = SessionView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_session_permission(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<u64>,
+    b: Result<Json<PermissionSetting>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<SessionView>, ApiError> {
+    let b = body(b)?;
+    owned_session(&st, &p, id).await?;
+    match st.engine.set_session_permission(id, b.permission).await {
+        None => return Err(unavailable()),
+        // The number as the listing shows it, like the other session routes.
+        Some(Err(Refusal::NoViewer(_))) => {
+            return Err(ApiError::NotFound(format!("no session {id}")));
+        }
+        Some(Err(r)) => return Err(refused(&r)),
+        Some(Ok(_)) => {}
+    }
+    let mut v = st.engine.sessions().await;
+    v.retain(|s| s.id.0 == id);
+    name_clients(&st, &mut v).await;
+    v.pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))
+}
+
+/// A tenant reaches only the sessions of its own lobbies.
+async fn owned_session(st: &ApiState, p: &Principal, id: u64) -> Result<(), ApiError> {
+    if p.is_admin() {
+        return Ok(());
+    }
+    let owned = st
+        .engine
+        .sessions()
+        .await
+        .into_iter()
+        .find(|s| s.id.0 == id)
+        .map(|s| s.tenant);
+    match owned {
+        None => Err(ApiError::NotFound(format!("no session {id}"))),
+        Some(t) if !p.may_access(t) => Err(ApiError::Forbidden(format!(
+            "session {id} is not in one of your lobbies"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The domain's refusal as an HTTP error, by who is at fault.
+fn refused(r: &Refusal) -> ApiError {
+    let m = r.to_string();
+    match r.fault() {
+        Fault::BadRequest => ApiError::BadRequest(m),
+        Fault::Forbidden => ApiError::Forbidden(m),
+        Fault::NotFound => ApiError::NotFound(m),
+        Fault::Conflict => ApiError::Conflict(m),
+        Fault::Unavailable => ApiError::Unavailable(m),
+    }
+}
+
+/// Body of `PUT /api/v1/lobbies/{id}/permission`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LobbyPermission {
+    /// What joining clients may do: `control` or `view`.
+    #[schema(value_type = String, example = "view")]
+    pub viewer_permission: Permission,
+}
+
+/// Sets what clients joining a lobby may do; applies at once to its viewers that have no
+/// setting of their own (per session or per client).
+#[utoipa::path(put, path = "/api/v1/lobbies/{id}/permission", params(("id" = u64, Path)),
+    request_body = LobbyPermission,
+    responses((status = 200, body = LobbyView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_lobby_permission(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<u64>,
+    b: Result<Json<LobbyPermission>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<LobbyView>, ApiError> {
+    let b = body(b)?;
+    owned_lobby(&st, &p, id).await?;
+    Ok(Json(
+        st.engine
+            .set_lobby_permission(id, b.viewer_permission)
+            .await?,
+    ))
+}
+
+/// Sets (or with `null` removes) what one paired client may do in a lobby: applies at once to
+/// its streams there and when it rejoins.
+#[utoipa::path(put, path = "/api/v1/lobbies/{id}/clients/{fingerprint}/permission",
+    params(("id" = u64, Path), ("fingerprint" = String, Path)),
+    request_body = PermissionSetting,
+    responses((status = 200, body = LobbyView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_lobby_client_permission(
+    State(st): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path((id, fingerprint)): Path<(u64, String)>,
+    b: Result<Json<PermissionSetting>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<LobbyView>, ApiError> {
+    let b = body(b)?;
+    owned_lobby(&st, &p, id).await?;
+    Ok(Json(
+        st.engine
+            .set_lobby_client_permission(id, fingerprint, b.permission)
+            .await?,
+    ))
 }
 
 /// Shared lobbies (a tenant sees its own).

@@ -212,6 +212,12 @@ impl Collector for Snapshot {
         )?;
         counter(
             enc,
+            "howl_input_dropped",
+            "Input events dropped because their viewer may only view (never injected)",
+            e.input_dropped,
+        )?;
+        counter(
+            enc,
             "howl_control_errors",
             "Malformed or unexpected control messages",
             e.control_errors,
@@ -366,6 +372,16 @@ impl Collector for Snapshot {
             ids.iter()
                 .zip(&self.sessions)
                 .map(|(id, s)| (session_labels(id, s), ConstCounter::new(s.frames_dropped))),
+        )?;
+        family(
+            enc,
+            "howl_session_input_dropped",
+            "Input events of one view-only session dropped, never injected",
+            None,
+            MetricType::Counter,
+            ids.iter()
+                .zip(&self.sessions)
+                .map(|(id, s)| (session_labels(id, s), ConstCounter::new(s.input_dropped))),
         )?;
 
         let pids: Vec<String> = self.workers.iter().map(|w| w.pid.to_string()).collect();

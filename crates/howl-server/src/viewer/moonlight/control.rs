@@ -97,6 +97,11 @@ impl ControlLink {
             ClientMessage::Input(bytes) => {
                 self.stats.input_events.fetch_add(1, Ordering::Relaxed);
                 match InputEvent::decode(&bytes) {
+                    // A view-only viewer's input is dropped and counted, never injected; the
+                    // engine may flip the permission at any time, so it is read per packet.
+                    Ok(_) if !self.stats.input_allowed.load(Ordering::Relaxed) => {
+                        self.stats.input_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(ev) => {
                         tracing::trace!(viewer = self.viewer, event = ?ev, "input");
                         // Each viewer injects as itself: the worker keeps held keys per viewer.
@@ -211,6 +216,7 @@ mod tests {
         let (_tx, worker_rx) = watch::channel(Some(Arc::new(worker)));
         let iv = IvVariant::from_advertised(howl_proto::sdp::EncryptionFlags::ALL.0);
         let stats = Arc::new(ViewerStats::default());
+        stats.input_allowed.store(true, Ordering::Relaxed);
         let cancel = CancellationToken::new();
         let t0 = origin();
         let link = ControlLink::new(
@@ -246,5 +252,52 @@ mod tests {
         link.on_packet(0, &late, t1);
         assert!(ends.input.try_recv().is_err());
         assert!(ends.commands.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_view_only_viewers_input_is_dropped_and_counted_until_it_may_control() {
+        let (worker, mut ends) = Worker::detached();
+        let (_tx, worker_rx) = watch::channel(Some(Arc::new(worker)));
+        let iv = IvVariant::from_advertised(howl_proto::sdp::EncryptionFlags::ALL.0);
+        let stats = Arc::new(ViewerStats::default());
+        let t0 = origin();
+        let link = ControlLink::new(
+            7,
+            ControlCrypto::new(KEY, iv).unwrap(),
+            worker_rx,
+            CancellationToken::new(),
+            stats.clone(),
+            t0,
+        );
+        let mut client = ClientCrypto::new(KEY, iv).unwrap();
+        let mut send = |msg: &ClientMessage| link.on_packet(0, &client.seal(msg).unwrap(), t0);
+        let key = ClientMessage::input(&InputEvent::MouseMove { dx: 1, dy: 1 });
+        // Not told yet: nothing is injected.
+        send(&key);
+        send(&key);
+        assert!(
+            ends.input.try_recv().is_err(),
+            "a view-only viewer's input reached the worker"
+        );
+        assert_eq!(stats.input_dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            stats.input_events.load(Ordering::Relaxed),
+            2,
+            "still counted as received"
+        );
+        // Other control messages still work: a view-only viewer may ask for a keyframe.
+        send(&ClientMessage::RequestIdr);
+        assert!(
+            ends.commands.try_recv().is_ok(),
+            "the keyframe request went through"
+        );
+        // Allowed from the next packet on, without a reconnect.
+        stats.input_allowed.store(true, Ordering::Relaxed);
+        send(&key);
+        assert!(matches!(
+            ends.input.try_recv(),
+            Ok(Message::Input { viewer: 7, .. })
+        ));
+        assert_eq!(stats.input_dropped.load(Ordering::Relaxed), 2);
     }
 }
