@@ -146,6 +146,7 @@ fn sessions_table(list: &[SessionView]) -> Table {
         ("CODEC", Align::Left),
         ("FRAMES SENT", Align::Right),
         ("DROPPED", Align::Right),
+        ("ENCRYPTED", Align::Left),
         ("UPTIME", Align::Right),
     ]);
     for s in list {
@@ -165,10 +166,34 @@ fn sessions_table(list: &[SessionView]) -> Table {
             dash(&s.codec),
             s.frames_sent.to_string(),
             s.frames_dropped.to_string(),
+            encrypted(s.encryption.as_ref()),
             duration(s.uptime_secs),
         ]);
     }
     t
+}
+
+/// What a session encrypts, e.g. `rtsp+video+audio+control`; `none`, or `-` for a player (or
+/// an older server that does not say).
+fn encrypted(e: Option<&crate::viewer::moonlight::EncryptionView>) -> String {
+    let Some(e) = e else {
+        return "-".into();
+    };
+    let parts: Vec<&str> = [
+        ("rtsp", Some(e.rtsp)),
+        ("video", e.video),
+        ("audio", e.audio),
+        ("control", e.control),
+    ]
+    .into_iter()
+    .filter(|(_, on)| *on == Some(true))
+    .map(|(name, _)| name)
+    .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join("+")
+    }
 }
 
 /// `howl sessions stop ID` and `howl lobbies stop ID`: DELETE of one numbered thing.
@@ -545,6 +570,14 @@ mod tests {
             uptime_secs: 65,
             tenant: None,
             video_queue_bytes: 0,
+            encryption: Some(crate::viewer::moonlight::EncryptionView {
+                network: "lan".into(),
+                policy: "preferred".into(),
+                rtsp: true,
+                video: Some(true),
+                audio: Some(true),
+                control: Some(false),
+            }),
         }
     }
 
@@ -559,6 +592,7 @@ mod tests {
             "the name replaces the fingerprint: {out}"
         );
         assert!(row.contains("1280x720") && row.contains("1m 05s"), "{out}");
+        assert!(row.contains("rtsp+video+audio "), "{out}");
         // A client the registry no longer knows shows its fingerprint, shortened.
         let out = sessions_table(&[session(&fp, "")]).render();
         assert!(out.contains("abababababababab "), "{out}");

@@ -139,6 +139,10 @@ pub struct SessionView {
     /// Bytes of video queued for it in the fan-out right now.
     #[serde(default)]
     pub video_queue_bytes: u64,
+    /// What is encrypted for a Moonlight session (flags only, never keys); `None` for RTSP
+    /// players, which are served in the clear to token holders on the API's network.
+    #[serde(default)]
+    pub encryption: Option<crate::viewer::moonlight::EncryptionView>,
 }
 
 /// Adds one viewer's counters to the totals (and, for players, to the RTSP figures).
@@ -296,6 +300,10 @@ impl Engine {
                     uptime_secs: now.saturating_duration_since(d.started_at).as_secs(),
                     tenant: p.and_then(Producer::owner),
                     video_queue_bytes: v.stats.video_queue_bytes.load(Ordering::Relaxed),
+                    encryption: match &v.kind {
+                        ViewerKind::Moonlight(m) => Some(m.encryption_view()),
+                        _ => None,
+                    },
                 })
             })
             .collect();

@@ -251,6 +251,7 @@ mod tests {
             frames_sent: sent,
             frames_dropped: 3,
             video_queue_bytes: 4096,
+            encryption: None,
             input_events: 0,
             lobby_id: None,
             bitrate_kbps: 5000,
@@ -270,6 +271,7 @@ mod tests {
             frames_sent: 120,
             bytes_sent: 9000,
             video_queue_bytes: 4096,
+            encryption: None,
             ..EngineCounters::default()
         };
         engine.frames_dropped_by_reason.insert("lagged", 2);
