@@ -166,7 +166,9 @@ impl EncryptionPolicy {
         let rtspenc_capable = corever.unwrap_or(0) >= COREVER_RTSP_ENCRYPTION;
         let (requested, required, rtsp_encrypted) = match mode {
             EncryptionMode::Off => (EncryptionFlags::NONE, EncryptionFlags::NONE, false),
-            EncryptionMode::Preferred => (EncryptionFlags::ALL, EncryptionFlags::NONE, rtspenc_capable),
+            EncryptionMode::Preferred => {
+                (EncryptionFlags::ALL, EncryptionFlags::NONE, rtspenc_capable)
+            }
             EncryptionMode::Required => {
                 if !rtspenc_capable {
                     return Err(EncryptionRefusal::PlainRtspClient { class });

@@ -675,7 +675,10 @@ mod tests {
         )
         .unwrap();
         let p = c.encryption_policy();
-        assert_eq!((p.loopback, p.lan, p.wan), (M::Off, M::Preferred, M::Required));
+        assert_eq!(
+            (p.loopback, p.lan, p.wan),
+            (M::Off, M::Preferred, M::Required)
+        );
         let e = Config::load(None, [("HOWL_ENCRYPTION_LAN".into(), "on".into())], &[])
             .unwrap_err()
             .to_string();

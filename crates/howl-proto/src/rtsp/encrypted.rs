@@ -252,7 +252,8 @@ mod tests {
         let c = RtspCipher::new(&KEY).unwrap();
         let client_wire = unhex(CLIENT_WIRE);
         assert_eq!(
-            c.seal(RtspDirection::ClientToHost, 1, CLIENT_PLAIN).unwrap(),
+            c.seal(RtspDirection::ClientToHost, 1, CLIENT_PLAIN)
+                .unwrap(),
             client_wire
         );
         assert_eq!(

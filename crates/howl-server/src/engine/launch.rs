@@ -10,8 +10,8 @@ use howl_core::domain::{AnnouncedStream, Fault, LaunchRequest, Refusal};
 use howl_core::encryption::{EncryptionDecision, EncryptionRefusal};
 use howl_core::{App, EndReason, SessionId};
 use howl_proto::rtsp::{
-    Event as RtspEvent, MoonlightParams, MoonlightRtsp, PingPayload, Request, Response,
-    RtspCipher, StatusCode,
+    Event as RtspEvent, MoonlightParams, MoonlightRtsp, PingPayload, Request, Response, RtspCipher,
+    StatusCode,
 };
 use howl_proto::sdp::{EncryptionFlags, HostOffer};
 use std::net::{IpAddr, SocketAddr};

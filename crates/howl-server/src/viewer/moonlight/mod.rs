@@ -62,7 +62,8 @@ fn negotiated_encryption(cfg: &StreamConfig) -> Negotiated {
     Negotiated {
         video: enc.contains(EncryptionFlags::VIDEO),
         // Older clients ask for audio encryption with the NVIDIA feature flag instead.
-        audio: enc.contains(EncryptionFlags::AUDIO) || cfg.nv_feature_flags & NV_FF_AUDIO_ENCRYPTION != 0,
+        audio: enc.contains(EncryptionFlags::AUDIO)
+            || cfg.nv_feature_flags & NV_FF_AUDIO_ENCRYPTION != 0,
         control: enc.contains(EncryptionFlags::CONTROL_V2),
     }
 }

@@ -209,8 +209,10 @@ async fn read_encrypted(
         Ok(Some(r)) => Some(r),
         // The message is the whole request: incomplete inside its envelope is malformed.
         Ok(None) => {
-            let resp = Response::new(StatusCode::BAD_REQUEST)
-                .with_header("X-Howl-Error", "incomplete request in its encrypted message");
+            let resp = Response::new(StatusCode::BAD_REQUEST).with_header(
+                "X-Howl-Error",
+                "incomplete request in its encrypted message",
+            );
             if let Ok(b) = crypt.seal(&resp.to_bytes()) {
                 send_and_close(stream, &b).await;
             }
