@@ -84,6 +84,7 @@ def patch_launch(no_corever: bool, url_file: str | None, rtsp_proxy_port: int | 
     encrypted RTSP); `url_file` receives the `sessionUrl0` howl answered; `rtsp_proxy_port`
     makes the client open its RTSP connections to that local port instead (a test's proxy,
     which reads the real port from `url_file`)."""
+    import functools
     import re
     from moonlight_python.http_client import NvHTTP
     from moonlight_python.stream import StreamingSession
@@ -96,6 +97,8 @@ def patch_launch(no_corever: bool, url_file: str | None, rtsp_proxy_port: int | 
     for name in ("launch_app", "resume_app"):
         orig = getattr(NvHTTP, name)
 
+        # wraps: record_launch_keys binds the original signature through this wrapper.
+        @functools.wraps(orig)
         def wrapped(self, *a, _orig=orig, **kw):
             url = _orig(self, *a, **kw)
             if url and url_file:
