@@ -271,7 +271,6 @@ mod tests {
             frames_sent: 120,
             bytes_sent: 9000,
             video_queue_bytes: 4096,
-            encryption: None,
             ..EngineCounters::default()
         };
         engine.frames_dropped_by_reason.insert("lagged", 2);
