@@ -6,10 +6,17 @@
 source "$(dirname "$0")/common.sh"
 cd "$HOWL_ROOT"
 VIEWERS="${1:-100}"; SECONDS_RUN="${2:-15}"; BITRATE="${3:-5000}"
-ensure_apt_packages
-ensure_rust
-cargo build --release -p howl-server -p howl-worker -p howl-client --locked
-BIN="$CARGO_TARGET_DIR/release"
+# HOWL_BENCH_BIN: a folder with prebuilt howl and howl-worker (scripts/bench-compare.sh);
+# HOWL_BENCH_CLIENT: the howl-client to load it with (default: the one beside them).
+if [ -n "${HOWL_BENCH_BIN:-}" ]; then
+  BIN="$HOWL_BENCH_BIN"
+else
+  ensure_apt_packages
+  ensure_rust
+  cargo build --release -p howl-server -p howl-worker -p howl-client --locked
+  BIN="$CARGO_TARGET_DIR/release"
+fi
+CLIENT="${HOWL_BENCH_CLIENT:-$BIN/howl-client}"
 work="$(mktemp -d)"
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -22,7 +29,7 @@ TOKEN=$(cat "$work/state/api-token")
 curl -sf -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
   -d "{\"name\":\"Bench\",\"app\":\"Test Pattern\",\"width\":1280,\"height\":720,\"fps\":60,\"bitrate_kbps\":$BITRATE}" \
   "http://127.0.0.1:$API/api/v1/lobbies" >/dev/null
-client() { "$BIN/howl-client" load --config-dir "$work/clients" --host "127.0.0.1:$HTTP" --app Bench \
+client() { "$CLIENT" load --config-dir "$work/clients" --host "127.0.0.1:$HTTP" --app Bench \
   --viewers "$VIEWERS" --bitrate "$BITRATE" "$@"; }
 log "pairing $VIEWERS viewers"
 client --seconds 1 --api "127.0.0.1:$API" --howl-state-dir "$work/state" >/dev/null

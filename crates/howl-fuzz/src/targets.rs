@@ -581,6 +581,10 @@ fn worker_seeds() -> Vec<Vec<u8>> {
         wp::Message::RequestKeyframe,
         wp::Message::Stop,
         wp::Message::ReleaseInput { viewer: 3 },
+        wp::Message::Input {
+            viewer: 3,
+            event: InputEvent::MouseMove { dx: -4, dy: 9 },
+        },
         wp::Message::Hello {
             version: wp::PROTOCOL_VERSION,
             pid: 42,

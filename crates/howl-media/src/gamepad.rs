@@ -127,6 +127,30 @@ pub struct PadState {
     pub right_stick: [i16; 2],
 }
 
+impl PadState {
+    /// The pad a client's controller packet is about: its number (0..16, howl-proto checked
+    /// it), whether it is still connected (a pad that is gone is a state whose active mask
+    /// lacks its own bit) and its buttons, triggers and sticks.
+    #[must_use]
+    pub fn from_controller(c: &howl_proto::input::ControllerState) -> (u8, bool, PadState) {
+        let controller = u8::try_from(c.controller).unwrap_or(u8::MAX);
+        let connected = c
+            .active_mask
+            .checked_shr(u32::from(c.controller))
+            .unwrap_or(0)
+            & 1
+            != 0;
+        let state = PadState {
+            buttons: c.buttons,
+            left_trigger: c.left_trigger,
+            right_trigger: c.right_trigger,
+            left_stick: c.left_stick,
+            right_stick: c.right_stick,
+        };
+        (controller, connected, state)
+    }
+}
+
 /// One evdev event (`struct input_event` without its time stamp).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EvdevEvent {
@@ -329,5 +353,28 @@ mod tests {
             bits_seen |= bit;
         }
         assert_eq!(AXES.len(), 8);
+    }
+
+    #[test]
+    fn controller_packets_map_with_their_connection() {
+        let c = howl_proto::input::ControllerState {
+            controller: 3,
+            active_mask: 0b1001,
+            buttons: 0x1001,
+            left_trigger: 9,
+            right_trigger: 200,
+            left_stick: [-5, 6],
+            right_stick: [7, -8],
+        };
+        let (n, connected, state) = PadState::from_controller(&c);
+        assert_eq!((n, connected), (3, true));
+        assert_eq!(state.buttons, 0x1001);
+        assert_eq!((state.left_trigger, state.right_trigger), (9, 200));
+        assert_eq!((state.left_stick, state.right_stick), ([-5, 6], [7, -8]));
+        let gone = howl_proto::input::ControllerState {
+            active_mask: 0b0001,
+            ..c
+        };
+        assert!(!PadState::from_controller(&gone).1);
     }
 }

@@ -46,10 +46,11 @@
 //! stays failed; a *message* error (unknown type, truncated or malformed payload) consumes that
 //! one frame and decoding can go on, which keeps room for newer message types.
 
-use crate::xinput::{ClientInput, Press};
+use howl_proto::input::{InputError, InputEvent};
 
 /// Version of this protocol; sent in [`Message::Hello`]. Bump it on any incompatible change.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: input travels as the client's own input packet (howl-proto's `InputEvent`).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Largest allowed frame (type byte + payload). 16 MiB holds any access unit a sane encoder
 /// produces at the bitrates GameStream uses (a 4K IDR is a few MiB at most), while a corrupted
@@ -383,7 +384,7 @@ pub enum Direction {
 }
 
 /// Every message of the protocol, both directions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// Server → worker: build the pipeline and start streaming.
     Start(StreamParams),
@@ -392,12 +393,14 @@ pub enum Message {
     /// Server → worker: stop the pipeline and exit 0.
     Stop,
     /// Server → worker: one input event of one viewer, for a desktop's display. `viewer`
-    /// tells whose held keys and buttons the event changes (each viewer has its own).
+    /// tells whose held keys and buttons the event changes (each viewer has its own). On the
+    /// wire the event is the client's own input packet (`InputEvent::encode`), so there is one
+    /// input format from the client to the X server, decoded by one decoder.
     Input {
         /// The viewer (session) it came from.
         viewer: u64,
-        /// The event.
-        event: ClientInput,
+        /// The event, as howl-proto decoded it from the client.
+        event: InputEvent,
     },
     /// Server → worker: the viewer left; release every key and button it still holds.
     ReleaseInput {
@@ -560,6 +563,9 @@ pub enum ProtocolError {
         /// Field name.
         field: &'static str,
     },
+    /// Message: an input message's packet does not decode.
+    #[error("input packet: {0}")]
+    Input(InputError),
 }
 
 impl ProtocolError {
@@ -670,7 +676,7 @@ fn encode_payload(msg: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
         Message::RequestKeyframe | Message::Stop => {}
         Message::Input { viewer, event } => {
             out.extend_from_slice(&viewer.to_be_bytes());
-            encode_input(event, out)?;
+            out.extend_from_slice(&event.encode());
         }
         Message::ReleaseInput { viewer } => out.extend_from_slice(&viewer.to_be_bytes()),
         Message::AppExited { detail } => put_str(out, "detail", detail)?,
@@ -763,140 +769,6 @@ fn put_count(out: &mut Vec<u8>, field: &'static str, n: usize) -> Result<(), Pro
     Ok(())
 }
 
-mod input_tag {
-    pub const KEY: u8 = 1;
-    pub const TEXT: u8 = 2;
-    pub const MOUSE_MOVE: u8 = 3;
-    pub const MOUSE_POSITION: u8 = 4;
-    pub const MOUSE_BUTTON: u8 = 5;
-    pub const SCROLL: u8 = 6;
-    pub const HSCROLL: u8 = 7;
-    pub const GAMEPAD: u8 = 8;
-}
-
-fn press_to_wire(p: Press) -> u8 {
-    match p {
-        Press::Down => 1,
-        Press::Up => 0,
-    }
-}
-
-fn encode_input(event: &ClientInput, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
-    match event {
-        ClientInput::Key {
-            press,
-            key_code,
-            modifiers,
-        } => {
-            out.push(input_tag::KEY);
-            out.push(press_to_wire(*press));
-            out.extend_from_slice(&key_code.to_be_bytes());
-            out.push(*modifiers);
-        }
-        ClientInput::Text(t) => {
-            out.push(input_tag::TEXT);
-            put_str(out, "text", t)?;
-        }
-        ClientInput::MouseMove { dx, dy } => {
-            out.push(input_tag::MOUSE_MOVE);
-            out.extend_from_slice(&dx.to_be_bytes());
-            out.extend_from_slice(&dy.to_be_bytes());
-        }
-        ClientInput::MousePosition {
-            x,
-            y,
-            reference_width,
-            reference_height,
-        } => {
-            out.push(input_tag::MOUSE_POSITION);
-            out.extend_from_slice(&x.to_be_bytes());
-            out.extend_from_slice(&y.to_be_bytes());
-            out.extend_from_slice(&reference_width.to_be_bytes());
-            out.extend_from_slice(&reference_height.to_be_bytes());
-        }
-        ClientInput::MouseButton { press, button } => {
-            out.push(input_tag::MOUSE_BUTTON);
-            out.push(press_to_wire(*press));
-            out.push(*button);
-        }
-        ClientInput::Scroll { amount } => {
-            out.push(input_tag::SCROLL);
-            out.extend_from_slice(&amount.to_be_bytes());
-        }
-        ClientInput::HScroll { amount } => {
-            out.push(input_tag::HSCROLL);
-            out.extend_from_slice(&amount.to_be_bytes());
-        }
-        ClientInput::Gamepad {
-            controller,
-            connected,
-            state,
-        } => {
-            out.push(input_tag::GAMEPAD);
-            out.push(*controller);
-            out.push(u8::from(*connected));
-            out.extend_from_slice(&state.buttons.to_be_bytes());
-            out.push(state.left_trigger);
-            out.push(state.right_trigger);
-            for v in state.left_stick.iter().chain(&state.right_stick) {
-                out.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-    }
-    Ok(())
-}
-
-fn decode_input(r: &mut Reader<'_>) -> Result<ClientInput, ProtocolError> {
-    let press = |r: &mut Reader<'_>| -> Result<Press, ProtocolError> {
-        Ok(if r.bool("press")? {
-            Press::Down
-        } else {
-            Press::Up
-        })
-    };
-    Ok(match r.u8()? {
-        input_tag::KEY => ClientInput::Key {
-            press: press(r)?,
-            key_code: r.u16()?,
-            modifiers: r.u8()?,
-        },
-        input_tag::TEXT => ClientInput::Text(r.string("text")?),
-        input_tag::MOUSE_MOVE => ClientInput::MouseMove {
-            dx: r.i16()?,
-            dy: r.i16()?,
-        },
-        input_tag::MOUSE_POSITION => ClientInput::MousePosition {
-            x: r.i16()?,
-            y: r.i16()?,
-            reference_width: r.u16()?,
-            reference_height: r.u16()?,
-        },
-        input_tag::MOUSE_BUTTON => ClientInput::MouseButton {
-            press: press(r)?,
-            button: r.u8()?,
-        },
-        input_tag::SCROLL => ClientInput::Scroll { amount: r.i16()? },
-        input_tag::HSCROLL => ClientInput::HScroll { amount: r.i16()? },
-        input_tag::GAMEPAD => ClientInput::Gamepad {
-            controller: r.u8()?,
-            connected: r.bool("connected")?,
-            state: crate::gamepad::PadState {
-                buttons: r.u32()?,
-                left_trigger: r.u8()?,
-                right_trigger: r.u8()?,
-                left_stick: [r.i16()?, r.i16()?],
-                right_stick: [r.i16()?, r.i16()?],
-            },
-        },
-        v => {
-            return Err(ProtocolError::InvalidField {
-                field: "input",
-                value: u64::from(v),
-            });
-        }
-    })
-}
-
 fn decode_desktop(r: &mut Reader<'_>) -> Result<DesktopApp, ProtocolError> {
     let command = r.string("command")?;
     let n = r.count("args")?;
@@ -974,10 +846,6 @@ impl<'a> Reader<'a> {
 
     fn u32(&mut self) -> Result<u32, ProtocolError> {
         Ok(u32::from_be_bytes(self.array()?))
-    }
-
-    fn i16(&mut self) -> Result<i16, ProtocolError> {
-        Ok(i16::from_be_bytes(self.array()?))
     }
 
     fn count(&mut self, field: &'static str) -> Result<usize, ProtocolError> {
@@ -1076,7 +944,8 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, ProtocolError> {
         ty::STOP => Message::Stop,
         ty::INPUT => Message::Input {
             viewer: r.u64()?,
-            event: decode_input(&mut r)?,
+            // The rest of the frame is the input packet.
+            event: InputEvent::decode(&r.rest()).map_err(ProtocolError::Input)?,
         },
         ty::RELEASE_INPUT => Message::ReleaseInput { viewer: r.u64()? },
         ty::APP_EXITED => Message::AppExited {
@@ -1262,6 +1131,7 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use howl_proto::input;
 
     pub(crate) fn all_messages() -> Vec<Message> {
         vec![
@@ -1301,57 +1171,51 @@ mod tests {
             }),
             Message::Input {
                 viewer: 7,
-                event: ClientInput::Key {
-                    press: Press::Down,
+                event: InputEvent::Keyboard(input::KeyboardEvent {
+                    action: input::ButtonAction::Down,
                     key_code: 0x8041,
                     modifiers: 1,
-                },
+                    flags: 0,
+                }),
             },
             Message::Input {
                 viewer: 7,
-                event: ClientInput::Text("é€".into()),
+                event: InputEvent::Text("é€".into()),
             },
             Message::Input {
                 viewer: 7,
-                event: ClientInput::MouseMove { dx: -3, dy: 4 },
+                event: InputEvent::MouseMove { dx: -3, dy: 4 },
             },
             Message::Input {
                 viewer: 7,
-                event: ClientInput::MousePosition {
-                    x: 10,
-                    y: -1,
-                    reference_width: 1920,
-                    reference_height: 1080,
-                },
+                event: InputEvent::MousePosition(input::MousePosition::new(10, -1, 1920, 1080)),
             },
             Message::Input {
                 viewer: u64::MAX,
-                event: ClientInput::MouseButton {
-                    press: Press::Up,
-                    button: 3,
+                event: InputEvent::MouseButton {
+                    action: input::ButtonAction::Up,
+                    button: input::MouseButton::Right,
                 },
             },
             Message::Input {
                 viewer: 1,
-                event: ClientInput::Scroll { amount: -60 },
+                event: InputEvent::Scroll { amount: -60 },
             },
             Message::Input {
                 viewer: 1,
-                event: ClientInput::HScroll { amount: 120 },
+                event: InputEvent::HScroll { amount: 120 },
             },
             Message::Input {
                 viewer: 2,
-                event: ClientInput::Gamepad {
+                event: InputEvent::Controller(input::ControllerState {
                     controller: 15,
-                    connected: true,
-                    state: crate::gamepad::PadState {
-                        buttons: 0x3f_f7ff,
-                        left_trigger: 255,
-                        right_trigger: 1,
-                        left_stick: [i16::MIN, i16::MAX],
-                        right_stick: [-1, 300],
-                    },
-                },
+                    active_mask: 0x8000,
+                    buttons: 0x3f_f7ff,
+                    left_trigger: 255,
+                    right_trigger: 1,
+                    left_stick: [i16::MIN, i16::MAX],
+                    right_stick: [-1, 300],
+                }),
             },
             Message::ReleaseInput { viewer: 9 },
             Message::AppExited {

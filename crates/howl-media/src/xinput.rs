@@ -8,9 +8,10 @@
 //! scroll accumulation, absolute-position scaling — lives here, where it is unit-tested and
 //! fuzzed.
 //!
-//! This crate does not depend on `howl-proto`, so [`ClientInput`] mirrors the few fields of
-//! `howl_proto::input::InputEvent` that XTest needs; the worker converts one into the other.
-//! Gamepads, touch and pen are not here: XTest has no device for them.
+//! The input is howl-proto's [`InputEvent`], the one decoded form of a client's input packet
+//! from the control stream to here (the worker protocol carries the packet itself).
+//! Gamepads, touch and pen are not here: XTest has no device for them ([`for_desktop`] says
+//! which events a desktop uses at all, so the server forwards only those).
 //!
 //! # Bounded and leak-free
 //!
@@ -328,77 +329,24 @@ fn typeable(c: char) -> bool {
     !c.is_control() || matches!(c, '\n' | '\r' | '\t' | '\u{8}' | '\u{1b}' | '\u{7f}')
 }
 
-/// Press or release of a key or button.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Press {
-    /// Pressed.
-    Down,
-    /// Released.
-    Up,
-}
+use howl_proto::input::{ButtonAction as Press, InputEvent};
 
-/// One client input the translator understands: the XTest-relevant subset of
-/// `howl_proto::input::InputEvent`, field for field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientInput {
-    /// Key press or release.
-    Key {
-        /// Press or release.
-        press: Press,
-        /// The raw key code; its low byte is the Windows virtual-key code (moonlight-qt sets the
-        /// high byte to `0x80`), which is all that is used.
-        key_code: u16,
-        /// Modifiers the client holds ([`modifiers`] bits).
-        modifiers: u8,
-    },
-    /// UTF-8 text, normally one code point.
-    Text(String),
-    /// Relative pointer move, +x right, +y down.
-    MouseMove {
-        /// Horizontal delta.
-        dx: i16,
-        /// Vertical delta.
-        dy: i16,
-    },
-    /// Absolute pointer position on the client's reference surface.
-    MousePosition {
-        /// X in reference pixels.
-        x: i16,
-        /// Y in reference pixels.
-        y: i16,
-        /// Reference surface width in pixels. The wire carries width − 1 (howl-proto's
-        /// `width_minus_one`); pass that plus one.
-        reference_width: u16,
-        /// Reference surface height in pixels (wire value plus one).
-        reference_height: u16,
-    },
-    /// Mouse button press or release; Moonlight numbers 1 left, 2 middle, 3 right, 4 X1, 5 X2.
-    MouseButton {
-        /// Press or release.
-        press: Press,
-        /// Moonlight button number.
-        button: u8,
-    },
-    /// Vertical scroll in 1/120 notch, positive = away from the user.
-    Scroll {
-        /// Signed amount.
-        amount: i16,
-    },
-    /// Horizontal scroll in 1/120 notch, positive = right.
-    HScroll {
-        /// Signed amount.
-        amount: i16,
-    },
-    /// Full state of one of the client's gamepads (not X11: the worker feeds it to a uinput
-    /// pad, see [`crate::gamepad`]).
-    Gamepad {
-        /// The client's controller number, 0..15.
-        controller: u8,
-        /// False: the client unplugged this pad (its device goes away).
-        connected: bool,
-        /// Buttons, triggers and sticks.
-        state: crate::gamepad::PadState,
-    },
+/// Whether a desktop has any use for `ev`: keyboard, text, pointer, wheel (XTest) and gamepad
+/// state (the worker's uinput pads). Touch, pen, controller motion and the rest are not
+/// forwarded to the worker at all.
+#[must_use]
+pub fn for_desktop(ev: &InputEvent) -> bool {
+    matches!(
+        ev,
+        InputEvent::Keyboard(_)
+            | InputEvent::Text(_)
+            | InputEvent::MouseMove { .. }
+            | InputEvent::MousePosition(_)
+            | InputEvent::MouseButton { .. }
+            | InputEvent::Scroll { .. }
+            | InputEvent::HScroll { .. }
+            | InputEvent::Controller(_)
+    )
 }
 
 /// One thing for the worker's XTest code to do, in order.
@@ -824,17 +772,14 @@ impl Translator {
     /// What X must do for one input, in order; empty when the input changes nothing (unknown
     /// key, repeated press, unmatched release, zero move, sub-notch scroll, degenerate
     /// reference size).
-    pub fn translate(&mut self, input: &ClientInput) -> Vec<XAction> {
+    pub fn translate(&mut self, input: &InputEvent) -> Vec<XAction> {
         let mut out = Vec::new();
         match *input {
-            ClientInput::Key {
-                press,
-                key_code,
-                modifiers,
-            } => self
-                .keyboard
-                .key_event(press, key_code, modifiers, &mut out),
-            ClientInput::Text(ref text) => out.extend(
+            InputEvent::Keyboard(k) => {
+                self.keyboard
+                    .key_event(k.action, k.key_code, k.modifiers, &mut out);
+            }
+            InputEvent::Text(ref text) => out.extend(
                 text.chars()
                     .take(MAX_TEXT_CHARS)
                     .filter(|&c| typeable(c))
@@ -842,30 +787,25 @@ impl Translator {
                         keysym: char_to_keysym(c),
                     }),
             ),
-            ClientInput::MouseMove { dx, dy } => {
-                if dx != 0 || dy != 0 {
-                    out.push(XAction::MotionRel {
-                        dx: i32::from(dx),
-                        dy: i32::from(dy),
-                    });
-                }
+            InputEvent::MouseMove { dx, dy } if dx != 0 || dy != 0 => {
+                out.push(XAction::MotionRel {
+                    dx: i32::from(dx),
+                    dy: i32::from(dy),
+                });
             }
-            ClientInput::MousePosition {
-                x,
-                y,
-                reference_width,
-                reference_height,
-            } => {
-                if let Some((x, y)) =
-                    self.mouse
-                        .scale_absolute(x, y, reference_width, reference_height)
-                {
+            InputEvent::MousePosition(p) => {
+                // The wire carries the reference size minus one.
+                let (w, h) = (
+                    p.width_minus_one.saturating_add(1),
+                    p.height_minus_one.saturating_add(1),
+                );
+                if let Some((x, y)) = self.mouse.scale_absolute(p.x, p.y, w, h) {
                     out.push(XAction::MotionAbs { x, y });
                 }
             }
-            ClientInput::MouseButton { press, button } => {
-                if let Some(button) = moonlight_button_to_x(button) {
-                    match press {
+            InputEvent::MouseButton { action, button } => {
+                if let Some(button) = moonlight_button_to_x(button.to_u8()) {
+                    match action {
                         Press::Down if self.mouse.press(button) => {
                             out.push(XAction::ButtonDown { button });
                         }
@@ -876,16 +816,17 @@ impl Translator {
                     }
                 }
             }
-            ClientInput::Scroll { amount } => {
+            InputEvent::Scroll { amount } => {
                 let notches = self.mouse.scroll(amount);
                 clicks(notches, BUTTON_SCROLL_UP, BUTTON_SCROLL_DOWN, &mut out);
             }
-            ClientInput::HScroll { amount } => {
+            InputEvent::HScroll { amount } => {
                 let notches = self.mouse.hscroll(amount);
                 clicks(notches, BUTTON_SCROLL_RIGHT, BUTTON_SCROLL_LEFT, &mut out);
             }
-            // Gamepads have no X11 device; the worker sends them to uinput.
-            ClientInput::Gamepad { .. } => {}
+            // Gamepads have no X11 device (the worker sends them to uinput); touch, pen and the
+            // rest have none either.
+            _ => {}
         }
         out
     }
@@ -919,13 +860,22 @@ fn clicks(notches: i32, positive: u8, negative: u8, out: &mut Vec<XAction>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use howl_proto::input::{KeyboardEvent, MouseButton, MousePosition};
     use proptest::prelude::*;
 
-    fn key(press: Press, vk: u16, modifiers: u8) -> ClientInput {
-        ClientInput::Key {
-            press,
+    fn key(press: Press, vk: u16, modifiers: u8) -> InputEvent {
+        InputEvent::Keyboard(KeyboardEvent {
+            action: press,
             key_code: vk,
             modifiers,
+            flags: 0,
+        })
+    }
+
+    fn button(press: Press, b: u8) -> InputEvent {
+        InputEvent::MouseButton {
+            action: press,
+            button: MouseButton::from_u8(b),
         }
     }
 
@@ -1036,7 +986,7 @@ mod tests {
     #[test]
     fn text_types_each_char_and_skips_controls() {
         let mut t = Translator::new(100, 100);
-        let out = t.translate(&ClientInput::Text("a€\u{1}\n".to_owned()));
+        let out = t.translate(&InputEvent::Text("a€\u{1}\n".to_owned()));
         assert_eq!(
             out,
             vec![
@@ -1050,7 +1000,7 @@ mod tests {
             ]
         );
         let long = "x".repeat(1000);
-        assert_eq!(t.translate(&ClientInput::Text(long)).len(), MAX_TEXT_CHARS);
+        assert_eq!(t.translate(&InputEvent::Text(long)).len(), MAX_TEXT_CHARS);
         assert!(t.keyboard().is_empty(), "typing holds nothing");
     }
 
@@ -1179,15 +1129,9 @@ mod tests {
         let mut t = Translator::new(100, 100);
         t.translate(&key(Press::Down, 0xA2, modifiers::CTRL));
         t.translate(&key(Press::Down, 0x41, modifiers::CTRL | modifiers::META));
-        t.translate(&ClientInput::MouseButton {
-            press: Press::Down,
-            button: 1,
-        });
-        t.translate(&ClientInput::MouseButton {
-            press: Press::Down,
-            button: 5,
-        });
-        t.translate(&ClientInput::Scroll { amount: 60 });
+        t.translate(&button(Press::Down, 1));
+        t.translate(&button(Press::Down, 5));
+        t.translate(&InputEvent::Scroll { amount: 60 });
         assert_eq!(
             t.release_all(),
             vec![
@@ -1232,14 +1176,8 @@ mod tests {
         assert_eq!(moonlight_button_to_x(6), None);
 
         let mut t = Translator::new(100, 100);
-        let down = |b| ClientInput::MouseButton {
-            press: Press::Down,
-            button: b,
-        };
-        let up = |b| ClientInput::MouseButton {
-            press: Press::Up,
-            button: b,
-        };
+        let down = |b| button(Press::Down, b);
+        let up = |b| button(Press::Up, b);
         assert_eq!(
             t.translate(&down(4)),
             vec![XAction::ButtonDown { button: 8 }]
@@ -1256,22 +1194,17 @@ mod tests {
     fn relative_moves_pass_through() {
         let mut t = Translator::new(100, 100);
         assert_eq!(
-            t.translate(&ClientInput::MouseMove { dx: -5, dy: 7 }),
+            t.translate(&InputEvent::MouseMove { dx: -5, dy: 7 }),
             vec![XAction::MotionRel { dx: -5, dy: 7 }]
         );
         assert!(
-            t.translate(&ClientInput::MouseMove { dx: 0, dy: 0 })
+            t.translate(&InputEvent::MouseMove { dx: 0, dy: 0 })
                 .is_empty()
         );
     }
 
-    fn pos(x: i16, y: i16, w: u16, h: u16) -> ClientInput {
-        ClientInput::MousePosition {
-            x,
-            y,
-            reference_width: w,
-            reference_height: h,
-        }
+    fn pos(x: i16, y: i16, w: u16, h: u16) -> InputEvent {
+        InputEvent::MousePosition(MousePosition::new(x, y, w, h))
     }
 
     #[test]
@@ -1308,7 +1241,7 @@ mod tests {
     #[test]
     fn scroll_accumulates_fractions() {
         let mut t = Translator::new(100, 100);
-        let scroll = |amount| ClientInput::Scroll { amount };
+        let scroll = |amount| InputEvent::Scroll { amount };
         assert!(t.translate(&scroll(40)).is_empty());
         assert!(t.translate(&scroll(40)).is_empty());
         assert_eq!(t.translate(&scroll(40)), click(4).to_vec());
@@ -1330,7 +1263,7 @@ mod tests {
     #[test]
     fn horizontal_scroll_uses_buttons_6_and_7() {
         let mut t = Translator::new(100, 100);
-        let hscroll = |amount| ClientInput::HScroll { amount };
+        let hscroll = |amount| InputEvent::HScroll { amount };
         assert_eq!(t.translate(&hscroll(120)), click(7).to_vec());
         assert!(t.translate(&hscroll(-60)).is_empty());
         assert_eq!(t.translate(&hscroll(-60)), click(6).to_vec());
@@ -1342,32 +1275,20 @@ mod tests {
         prop_oneof![Just(Press::Down), Just(Press::Up)]
     }
 
-    fn arb_input() -> impl Strategy<Value = ClientInput> {
+    fn arb_input() -> impl Strategy<Value = InputEvent> {
         prop_oneof![
             // Mostly real VK codes so that presses actually land, sometimes anything.
             4 => (arb_press(), prop_oneof![0u16..=0xFF, any::<u16>()], any::<u8>()).prop_map(
-                |(press, key_code, modifiers)| ClientInput::Key {
-                    press,
-                    key_code,
-                    modifiers,
-                }
+                |(press, key_code, modifiers)| key(press, key_code, modifiers)
             ),
-            1 => ".{0,40}".prop_map(ClientInput::Text),
-            1 => (any::<i16>(), any::<i16>()).prop_map(|(dx, dy)| ClientInput::MouseMove { dx, dy }),
+            1 => ".{0,40}".prop_map(InputEvent::Text),
+            1 => (any::<i16>(), any::<i16>()).prop_map(|(dx, dy)| InputEvent::MouseMove { dx, dy }),
             1 => (any::<i16>(), any::<i16>(), any::<u16>(), any::<u16>()).prop_map(
-                |(x, y, reference_width, reference_height)| ClientInput::MousePosition {
-                    x,
-                    y,
-                    reference_width,
-                    reference_height,
-                }
+                |(x, y, w, h)| pos(x, y, w, h)
             ),
-            2 => (arb_press(), 0u8..8).prop_map(|(press, button)| ClientInput::MouseButton {
-                press,
-                button
-            }),
-            1 => any::<i16>().prop_map(|amount| ClientInput::Scroll { amount }),
-            1 => any::<i16>().prop_map(|amount| ClientInput::HScroll { amount }),
+            2 => (arb_press(), 0u8..8).prop_map(|(press, b)| button(press, b)),
+            1 => any::<i16>().prop_map(|amount| InputEvent::Scroll { amount }),
+            1 => any::<i16>().prop_map(|amount| InputEvent::HScroll { amount }),
         ]
     }
 

@@ -8,7 +8,9 @@ use howl_media::protocol::{
     AudioPacket, Codec, ContainerSpec, DesktopApp, EncoderInfo, FrameDecoder, MAX_FRAME_LEN,
     Message, OpusConfig, ProtocolError, Source, StreamParams, VideoFrame, encode,
 };
-use howl_media::xinput::{ClientInput, Press};
+use howl_proto::input::{
+    ButtonAction, ControllerState, InputEvent, KeyboardEvent, MouseButton, MousePosition,
+};
 use proptest::prelude::*;
 
 fn codec() -> impl Strategy<Value = Codec> {
@@ -41,37 +43,58 @@ fn source() -> impl Strategy<Value = Source> {
     ]
 }
 
-fn press() -> impl Strategy<Value = Press> {
-    prop_oneof![Just(Press::Down), Just(Press::Up)]
+fn action() -> impl Strategy<Value = ButtonAction> {
+    prop_oneof![Just(ButtonAction::Down), Just(ButtonAction::Up)]
 }
 
-fn client_input() -> impl Strategy<Value = ClientInput> {
+/// Events the client's decoder accepts (the worker protocol carries only decoded events).
+fn input_event() -> impl Strategy<Value = InputEvent> {
     prop_oneof![
-        (press(), any::<u16>(), any::<u8>()).prop_map(|(press, key_code, modifiers)| {
-            ClientInput::Key {
-                press,
-                key_code,
-                modifiers,
+        (action(), any::<u16>(), any::<u8>(), any::<u8>()).prop_map(
+            |(action, key_code, modifiers, flags)| {
+                InputEvent::Keyboard(KeyboardEvent {
+                    action,
+                    key_code,
+                    modifiers,
+                    flags,
+                })
             }
+        ),
+        ".{1,8}".prop_map(InputEvent::Text),
+        any::<(i16, i16)>().prop_map(|(dx, dy)| InputEvent::MouseMove { dx, dy }),
+        (any::<(i16, i16)>(), 2u16.., 2u16..).prop_map(|((x, y), w, h)| {
+            InputEvent::MousePosition(MousePosition::new(x, y, w, h))
         }),
-        ".{0,8}".prop_map(ClientInput::Text),
-        any::<(i16, i16)>().prop_map(|(dx, dy)| ClientInput::MouseMove { dx, dy }),
-        any::<(i16, i16, u16, u16)>().prop_map(|(x, y, w, h)| ClientInput::MousePosition {
-            x,
-            y,
-            reference_width: w,
-            reference_height: h,
+        (action(), any::<u8>()).prop_map(|(action, b)| InputEvent::MouseButton {
+            action,
+            button: MouseButton::from_u8(b),
         }),
-        (press(), any::<u8>())
-            .prop_map(|(press, button)| ClientInput::MouseButton { press, button }),
-        any::<i16>().prop_map(|amount| ClientInput::Scroll { amount }),
-        any::<i16>().prop_map(|amount| ClientInput::HScroll { amount }),
+        any::<i16>().prop_map(|amount| InputEvent::Scroll { amount }),
+        any::<i16>().prop_map(|amount| InputEvent::HScroll { amount }),
+        (
+            0u16..16,
+            any::<u16>(),
+            any::<u32>(),
+            any::<[u8; 2]>(),
+            any::<[i16; 4]>()
+        )
+            .prop_map(|(controller, active_mask, buttons, t, s)| {
+                InputEvent::Controller(ControllerState {
+                    controller,
+                    active_mask,
+                    buttons,
+                    left_trigger: t[0],
+                    right_trigger: t[1],
+                    left_stick: [s[0], s[1]],
+                    right_stick: [s[2], s[3]],
+                })
+            }),
     ]
 }
 
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (any::<u64>(), client_input()).prop_map(|(viewer, event)| Message::Input { viewer, event }),
+        (any::<u64>(), input_event()).prop_map(|(viewer, event)| Message::Input { viewer, event }),
         any::<u64>().prop_map(|viewer| Message::ReleaseInput { viewer }),
         ".{0,20}".prop_map(|detail| Message::AppExited { detail }),
         (any::<[u32; 4]>(), codec(), any::<[u8; 3]>(), source()).prop_map(

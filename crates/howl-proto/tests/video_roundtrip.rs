@@ -83,10 +83,23 @@ fn run(
 ) -> (Vec<VideoEvent>, Vec<Vec<u8>>) {
     let mut cfg = PacketizerConfig::new(packet_size);
     cfg.fec_percentage = fec;
-    let mut plain_pz = VideoPacketizer::new(&cfg).unwrap();
     if encrypt {
         cfg.encryption_key = Some(KEY);
     }
+    run_cfg(sizes, cfg, lossy, seed)
+}
+
+/// [`run`] with any packetizer configuration (`encryption_key` set means encrypted).
+fn run_cfg(
+    sizes: &[usize],
+    mut cfg: PacketizerConfig,
+    lossy: bool,
+    seed: u64,
+) -> (Vec<VideoEvent>, Vec<Vec<u8>>) {
+    let packet_size = cfg.packet_size;
+    let key = cfg.encryption_key.take();
+    let mut plain_pz = VideoPacketizer::new(&cfg).unwrap();
+    cfg.encryption_key = key;
     let mut pz = VideoPacketizer::new(&cfg).unwrap();
     let mut dcfg = DepacketizerConfig::new(packet_size);
     dcfg.encryption_key = cfg.encryption_key;
@@ -180,6 +193,75 @@ fn small_packets_high_fec() {
     for fec in [1u8, 50, 100, 255] {
         let (evs, aus) = run(&sizes, 64, fec, true, true, u64::from(fec));
         check_all_delivered(&evs, &aus);
+    }
+}
+
+/// The small-frame parity budget: tiny frames get up to `small_frame_datagrams` datagrams, a
+/// one-shard H.264 frame goes as two (the second all padding) with 6 parity shards, and any
+/// loss FEC can repair still delivers every frame: the access unit, then only zero padding.
+#[test]
+fn small_frames_spend_the_budget_on_parity() {
+    let sizes = [0usize, 1, 40, 1368, 1369, 3000, 5000, 20_000];
+    for (budget, pad) in [(9usize, true), (9, false), (4, true), (12, true)] {
+        for encrypt in [false, true] {
+            let mut cfg = PacketizerConfig::new(1392);
+            cfg.small_frame_datagrams = budget;
+            cfg.pad_single_shard = pad;
+            if encrypt {
+                cfg.encryption_key = Some(KEY);
+            }
+            // The datagram counts the budget gives (one plaintext run).
+            let mut pz = VideoPacketizer::new(&PacketizerConfig {
+                encryption_key: None,
+                ..cfg.clone()
+            })
+            .unwrap();
+            for &len in &sizes {
+                let au = access_unit(len, 3);
+                let frame = VideoFrame {
+                    frame_index: 1,
+                    rtp_timestamp: 0,
+                    frame_type: FrameType::P,
+                    host_processing_latency: 0,
+                    ltr: false,
+                    access_unit: &au,
+                };
+                let dgs: Vec<DatagramHeader> = pz
+                    .packetize(&frame)
+                    .unwrap()
+                    .iter()
+                    .map(|dg| DatagramHeader::parse(dg).unwrap())
+                    .collect();
+                let data = usize::from(dgs[0].data_shards);
+                let parity = usize::from(dgs[0].parity_shards());
+                let natural = (8 + len).div_ceil(1376); // S = packetSize - 16
+                let expect_data = if natural == 1 && pad && budget > 4 {
+                    2
+                } else {
+                    natural
+                };
+                assert_eq!(data, expect_data, "len {len} budget {budget} pad {pad}");
+                // Never below the reference rule (20 %, at least 2); up to the budget where the
+                // advertised percentage (at most 255) allows.
+                let reference = (data * 20).div_ceil(100).max(2);
+                let cap = (data * 255).div_ceil(100);
+                let want = budget.saturating_sub(data).min(cap).max(reference);
+                assert!(dgs.iter().all(|h| h.block_index == 0), "one block each");
+                assert_eq!(parity, want, "len {len} budget {budget} pad {pad}");
+                assert_eq!(dgs.len(), data + parity);
+            }
+            for seed in 1..8 {
+                let (evs, aus) = run_cfg(&sizes, cfg.clone(), true, seed);
+                assert_eq!(evs.len(), aus.len(), "{evs:?}");
+                for (ev, au) in evs.iter().zip(&aus) {
+                    let VideoEvent::Frame(f) = ev else {
+                        panic!("frame not delivered: {ev:?}");
+                    };
+                    assert_eq!(&f.access_unit[..au.len()], &au[..]);
+                    assert!(f.access_unit[au.len()..].iter().all(|&b| b == 0));
+                }
+            }
+        }
     }
 }
 

@@ -60,6 +60,10 @@ pub struct Config {
     pub worker_bin: Option<PathBuf>,
     /// Share of video FEC parity per block, in percent (Moonlight hosts use 20).
     pub fec_percentage: u8,
+    /// Spend a small frame's unused share of the viewer's bitrate on extra FEC parity (up to
+    /// the 255 % a block can advertise), so tiny frames survive heavy random loss. Off: the
+    /// reference rule only (the percentage above, at least the client's minimum of 2).
+    pub fec_small_frames: bool,
     /// FOR TESTING ONLY: drop this percentage of outgoing video/audio datagrams at random,
     /// to exercise FEC and keyframe recovery. Keep 0 in production.
     pub fault_drop_percent: f64,
@@ -149,6 +153,7 @@ impl Default for Config {
             audio_port: 48000,
             worker_bin: None,
             fec_percentage: 20,
+            fec_small_frames: true,
             fault_drop_percent: 0.0,
             fault_wedge_api: false,
             resume_linger_secs: 60,
@@ -230,6 +235,7 @@ const ENV_KEYS: &[&str] = &[
     "audio_port",
     "worker_bin",
     "fec_percentage",
+    "fec_small_frames",
     "fault_drop_percent",
     "fault_wedge_api",
     "resume_linger_secs",

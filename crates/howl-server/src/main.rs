@@ -4,7 +4,6 @@ mod cli;
 mod config;
 mod control;
 mod data;
-mod desktop_input;
 mod domain;
 mod engine;
 mod heap;

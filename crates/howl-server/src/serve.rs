@@ -226,6 +226,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             runtime_dir,
             codecs: support,
             fec_percentage: cfg.fec_percentage,
+            fec_small_frames: cfg.fec_small_frames,
             fault_drop_fraction: cfg.fault_drop_percent / 100.0,
             linger: Duration::from_secs(cfg.resume_linger_secs),
             rtsp_deadline: Duration::from_secs(cfg.rtsp_deadline_secs),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use howl_media::protocol::{
     self, Direction, FrameDecoder, Message, PROTOCOL_VERSION, Source, StreamParams,
 };
-use howl_media::xinput::ClientInput;
+use howl_proto::input::InputEvent;
 
 use crate::desktop::{Desktop, Isolation};
 use crate::error::WorkerError;
@@ -58,7 +58,7 @@ enum Command {
     Start(StreamParams),
     RequestKeyframe,
     Stop,
-    Input(u64, ClientInput),
+    Input(u64, InputEvent),
     ReleaseInput(u64),
     /// The socket closed or failed, or the peer broke the protocol.
     Closed(String),
@@ -311,15 +311,10 @@ fn stream_loop(
             .min(next_heartbeat.saturating_duration_since(Instant::now()));
         match cmd_rx.recv_timeout(wait) {
             Ok(Command::RequestKeyframe) => pipe.force_keyframe(),
-            Ok(Command::Input(
-                viewer,
-                ClientInput::Gamepad {
-                    controller,
-                    connected,
-                    state,
-                },
-            )) => {
+            Ok(Command::Input(viewer, InputEvent::Controller(c))) => {
                 if desk.desktop.is_some() {
+                    let (controller, connected, state) =
+                        howl_media::gamepad::PadState::from_controller(&c);
                     pads.input(viewer, controller, connected, &state);
                 }
             }

@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 
-use howl_media::xinput::{ClientInput, Translator, XAction};
+use howl_media::xinput::{Translator, XAction};
+use howl_proto::input::InputEvent;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
 use x11rb::protocol::xtest::ConnectionExt as _;
@@ -98,7 +99,7 @@ impl Injector {
     }
 
     /// Applies one viewer's event.
-    pub fn input(&mut self, viewer: u64, event: &ClientInput) {
+    pub fn input(&mut self, viewer: u64, event: &InputEvent) {
         if !self.viewers.contains_key(&viewer) && self.viewers.len() >= MAX_INPUT_VIEWERS {
             tracing::warn!(viewer, "too many input viewers; event dropped");
             return;

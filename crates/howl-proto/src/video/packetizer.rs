@@ -22,6 +22,14 @@ pub struct PacketizerConfig {
     pub min_required_fec_packets: u32,
     /// `KEY` (`rikey`) when the client enabled video encryption (`encryptionEnabled & 0x02`).
     pub encryption_key: Option<[u8; 16]>,
+    /// Datagrams a frame may take when it is small: the viewer's per-frame share of its
+    /// bitrate. A one-block frame below it gets extra parity up to it (see
+    /// [`FramePlan::with_budget`]); 0 keeps Sunshine's rule exactly.
+    pub small_frame_datagrams: usize,
+    /// Whether a frame that fits one data shard may be sent as two, the second all zero
+    /// padding, so it can carry 6 parity shards instead of 3. Only for H.264 and HEVC, whose
+    /// Annex-B streams allow trailing zero bytes; AV1 relies on `lastPayloadLen` instead.
+    pub pad_single_shard: bool,
     /// First RTP sequence / stream packet counter `q` (must be `< 0x8000`; 0 is what Sunshine
     /// uses).
     pub first_sequence: u64,
@@ -35,6 +43,8 @@ impl std::fmt::Debug for PacketizerConfig {
             .field("packet_size", &self.packet_size)
             .field("fec_percentage", &self.fec_percentage)
             .field("min_required_fec_packets", &self.min_required_fec_packets)
+            .field("small_frame_datagrams", &self.small_frame_datagrams)
+            .field("pad_single_shard", &self.pad_single_shard)
             .field("encryption", &self.encryption_key.map(|_| "<redacted>"))
             .field("first_sequence", &self.first_sequence)
             .field("first_iv_counter", &self.first_iv_counter)
@@ -51,6 +61,8 @@ impl PacketizerConfig {
             fec_percentage: DEFAULT_FEC_PERCENTAGE,
             min_required_fec_packets: DEFAULT_MIN_REQUIRED_FEC_PACKETS,
             encryption_key: None,
+            small_frame_datagrams: 0,
+            pad_single_shard: false,
             first_sequence: 0,
             first_iv_counter: 0,
         }
@@ -79,6 +91,8 @@ pub struct VideoPacketizer {
     packet_size: usize,
     fec_percentage: u8,
     min_parity: u32,
+    small_frame_datagrams: usize,
+    pad_single_shard: bool,
     key: Option<LessSafeKey>,
     sequence: u64,
     iv_counter: u64,
@@ -115,6 +129,8 @@ impl VideoPacketizer {
             packet_size: config.packet_size,
             fec_percentage: config.fec_percentage,
             min_parity: config.min_required_fec_packets,
+            small_frame_datagrams: config.small_frame_datagrams,
+            pad_single_shard: config.pad_single_shard,
             key,
             sequence: config.first_sequence,
             iv_counter: config.first_iv_counter,
@@ -177,14 +193,23 @@ impl VideoPacketizer {
         let stride = prefix + b;
         let au = frame.access_unit;
         let x_len = FRAME_HEADER_LEN + au.len();
-        let n = x_len.div_ceil(s);
-        let plan = FramePlan::new(n, self.fec_percentage, self.min_parity).ok_or(
-            VideoError::FrameTooLarge {
-                bytes: au.len(),
-                shards: n,
-                max: MAX_FEC_BLOCKS * MAX_BLOCK_DATA_SHARDS,
-            },
-        )?;
+        let mut n = x_len.div_ceil(s);
+        // A second, all-padding data shard pays for itself only if the budget has room for
+        // more parity than one data shard can advertise (3).
+        if n == 1 && self.pad_single_shard && self.small_frame_datagrams > 4 {
+            n = 2;
+        }
+        let plan = FramePlan::with_budget(
+            n,
+            self.fec_percentage,
+            self.min_parity,
+            self.small_frame_datagrams,
+        )
+        .ok_or(VideoError::FrameTooLarge {
+            bytes: au.len(),
+            shards: n,
+            max: MAX_FEC_BLOCKS * MAX_BLOCK_DATA_SHARDS,
+        })?;
         let total = plan.total_shards();
         // Every byte of every used slot is written below, so stale contents are harmless.
         if self.buf.len() < total * stride {

@@ -353,7 +353,7 @@ impl Engine {
         };
         tracing::info!(session = %sid, "PLAY");
         m.play(
-            self.settings.fec_percentage,
+            (self.settings.fec_percentage, self.settings.fec_small_frames),
             self.settings.fault_drop_fraction,
             [&self.video_sock, &self.audio_sock],
             &worker_rx,

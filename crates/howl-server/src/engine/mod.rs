@@ -79,6 +79,8 @@ pub struct EngineSettings {
     pub runtime_dir: PathBuf,
     pub codecs: CodecSupport,
     pub fec_percentage: u8,
+    /// Small frames get extra parity up to their share of the bitrate.
+    pub fec_small_frames: bool,
     /// Testing only: drop this fraction (0..1) of outgoing media datagrams at random.
     pub fault_drop_fraction: f64,
     /// How long an instance without a viewer is kept for `/resume`.

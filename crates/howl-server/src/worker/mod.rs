@@ -178,7 +178,7 @@ impl Worker {
     }
 
     /// Forwards one viewer's input event; never waits (dropped and counted when full).
-    pub fn input(&self, viewer: u64, event: howl_media::xinput::ClientInput) {
+    pub fn input(&self, viewer: u64, event: howl_proto::input::InputEvent) {
         match self.input.try_send(Message::Input { viewer, event }) {
             Ok(()) => {
                 self.stats.input_events.fetch_add(1, Ordering::Relaxed);

@@ -100,9 +100,10 @@ impl ControlLink {
                     Ok(ev) => {
                         tracing::trace!(viewer = self.viewer, event = ?ev, "input");
                         // Each viewer injects as itself: the worker keeps held keys per viewer.
-                        if let (Some(w), Some(x)) = (worker, crate::desktop_input::to_desktop(&ev))
+                        if let Some(w) = worker
+                            && howl_media::xinput::for_desktop(&ev)
                         {
-                            w.input(self.viewer, x);
+                            w.input(self.viewer, ev);
                         }
                     }
                     Err(e) => tracing::debug!(viewer = self.viewer, error = %e, "bad input packet"),

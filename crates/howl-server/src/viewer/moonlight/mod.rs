@@ -26,7 +26,7 @@ use howl_core::EndReason;
 use howl_core::encryption::EncryptionDecision;
 use howl_proto::control::{ControlCrypto, HostMessage, IvVariant, TerminationReason};
 use howl_proto::rtsp::{Event as RtspEvent, MoonlightRtsp, Request, Response};
-use howl_proto::sdp::{EncryptionFlags, NV_FF_AUDIO_ENCRYPTION, StreamConfig};
+use howl_proto::sdp::{EncryptionFlags, NV_FF_AUDIO_ENCRYPTION, StreamConfig, VideoCodec};
 use media::{SenderLink, SenderSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -167,7 +167,7 @@ impl Moonlight {
     /// PLAY: starts the video and audio senders (they wait for the client's address).
     pub fn play(
         &mut self,
-        fec_percentage: u8,
+        (fec_percentage, fec_small_frames): (u8, bool),
         fault_drop_fraction: f64,
         socks: [&Arc<UdpSocket>; 2],
         worker_rx: &WorkerWatch,
@@ -179,11 +179,23 @@ impl Moonlight {
             return;
         };
         let enc = negotiated_encryption(&cfg);
+        let video_key = enc.video.then_some(self.rikey);
         let settings = SenderSettings {
             packet_size: cfg.packet_size as usize,
             fec_percentage,
             min_required_fec_packets: cfg.min_required_fec_packets,
-            video_key: enc.video.then_some(self.rikey),
+            // Encrypted datagrams carry a 32-byte prefix on top of packetSize + 16.
+            small_frame_datagrams: if fec_small_frames {
+                howl_proto::video::small_frame_budget(
+                    cfg.bitrate.maximum_kbps,
+                    cfg.fps,
+                    cfg.packet_size as usize + 16 + if video_key.is_some() { 32 } else { 0 },
+                )
+            } else {
+                0
+            },
+            pad_single_shard: matches!(cfg.codec, VideoCodec::H264 | VideoCodec::Hevc),
+            video_key,
             audio_key: enc.audio.then_some(self.rikey),
             rikeyid: self.rikeyid,
             audio_packet_ms: cfg.audio.packet_duration_ms,
@@ -191,7 +203,8 @@ impl Moonlight {
         };
         // The one line per session that says what is encrypted (flags only, never keys).
         tracing::info!(width = cfg.width, height = cfg.height, fps = cfg.fps,
-            codec = ?cfg.codec, video_encrypted = enc.video, audio_encrypted = enc.audio,
+            codec = ?cfg.codec, small_frame_datagrams = settings.small_frame_datagrams,
+            video_encrypted = enc.video, audio_encrypted = enc.audio,
             control_encrypted = enc.control, rtsp_encrypted = self.encryption.rtsp_encrypted,
             encryption_policy = self.encryption.mode.name(),
             network = self.encryption.class.name(), "stream negotiated");
