@@ -78,6 +78,38 @@ def record_launch_keys(path: str) -> None:
         setattr(NvHTTP, name, wrapped)
 
 
+def patch_launch(no_corever: bool, url_file: str | None, rtsp_proxy_port: int | None) -> None:
+    """Emulates clients and taps the RTSP connection:
+    `no_corever` drops `corever` from the launch parameters (a client library older than
+    encrypted RTSP); `url_file` receives the `sessionUrl0` howl answered; `rtsp_proxy_port`
+    makes the client open its RTSP connections to that local port instead (a test's proxy,
+    which reads the real port from `url_file`)."""
+    import functools
+    import re
+    from moonlight_python.http_client import NvHTTP
+    from moonlight_python.stream import StreamingSession
+    if no_corever:
+        orig_params = StreamingSession.get_launch_query_params
+
+        def params(self, _orig=orig_params):
+            return re.sub(r"&?corever=\d+", "", _orig(self)).lstrip("&")
+        StreamingSession.get_launch_query_params = params
+    for name in ("launch_app", "resume_app"):
+        orig = getattr(NvHTTP, name)
+
+        # wraps: record_launch_keys binds the original signature through this wrapper.
+        @functools.wraps(orig)
+        def wrapped(self, *a, _orig=orig, **kw):
+            url = _orig(self, *a, **kw)
+            if url and url_file:
+                with open(url_file, "w") as f:
+                    f.write(url)
+            if url and rtsp_proxy_port:
+                url = re.sub(r":\d+$", f":{rtsp_proxy_port}", url)
+            return url
+        setattr(NvHTTP, name, wrapped)
+
+
 def record_delivered_frames() -> list:
     """Records (frame_number, frame_type) of every frame moonlight-common-c delivers and the
     client decodes, in order, as the stream manager's thread sees them: before the per-reader
@@ -140,9 +172,15 @@ def main() -> int:
     ap.add_argument("--pair-only", action="store_true", help="pair (if needed) and exit")
     ap.add_argument("--keys-file", help="write the session's AES key and IV (hex) here, so a test "
                     "can scan the server's output for them")
-    ap.add_argument("--encryption", choices=["all", "none"], default="all",
+    ap.add_argument("--encryption", choices=["all", "audio", "none"], default="all",
                     help="what the client asks the host to encrypt (moonlight-python asks for "
-                    "everything; `none` asks for plain video and audio)")
+                    "everything; `audio` only audio, as a stock client that opted out of video "
+                    "encryption; `none` plain video and audio)")
+    ap.add_argument("--no-corever", action="store_true",
+                    help="launch without `corever` (a client without encrypted RTSP)")
+    ap.add_argument("--session-url-file", help="write the sessionUrl0 howl answered here")
+    ap.add_argument("--rtsp-proxy-port", type=int,
+                    help="send the RTSP connections to this local port (a test's proxy)")
     ap.add_argument("--av1-decoder", help="the FFmpeg decoder moonlight-python uses for AV1 "
                     "(its own choice is `av1`, FFmpeg's hardware-only one; `libdav1d` is what "
                     "moonlight-qt decodes AV1 with in software)")
@@ -150,13 +188,14 @@ def main() -> int:
     if args.av1_decoder:
         from moonlight_python import decoder
         decoder.CODEC_NAMES["av1"] = args.av1_decoder
+    patch_launch(args.no_corever, args.session_url_file, args.rtsp_proxy_port)
     if args.keys_file:
         record_launch_keys(args.keys_file)
-    if args.encryption == "none":
+    if args.encryption != "all":
         # moonlight-python puts this module constant into STREAM_CONFIGURATION.encryptionFlags
-        # when the stream starts; 0 is moonlight-common-c's ENCFLG_NONE.
+        # when the stream starts; moonlight-common-c's ENCFLG_NONE is 0, ENCFLG_AUDIO 1.
         import moonlight_python.stream
-        moonlight_python.stream.ENCFLG_ALL = 0
+        moonlight_python.stream.ENCFLG_ALL = 1 if args.encryption == "audio" else 0
     delivered = record_delivered_frames()
 
     from moonlight_python import MoonlightClient

@@ -8,6 +8,7 @@ during a full pair + stream + stop run with the real client."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import re
@@ -369,7 +370,12 @@ def test_no_secret_in_events_logs_or_api_during_pair_stream_stop(howl, tmp_path)
     assert keys, "the client recorded no launch key"
     secrets = {howl.token}
     for k in keys:
-        secrets |= {k["key"], k["key"].upper(), k["iv"], k["iv"].upper()}
+        # The key is also the session's RTSP key (rtspenc: this client announces corever=1).
+        for h in (k["key"], k["iv"]):
+            raw = bytes.fromhex(h)
+            secrets |= {h, h.upper(), base64.b64encode(raw).decode(),
+                        base64.b64encode(raw).decode().rstrip("="),
+                        base64.urlsafe_b64encode(raw).decode().rstrip("=")}
     haystacks = {"log": howl.log(), "events": "\n".join(events.raw),
                  "api": "\n".join(answers)}
     for name, text in haystacks.items():

@@ -10,6 +10,7 @@
 pub mod apps;
 pub mod clients;
 pub mod domain;
+pub mod encryption;
 pub mod pairing;
 pub mod routing;
 pub mod session;

@@ -13,7 +13,9 @@ use howl_proto::nvhttp::{
     PairResponse, Query, ResumeResponse, ServerInfo, XmlDoc,
 };
 use howl_proto::player::{InterleavedDecoder, NtpTime, SenderReport, SenderStats};
-use howl_proto::rtsp::{RequestParser, Response, ResponseParser};
+use howl_proto::rtsp::{
+    EncryptedReader, RequestParser, Response, ResponseParser, RtspCipher, RtspDirection,
+};
 use howl_proto::sdp::{DescribeInfo, StreamConfig};
 use howl_proto::video::{
     DepacketizerConfig, FrameType, PacketizerConfig, VideoDepacketizer, VideoFrame, VideoPacketizer,
@@ -25,6 +27,7 @@ use howl_proto::video::{
 pub enum State {
     None,
     Rtsp(RequestParser, ResponseParser),
+    RtspEncrypted(EncryptedReader, RtspCipher),
     Player(InterleavedDecoder),
     Control(ControlCrypto),
     Video(VideoDepacketizer),
@@ -68,6 +71,14 @@ pub fn all() -> Vec<Target> {
             seeds: moonlight_rtsp_seeds,
             fresh: fresh_rtsp,
             run: run_moonlight_rtsp,
+        },
+        Target {
+            name: "rtsp_encrypted",
+            text: false,
+            max_len: 1024,
+            seeds: encrypted_rtsp_seeds,
+            fresh: fresh_encrypted_rtsp,
+            run: run_encrypted_rtsp,
         },
         Target {
             name: "rtsp_player",
@@ -232,6 +243,46 @@ fn run_moonlight_rtsp(state: &mut State, input: &[u8]) {
     }
     if resp.push(input).is_err() {
         *resp = ResponseParser::new();
+    }
+}
+
+/// The fuzzed connections' key: seeds are sealed with it, so mutations reach the GCM check
+/// and (unmutated) the RTSP parser behind it.
+const RTSP_KEY: [u8; 16] = *b"howl-fuzz-rtsp-k";
+
+fn rtsp_cipher() -> RtspCipher {
+    // A 16-byte key is always accepted; a failure here is a broken crypto library.
+    RtspCipher::new(&RTSP_KEY).expect("AES-128 key")
+}
+
+fn encrypted_rtsp_seeds() -> Vec<Vec<u8>> {
+    let c = rtsp_cipher();
+    moonlight_rtsp_seeds()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| c.seal(RtspDirection::ClientToHost, i as u32 + 1, m).ok())
+        .collect()
+}
+
+fn fresh_encrypted_rtsp() -> State {
+    State::RtspEncrypted(EncryptedReader::new(), rtsp_cipher())
+}
+
+fn run_encrypted_rtsp(state: &mut State, input: &[u8]) {
+    let State::RtspEncrypted(reader, cipher) = state else {
+        return;
+    };
+    let _ = cipher.open(RtspDirection::ClientToHost, input);
+    // Streamed as the server reads a connection: one message, then the plain parser.
+    match reader.push(input) {
+        Ok(Some(frame)) => {
+            if let Ok((_, plain)) = cipher.open(RtspDirection::ClientToHost, &frame) {
+                let _ = RequestParser::new().push(&plain);
+            }
+            *reader = EncryptedReader::new();
+        }
+        Ok(None) => {}
+        Err(_) => *reader = EncryptedReader::new(),
     }
 }
 

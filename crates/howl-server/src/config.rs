@@ -4,6 +4,7 @@
 //! is refused with the nearest known name, see [`OTHER_ENV_VARS`] for the non-key variables).
 
 use howl_core::apps::AppConfig;
+use howl_core::encryption::{EncryptionMode, EncryptionPolicy};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -113,6 +114,18 @@ pub struct Config {
     /// `"FIRST-LAST"`: the uids (= gids) of desktop apps at the `uid` level, first + display
     /// number. Pick a range no real account uses; no /etc/passwd entries are needed.
     pub desktop_uid_range: String,
+    /// Stream encryption for clients on loopback (127.0.0.0/8, ::1): `"off"` (request none,
+    /// plain RTSP; a client that asks for encryption still gets it), `"preferred"` (request
+    /// video, audio and control encryption and encrypted RTSP; serve a client that cannot) or
+    /// `"required"` (refuse a client that cannot). The class is that of the `/launch`
+    /// request's source address.
+    pub encryption_loopback: EncryptionMode,
+    /// Stream encryption for clients on a private LAN (RFC 1918, IPv4 link-local, IPv6
+    /// unique local and link-local); values as for `encryption_loopback`.
+    pub encryption_lan: EncryptionMode,
+    /// Stream encryption for every other client address; values as for
+    /// `encryption_loopback`.
+    pub encryption_wan: EncryptionMode,
     /// Apps besides the built-in "Test Pattern" (and "Desktop").
     pub apps: Vec<AppConfig>,
 }
@@ -157,6 +170,9 @@ impl Default for Config {
             shutdown_deadline_secs: 10,
             desktop_isolation: DesktopIsolation::Cookie,
             desktop_uid_range: "200000-265535".into(),
+            encryption_loopback: EncryptionMode::Preferred,
+            encryption_lan: EncryptionMode::Preferred,
+            encryption_wan: EncryptionMode::Preferred,
             apps: Vec::new(),
         }
     }
@@ -236,6 +252,9 @@ const ENV_KEYS: &[&str] = &[
     "shutdown_deadline_secs",
     "desktop_isolation",
     "desktop_uid_range",
+    "encryption_loopback",
+    "encryption_lan",
+    "encryption_wan",
 ];
 
 /// `HOWL_*` variables that are not configuration keys and still belong to howl or its own
@@ -412,6 +431,14 @@ impl Config {
     }
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+    /// The three `encryption_*` keys as the policy the engine applies per launch.
+    pub fn encryption_policy(&self) -> EncryptionPolicy {
+        EncryptionPolicy {
+            loopback: self.encryption_loopback,
+            lan: self.encryption_lan,
+            wan: self.encryption_wan,
+        }
     }
     pub fn shutdown_deadline(&self) -> Duration {
         Duration::from_secs(self.shutdown_deadline_secs)
@@ -634,6 +661,34 @@ mod tests {
             documented, fields,
             "docs/configuration.md's table vs the code"
         );
+    }
+
+    #[test]
+    fn encryption_defaults_to_preferred_and_reads_each_class() {
+        use howl_core::encryption::EncryptionMode as M;
+        let c = Config::load(None, [], &[]).unwrap();
+        assert_eq!(
+            c.encryption_policy(),
+            howl_core::encryption::EncryptionPolicy::default()
+        );
+        let c = Config::load(
+            None,
+            [
+                ("HOWL_ENCRYPTION_LOOPBACK".into(), "off".into()),
+                ("HOWL_ENCRYPTION_WAN".into(), "required".into()),
+            ],
+            &[],
+        )
+        .unwrap();
+        let p = c.encryption_policy();
+        assert_eq!(
+            (p.loopback, p.lan, p.wan),
+            (M::Off, M::Preferred, M::Required)
+        );
+        let e = Config::load(None, [("HOWL_ENCRYPTION_LAN".into(), "on".into())], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("preferred"), "{e}");
     }
 
     #[test]

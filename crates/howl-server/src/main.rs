@@ -91,6 +91,15 @@ async fn run_serve(args: cli::ServeArgs) -> Result<(), String> {
     if args.no_rtsp_egress {
         cfg.rtsp_egress = false;
     }
+    if let Some(m) = args.encryption_loopback {
+        cfg.encryption_loopback = m;
+    }
+    if let Some(m) = args.encryption_lan {
+        cfg.encryption_lan = m;
+    }
+    if let Some(m) = args.encryption_wan {
+        cfg.encryption_wan = m;
+    }
     if let Some(secs) = args.shutdown_deadline_secs {
         cfg.shutdown_deadline_secs = secs;
         cfg.validate().map_err(|e| e.to_string())?;

@@ -233,6 +233,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             connect_deadline: Duration::from_secs(cfg.connect_deadline_secs),
             control_silence: Duration::from_secs(cfg.control_silence_secs),
             events: events.clone(),
+            encryption: cfg.encryption_policy(),
             player_defaults: crate::viewer::rtsp_player::PlayerDefaults::default(),
         },
         enet_host.sender(),

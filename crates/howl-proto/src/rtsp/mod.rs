@@ -29,11 +29,20 @@
 //! fires, calls [`MoonlightRtsp::handle_timeout`]; a launch that never reaches PLAY is then
 //! reported as [`Event::TimedOut`] and should be dropped. No method reads a clock.
 //!
-//! Encrypted RTSP (`rtspenc://`) is deliberately not implemented: `sessionUrl0` must then use
-//! `rtsp://`, which every client accepts.
+//! Encrypted RTSP (`rtspenc://`, for clients whose `/launch` announced `corever` >= 1) wraps
+//! each request and response in one AES-GCM message keyed with `rikey`: the server collects a
+//! request with [`EncryptedReader`], opens it with [`RtspCipher::open`], feeds the plaintext to
+//! the [`RequestParser`] as above and seals the response with [`RtspCipher::seal`] (its own
+//! sequence number per launch). The handshake itself does not change.
 
+mod encrypted;
 mod message;
 mod moonlight;
+
+pub use encrypted::{
+    ENCRYPTED_HEADER_LEN, EncryptedReader, EncryptedRtspError, MAX_ENCRYPTED_LEN, RtspCipher,
+    RtspDirection,
+};
 
 pub use message::{
     Headers, Incoming, Limits, MAX_BODY, MAX_HEAD, MAX_HEADERS, Method, Request, RequestParser,

@@ -149,6 +149,7 @@ fn sessions_table(list: &[SessionView]) -> Table {
         ("FRAMES SENT", Align::Right),
         ("DROPPED", Align::Right),
         ("INPUT", Align::Left),
+        ("ENCRYPTED", Align::Left),
         ("UPTIME", Align::Right),
     ]);
     for s in list {
@@ -169,6 +170,7 @@ fn sessions_table(list: &[SessionView]) -> Table {
             s.frames_sent.to_string(),
             s.frames_dropped.to_string(),
             input_column(s),
+            encrypted(s.encryption.as_ref()),
             duration(s.uptime_secs),
         ]);
     }
@@ -210,6 +212,29 @@ async fn session_permission(args: SessionPermissionArgs) -> Result<(), String> {
             " (its lobby's rules)"
         }
     ))
+}
+
+/// What a session encrypts, e.g. `rtsp+video+audio+control`; `none`, or `-` for a player (or
+/// an older server that does not say).
+fn encrypted(e: Option<&crate::viewer::moonlight::EncryptionView>) -> String {
+    let Some(e) = e else {
+        return "-".into();
+    };
+    let parts: Vec<&str> = [
+        ("rtsp", Some(e.rtsp)),
+        ("video", e.video),
+        ("audio", e.audio),
+        ("control", e.control),
+    ]
+    .into_iter()
+    .filter(|(_, on)| *on == Some(true))
+    .map(|(name, _)| name)
+    .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join("+")
+    }
 }
 
 /// `howl sessions stop ID` and `howl lobbies stop ID`: DELETE of one numbered thing.
@@ -646,6 +671,14 @@ mod tests {
             permission: howl_core::domain::Permission::View,
             permission_set: true,
             input_dropped: 12,
+            encryption: Some(crate::viewer::moonlight::EncryptionView {
+                network: "lan".into(),
+                policy: "preferred".into(),
+                rtsp: true,
+                video: Some(true),
+                audio: Some(true),
+                control: Some(false),
+            }),
         }
     }
 
@@ -661,6 +694,7 @@ mod tests {
         );
         assert!(row.contains("1280x720") && row.contains("1m 05s"), "{out}");
         assert!(row.contains("view* (12 dropped)"), "{out}");
+        assert!(row.contains("rtsp+video+audio "), "{out}");
         // A client the registry no longer knows shows its fingerprint, shortened.
         let out = sessions_table(&[session(&fp, "")]).render();
         assert!(out.contains("abababababababab "), "{out}");

@@ -101,6 +101,20 @@ pub struct ServeArgs {
     /// (overrides `shutdown_deadline_secs`). [default: 10]
     #[arg(long, value_name = "SECS")]
     pub shutdown_deadline_secs: Option<u64>,
+    /// Stream encryption for clients on loopback (overrides `encryption_loopback`): off
+    /// (request none, plain RTSP), preferred (request video, audio and control encryption and
+    /// encrypted RTSP; serve clients that cannot) or required (refuse clients that cannot).
+    /// [default: preferred]
+    #[arg(long, value_name = "MODE")]
+    pub encryption_loopback: Option<howl_core::encryption::EncryptionMode>,
+    /// Stream encryption for clients on a private LAN: RFC 1918, link-local, IPv6 unique local
+    /// (overrides `encryption_lan`); off, preferred or required. [default: preferred]
+    #[arg(long, value_name = "MODE")]
+    pub encryption_lan: Option<howl_core::encryption::EncryptionMode>,
+    /// Stream encryption for every other client address (overrides `encryption_wan`); off,
+    /// preferred or required. [default: preferred]
+    #[arg(long, value_name = "MODE")]
+    pub encryption_wan: Option<howl_core::encryption::EncryptionMode>,
 }
 
 /// Every environment variable the command line reads (`HOWL_CONFIG`, `HOWL_STATE_DIR`, ...),

@@ -239,6 +239,7 @@ impl NvHttp {
             rikeyid: req.rikeyid,
             local_ip: conn.local.ip(),
             peer_ip: conn.peer.ip(),
+            corever: req.corever,
             mode: req.mode.map(|m| (m.width, m.height, m.fps)),
         };
         match self.engine.launch(req.app_id, app, input).await {
@@ -271,6 +272,8 @@ impl NvHttp {
             rikeyid,
             local_ip: conn.local.ip(),
             peer_ip: conn.peer.ip(),
+            // Clients send the same capability parameters on /resume as on /launch.
+            corever: q.get("corever").and_then(|v| v.trim().parse().ok()),
             mode: None,
         };
         match self.engine.resume(input).await {

@@ -7,9 +7,11 @@ use crate::data::enet::{EnetCommand, PeerId};
 use crate::viewer::moonlight::{ControlLink, MediaKind, Moonlight};
 use crate::viewer::{ViewerKind, ViewerStats};
 use howl_core::domain::{AnnouncedStream, Fault, LaunchRequest, Refusal};
+use howl_core::encryption::{EncryptionDecision, EncryptionRefusal};
 use howl_core::{App, EndReason, SessionId};
 use howl_proto::rtsp::{
-    Event as RtspEvent, MoonlightParams, MoonlightRtsp, PingPayload, Request, Response, StatusCode,
+    Event as RtspEvent, MoonlightParams, MoonlightRtsp, PingPayload, Request, Response, RtspCipher,
+    StatusCode,
 };
 use howl_proto::sdp::{EncryptionFlags, HostOffer};
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +25,9 @@ pub enum LaunchError {
     /// A lifecycle rule said no (unknown app, not a member, wrong mode, nothing to resume).
     #[error("{0}")]
     Refused(#[from] Refusal),
+    /// The encryption policy for the client's network refuses this client.
+    #[error("{0}")]
+    Encryption(#[from] EncryptionRefusal),
     /// The host could not set the stream up (no RTSP port, no session tokens).
     #[error("the host cannot stream this app: {0}")]
     Unsupported(String),
@@ -40,6 +45,7 @@ impl LaunchError {
                 Fault::Conflict => 409,
                 Fault::Unavailable => 503,
             },
+            LaunchError::Encryption(_) => 403,
             LaunchError::Unsupported(_) | LaunchError::Unavailable => 503,
         }
     }
@@ -53,8 +59,10 @@ pub struct LaunchInput {
     pub rikeyid: i32,
     /// Address the HTTPS request arrived on (goes into `sessionUrl0`).
     pub local_ip: IpAddr,
-    /// Address of the client (for logs).
+    /// Address of the client: its network class picks the encryption policy.
     pub peer_ip: IpAddr,
+    /// `corever` of the request (>= 1: the client can encrypt its RTSP handshake).
+    pub corever: Option<i32>,
     /// `mode` of the launch request (width, height, fps), when given.
     pub mode: Option<(u32, u32, u32)>,
 }
@@ -82,11 +90,26 @@ fn surround_offer() -> Vec<howl_proto::sdp::SurroundOffer> {
 }
 
 impl Engine {
-    pub(super) fn session_url(local_ip: IpAddr, port: u16) -> String {
+    pub(super) fn session_url(local_ip: IpAddr, port: u16, encrypted: bool) -> String {
+        let scheme = if encrypted { "rtspenc" } else { "rtsp" };
         match local_ip {
-            IpAddr::V4(v4) => format!("rtsp://{v4}:{port}"),
-            IpAddr::V6(v6) => format!("rtsp://[{v6}]:{port}"),
+            IpAddr::V4(v4) => format!("{scheme}://{v4}:{port}"),
+            IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{port}"),
         }
+    }
+
+    /// The encryption policy's answer for this request, before anything starts: a refused
+    /// client leaves nothing behind.
+    fn encryption_for(&self, input: &LaunchInput) -> Result<EncryptionDecision, LaunchError> {
+        self.settings
+            .encryption
+            .decide(input.peer_ip, input.corever)
+            .map_err(|e| {
+                tracing::info!(client = %crate::domain::short(&input.client),
+                    peer = %input.peer_ip, corever = ?input.corever, reason = %e,
+                    "launch refused by the encryption policy");
+                LaunchError::from(e)
+            })
     }
 
     /// Binds this launch's own RTSP listener. Each launch gets its own port because the first
@@ -127,6 +150,7 @@ impl Engine {
         input: LaunchInput,
         now: Instant,
     ) -> Result<String, LaunchError> {
+        let encryption = self.encryption_for(&input)?;
         let id = self.domain.launch(
             now,
             LaunchRequest {
@@ -138,7 +162,7 @@ impl Engine {
         )?;
         tracing::info!(client = %crate::domain::short(&input.client), peer = %input.peer_ip,
             app_id, session = %id, "launch");
-        self.open_moonlight(id, input, now)
+        self.open_moonlight(id, input, encryption, now)
     }
 
     pub(super) fn resume(
@@ -146,9 +170,10 @@ impl Engine {
         input: LaunchInput,
         now: Instant,
     ) -> Result<String, LaunchError> {
+        let encryption = self.encryption_for(&input)?;
         let id = self.domain.resume(now, &input.client)?;
         tracing::info!(client = %crate::domain::short(&input.client), session = %id, "resume");
-        self.open_moonlight(id, input, now)
+        self.open_moonlight(id, input, encryption, now)
     }
 
     /// `/cancel`: stops the client's own app; in a lobby it only ends the client's stream.
@@ -163,9 +188,10 @@ impl Engine {
         &mut self,
         sid: SessionId,
         input: LaunchInput,
+        encryption: EncryptionDecision,
         now: Instant,
     ) -> Result<String, LaunchError> {
-        match self.moonlight_io(sid, &input, now) {
+        match self.moonlight_io(sid, &input, encryption, now) {
             Ok(url) => Ok(url),
             Err(e) => {
                 self.router.unregister(&sid);
@@ -185,6 +211,7 @@ impl Engine {
         &mut self,
         sid: SessionId,
         input: &LaunchInput,
+        encryption: EncryptionDecision,
         now: Instant,
     ) -> Result<String, LaunchError> {
         let mut ping = PingPayload::from_random(random_bytes::<8>());
@@ -204,7 +231,7 @@ impl Engine {
             codecs: self.settings.codecs,
             feature_flags: 0,
             encryption_supported: EncryptionFlags::ALL,
-            encryption_requested: EncryptionFlags::NONE,
+            encryption_requested: encryption.requested,
             ref_pic_invalidation: false,
             surround: surround_offer(),
         };
@@ -214,11 +241,19 @@ impl Engine {
             ping_payload: ping,
             connect_data: connect,
             session_id: format!("{:016X}", u64::from_be_bytes(random_bytes::<8>())),
-            encryption_required: EncryptionFlags::NONE,
+            encryption_required: encryption.required,
             handshake_timeout: self.settings.rtsp_deadline,
         };
         let rtsp =
             MoonlightRtsp::new(params, now).map_err(|e| LaunchError::Unsupported(e.to_string()))?;
+        let cipher = if encryption.rtsp_encrypted {
+            Some(
+                RtspCipher::new(&input.rikey)
+                    .map_err(|e| LaunchError::Unsupported(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let listener = self.bind_rtsp()?;
         let rtsp_port = listener
             .local_addr()
@@ -230,6 +265,7 @@ impl Engine {
                 listener,
                 engine,
                 sid,
+                cipher,
                 cancel.clone(),
             ));
         }
@@ -242,10 +278,19 @@ impl Engine {
                     input.rikey,
                     input.rikeyid,
                     rtsp,
+                    encryption,
                 ))),
             },
         );
-        Ok(Self::session_url(input.local_ip, rtsp_port))
+        tracing::info!(session = %sid, network = encryption.class.name(),
+            encryption_policy = encryption.mode.name(),
+            requested = encryption.requested.0, required = encryption.required.0,
+            rtsp_encrypted = encryption.rtsp_encrypted, "encryption policy");
+        Ok(Self::session_url(
+            input.local_ip,
+            rtsp_port,
+            encryption.rtsp_encrypted,
+        ))
     }
 
     /// The Moonlight half of viewer `sid`.

@@ -93,6 +93,8 @@ pub struct EngineSettings {
     pub control_silence: Duration,
     /// Where session, lobby and worker events go (operators' live view).
     pub events: crate::domain::events::EventBus,
+    /// What each launch is asked to encrypt, by the client's network class.
+    pub encryption: howl_core::encryption::EncryptionPolicy,
     /// How an `/app/` producer for RTSP players runs unless its first player asks otherwise.
     pub player_defaults: crate::viewer::rtsp_player::PlayerDefaults,
 }

@@ -167,6 +167,10 @@ pub struct SessionView {
     /// Input events dropped because it may only view.
     #[serde(default)]
     pub input_dropped: u64,
+    /// What is encrypted for a Moonlight session (flags only, never keys); `None` for RTSP
+    /// players, which are served in the clear to token holders on the API's network.
+    #[serde(default)]
+    pub encryption: Option<crate::viewer::moonlight::EncryptionView>,
 }
 
 /// Adds one viewer's counters to the totals (and, for players, to the RTSP figures).
@@ -328,6 +332,10 @@ impl Engine {
                     permission: d.permission,
                     permission_set: d.permission_override.is_some(),
                     input_dropped: v.stats.input_dropped.load(Ordering::Relaxed),
+                    encryption: match &v.kind {
+                        ViewerKind::Moonlight(m) => Some(m.encryption_view()),
+                        _ => None,
+                    },
                 })
             })
             .collect();

@@ -251,6 +251,7 @@ mod tests {
             frames_sent: sent,
             frames_dropped: 3,
             video_queue_bytes: 4096,
+            encryption: None,
             input_events: 0,
             input_dropped: 5,
             permission: howl_core::domain::Permission::View,

@@ -23,9 +23,10 @@ use crate::data::enet::{EnetCommand, EnetSender, PeerId};
 use crate::viewer::ViewerStats;
 use crate::viewer::feed::WorkerWatch;
 use howl_core::EndReason;
+use howl_core::encryption::EncryptionDecision;
 use howl_proto::control::{ControlCrypto, HostMessage, IvVariant, TerminationReason};
 use howl_proto::rtsp::{Event as RtspEvent, MoonlightRtsp, Request, Response};
-use howl_proto::sdp::{EncryptionFlags, StreamConfig, VideoCodec};
+use howl_proto::sdp::{EncryptionFlags, NV_FF_AUDIO_ENCRYPTION, StreamConfig, VideoCodec};
 use media::{SenderLink, SenderSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,11 +40,48 @@ pub struct Moonlight {
     pub rikey: [u8; 16],
     pub rikeyid: i32,
     pub rtsp: MoonlightRtsp,
+    /// What the encryption policy decided at `/launch` (no key material).
+    pub encryption: EncryptionDecision,
     played: bool,
     /// The control stream, from the ENet CONNECT on.
     control: Option<Connected>,
     video_addr: watch::Sender<Option<SocketAddr>>,
     audio_addr: watch::Sender<Option<SocketAddr>>,
+}
+
+/// What a client's ANNOUNCE turned on.
+#[derive(Debug, Clone, Copy)]
+struct Negotiated {
+    video: bool,
+    audio: bool,
+    control: bool,
+}
+
+fn negotiated_encryption(cfg: &StreamConfig) -> Negotiated {
+    let enc = cfg.ss_encryption_enabled;
+    Negotiated {
+        video: enc.contains(EncryptionFlags::VIDEO),
+        // Older clients ask for audio encryption with the NVIDIA feature flag instead.
+        audio: enc.contains(EncryptionFlags::AUDIO)
+            || cfg.nv_feature_flags & NV_FF_AUDIO_ENCRYPTION != 0,
+        control: enc.contains(EncryptionFlags::CONTROL_V2),
+    }
+}
+
+/// A session's encryption as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct EncryptionView {
+    /// The client's network class by its `/launch` address: `loopback`, `lan` or `wan`.
+    pub network: String,
+    /// The policy for that class: `off`, `preferred` or `required`.
+    pub policy: String,
+    /// Whether the RTSP handshake is encrypted (`rtspenc://`).
+    pub rtsp: bool,
+    /// Video, audio and control encryption as the client's ANNOUNCE enabled them; `null`
+    /// before ANNOUNCE.
+    pub video: Option<bool>,
+    pub audio: Option<bool>,
+    pub control: Option<bool>,
 }
 
 /// A connected control stream.
@@ -66,11 +104,17 @@ impl std::fmt::Debug for Moonlight {
 }
 
 impl Moonlight {
-    pub fn new(rikey: [u8; 16], rikeyid: i32, rtsp: MoonlightRtsp) -> Self {
+    pub fn new(
+        rikey: [u8; 16],
+        rikeyid: i32,
+        rtsp: MoonlightRtsp,
+        encryption: EncryptionDecision,
+    ) -> Self {
         Self {
             rikey,
             rikeyid,
             rtsp,
+            encryption,
             played: false,
             control: None,
             video_addr: watch::channel(None).0,
@@ -91,6 +135,20 @@ impl Moonlight {
     /// The stream the client negotiated (from ANNOUNCE on).
     pub fn stream_config(&self) -> Option<&StreamConfig> {
         self.rtsp.stream_config()
+    }
+
+    /// What is encrypted for this viewer: the policy's decision, and from ANNOUNCE on what
+    /// the client enabled. Never the keys.
+    pub fn encryption_view(&self) -> EncryptionView {
+        let negotiated = self.rtsp.stream_config().map(negotiated_encryption);
+        EncryptionView {
+            network: self.encryption.class.name().to_owned(),
+            policy: self.encryption.mode.name().to_owned(),
+            rtsp: self.encryption.rtsp_encrypted,
+            video: negotiated.map(|n| n.video),
+            audio: negotiated.map(|n| n.audio),
+            control: negotiated.map(|n| n.control),
+        }
     }
 
     /// A ping arrived from `src`: the senders send there from now on.
@@ -120,8 +178,8 @@ impl Moonlight {
         let Some(cfg) = self.rtsp.stream_config().cloned() else {
             return;
         };
-        let enc = cfg.ss_encryption_enabled;
-        let video_key = enc.contains(EncryptionFlags::VIDEO).then_some(self.rikey);
+        let enc = negotiated_encryption(&cfg);
+        let video_key = enc.video.then_some(self.rikey);
         let settings = SenderSettings {
             packet_size: cfg.packet_size as usize,
             fec_percentage,
@@ -138,16 +196,18 @@ impl Moonlight {
             },
             pad_single_shard: matches!(cfg.codec, VideoCodec::H264 | VideoCodec::Hevc),
             video_key,
-            audio_key: (enc.contains(EncryptionFlags::AUDIO) || cfg.nv_feature_flags & 0x20 != 0)
-                .then_some(self.rikey),
+            audio_key: enc.audio.then_some(self.rikey),
             rikeyid: self.rikeyid,
             audio_packet_ms: cfg.audio.packet_duration_ms,
             fault_drop_fraction,
         };
+        // The one line per session that says what is encrypted (flags only, never keys).
         tracing::info!(width = cfg.width, height = cfg.height, fps = cfg.fps,
             codec = ?cfg.codec, small_frame_datagrams = settings.small_frame_datagrams,
-            video_encrypted = settings.video_key.is_some(),
-            audio_encrypted = settings.audio_key.is_some(), "stream negotiated");
+            video_encrypted = enc.video, audio_encrypted = enc.audio,
+            control_encrypted = enc.control, rtsp_encrypted = self.encryption.rtsp_encrypted,
+            encryption_policy = self.encryption.mode.name(),
+            network = self.encryption.class.name(), "stream negotiated");
         let [video_sock, audio_sock] = socks;
         let link = |sock: &Arc<UdpSocket>, addr: &watch::Sender<Option<SocketAddr>>| SenderLink {
             sock: sock.clone(),
