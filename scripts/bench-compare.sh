@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): this tree against an older commit, side by side on this machine, in
 # one run (issue 14 acceptance 4: "no regression against the commit before the change").
-#   scripts/bench-compare.sh OLD_COMMIT [VIEWERS=100] [SECONDS=15] [ROUNDS=2]
+#   scripts/bench-compare.sh OLD_COMMIT|OLD_CHECKOUT_DIR [VIEWERS=100] [SECONDS=15] [ROUNDS=2]
 # Builds both in release (one shared target dir: dependencies build once), then alternates
-# old / new / new with fec_small_frames off, ROUNDS times, each one scripts/bench-lobby.sh
+# old / new / new doing the old build's wire work (fec_small_frames and loopback encryption
+# off), ROUNDS times, each one scripts/bench-lobby.sh
 # (same howl-client for all: the servers are what is compared), and then the desktop test's
 # input-to-picture latency (tests/interop/test_desktop.py, 1024x768) three times per build.
 # Run it on a quiet machine: the CPU figures are per viewer and per second of wall time.
@@ -23,9 +24,14 @@ build() { # build TREE OUT: release binaries of TREE copied to OUT (the target d
   mkdir -p "$2"
   cp "$CARGO_TARGET_DIR"/release/{howl,howl-worker,howl-client,howl-testapp} "$2/"
 }
-git worktree add --detach "$work/old-tree" "$OLD" >/dev/null
-log "building $OLD (old) and $(git rev-parse --short HEAD) (new), release"
-build "$work/old-tree" "$work/old"
+if [ -d "$OLD" ]; then  # a checkout of the old commit already (its build may be warm)
+  old_tree="$(cd "$OLD" && pwd)"
+else
+  old_tree="$work/old-tree"
+  git worktree add --detach "$old_tree" "$OLD" >/dev/null
+fi
+log "building $(git -C "$old_tree" rev-parse --short HEAD) (old) and $(git rev-parse --short HEAD) (new), release"
+build "$old_tree" "$work/old"
 build "$HOWL_ROOT" "$work/new"
 run() { # run LABEL BINDIR [ENV...]
   local label="$1" bin="$2"; shift 2
@@ -36,7 +42,8 @@ run() { # run LABEL BINDIR [ENV...]
 for r in $(seq "$ROUNDS"); do
   run "old" "$work/old"
   run "new" "$work/new"
-  run "new, fec_small_frames=false" "$work/new" HOWL_FEC_SMALL_FRAMES=false
+  # The same wire work as the old build: no small-frame parity, no video encryption.
+  run "new, as old on the wire" "$work/new" HOWL_FEC_SMALL_FRAMES=false HOWL_ENCRYPTION_LOOPBACK=off
 done
 latency() { # latency LABEL BINDIR: the desktop test's input-to-picture latencies, in ms
   local dump="$work/desktop-$1.json"
