@@ -131,6 +131,18 @@ class Howl:
 
 
 
+@pytest.fixture(autouse=True)
+def ordinary_scheduling():
+    """Every test leaves the test process at ordinary scheduling. A library loaded in-process
+    can change it (SVT-AV1, run as root, makes its caller SCHED_FIFO 99); every process a later
+    test starts would inherit that, and a spinning real-time thread (the Go runtime in docker)
+    starves a 2-core machine. Put back and reported as this test's error."""
+    yield
+    if os.sched_getscheduler(0) != os.SCHED_OTHER:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        pytest.fail("the test left the test process with real-time scheduling (put back)")
+
+
 @pytest.fixture
 def howl_factory(tmp_path):
     """Creates howl servers; every one is stopped (and must exit 0) at teardown."""

@@ -12,7 +12,8 @@ software decoder moonlight-qt uses, and says so. The stream the client depacketi
 
 from __future__ import annotations
 
-from fractions import Fraction
+import subprocess
+import sys
 
 import pytest
 
@@ -31,34 +32,51 @@ AV1_ENCODERS = ["nvav1enc", "vaav1enc", "qsvav1enc", "av1enc"]
 AV1_DECODERS = ["av1", "libdav1d", "libaom-av1"]
 
 
+# Runs in a child process: an encoder library may change the process it runs in (SVT-AV1,
+# run as root, makes its caller SCHED_FIFO 99, which every later test's processes would
+# inherit, starving the machine), so the test process never loads one. libaom first: it does
+# not touch scheduling.
+PROBE = r"""
+import sys
+from fractions import Fraction
+import av
+import numpy as np
+name = sys.argv[1]
+try:
+    dec = av.CodecContext.create(name, "r")
+except Exception as e:
+    print(f"{name}: not in PyAV {av.__version__} ({e!r})"); sys.exit()
+for enc_name in ("libaom-av1", "librav1e", "libsvtav1"):
+    try:
+        enc = av.CodecContext.create(enc_name, "w")
+        break
+    except Exception:
+        continue
+else:
+    print(f"{name}: no AV1 encoder in PyAV to check it with"); sys.exit()
+enc.width, enc.height, enc.pix_fmt = 64, 64, "yuv420p"
+enc.time_base = Fraction(1, 30)
+frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
+frame = frame.reformat(format="yuv420p")
+frame.pts = 0
+packets = list(enc.encode(frame)) + list(enc.encode(None))
+try:
+    pictures = [f for p in packets for f in dec.decode(p)] + list(dec.decode(None))
+except Exception as e:
+    print(f"{name}: fails on a {enc_name} frame ({e!r})"); sys.exit()
+print("" if pictures else f"{name}: no picture from a {enc_name} frame")
+"""
+
+
 def decodes_av1(name: str) -> str | None:
     """None when PyAV's decoder `name` turns one AV1 frame encoded here back into a picture;
-    else why not."""
-    import av
-    import numpy as np
-    try:
-        dec = av.CodecContext.create(name, "r")
-    except Exception as e:  # noqa: BLE001 - any failure is the reason to report
-        return f"{name}: not in PyAV {av.__version__} ({e!r})"
-    for enc_name in ("libsvtav1", "libaom-av1", "librav1e"):
-        try:
-            enc = av.CodecContext.create(enc_name, "w")
-            break
-        except Exception:  # noqa: BLE001
-            continue
-    else:
-        return f"{name}: no AV1 encoder in PyAV to check it with"
-    enc.width, enc.height, enc.pix_fmt = 64, 64, "yuv420p"
-    enc.time_base = Fraction(1, 30)
-    frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
-    frame = frame.reformat(format="yuv420p")
-    frame.pts = 0
-    packets = list(enc.encode(frame)) + list(enc.encode(None))
-    try:
-        pictures = [f for p in packets for f in dec.decode(p)] + list(dec.decode(None))
-    except Exception as e:  # noqa: BLE001
-        return f"{name}: fails on a {enc_name} frame ({e!r})"
-    return None if pictures else f"{name}: no picture from a {enc_name} frame"
+    else why not (checked in a child process, see PROBE)."""
+    r = subprocess.run([sys.executable, "-c", PROBE, name], capture_output=True, text=True,
+                       timeout=60)
+    if r.returncode != 0:
+        return f"{name}: the check failed ({r.stderr.strip()[-300:]})"
+    lines = r.stdout.strip().splitlines()
+    return (lines[-1] if lines else "") or None
 
 
 def test_av1_decodes_with_increasing_counters(howl, tmp_path):
