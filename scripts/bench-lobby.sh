@@ -7,7 +7,8 @@ source "$(dirname "$0")/common.sh"
 cd "$HOWL_ROOT"
 VIEWERS="${1:-100}"; SECONDS_RUN="${2:-15}"; BITRATE="${3:-5000}"
 # HOWL_BENCH_BIN: a folder with prebuilt howl and howl-worker (scripts/bench-compare.sh);
-# HOWL_BENCH_CLIENT: the howl-client to load it with (default: the one beside them).
+# HOWL_BENCH_CLIENT: the howl-client to load it with (default: the one beside them). Both are
+# unset for the server, which refuses HOWL_* variables it does not know.
 if [ -n "${HOWL_BENCH_BIN:-}" ]; then
   BIN="$HOWL_BENCH_BIN"
 else
@@ -21,7 +22,7 @@ work="$(mktemp -d)"
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP=$(port); HTTPS=$(port); API=$(port)
-HOWL_LOG=warn "$BIN/howl" serve --no-mdns --bind 127.0.0.1 --state-dir "$work/state" \
+HOWL_LOG=warn env -u HOWL_BENCH_BIN -u HOWL_BENCH_CLIENT "$BIN/howl" serve --no-mdns --bind 127.0.0.1 --state-dir "$work/state" \
   --http-port "$HTTP" --https-port "$HTTPS" --api-bind "127.0.0.1:$API" >"$work/howl.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$API/readyz" >/dev/null && break; sleep 0.1; done
