@@ -20,6 +20,11 @@ cleanup() { git worktree remove --force "$work/old-tree" 2>/dev/null || true; rm
 trap cleanup EXIT
 CRATES=(-p howl-server -p howl-worker -p howl-client -p howl-testapp)
 build() { # build TREE OUT: release binaries of TREE copied to OUT (the target dir is shared)
+  # Cargo names a workspace crate's artifacts by its path inside the workspace, so the two
+  # trees' crates share names in the shared target dir: clean them, keep the dependencies.
+  (cd "$1" && cargo metadata --no-deps --format-version 1 \
+     | python3 -c 'import json, sys; print(" ".join("-p " + p["name"] for p in json.load(sys.stdin)["packages"]))' \
+     | xargs cargo clean --release 2>/dev/null || true)
   (cd "$1" && cargo build --release "${CRATES[@]}" --locked)
   mkdir -p "$2"
   cp "$CARGO_TARGET_DIR"/release/{howl,howl-worker,howl-client,howl-testapp} "$2/"
