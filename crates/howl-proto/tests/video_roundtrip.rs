@@ -5,7 +5,7 @@
 
 use howl_proto::video::{
     DatagramHeader, DepacketizerConfig, FrameType, LossReason, PacketizerConfig, ReceivedFrame,
-    VideoDepacketizer, VideoEvent, VideoFrame, VideoPacketizer,
+    VideoDepacketizer, VideoEvent, VideoFrame, VideoPacketizer, small_frame_budget,
 };
 use proptest::prelude::*;
 
@@ -196,16 +196,25 @@ fn small_packets_high_fec() {
     }
 }
 
-/// The small-frame parity budget: tiny frames get up to `small_frame_datagrams` datagrams, a
+/// The small-frame parity budget: tiny frames get up to their share of the bitrate, a
 /// one-shard H.264 frame goes as two (the second all padding) with 6 parity shards, and any
 /// loss FEC can repair still delivers every frame: the access unit, then only zero padding.
 #[test]
 fn small_frames_spend_the_budget_on_parity() {
     let sizes = [0usize, 1, 40, 1368, 1369, 3000, 5000, 20_000];
-    for (budget, pad) in [(9usize, true), (9, false), (4, true), (12, true)] {
+    // (kbps, fps) giving budgets of 9, 9, 4 and 12 datagrams, the same in clear (1408-byte)
+    // and encrypted (1440-byte) datagrams, so run_cfg's plaintext geometry matches.
+    for (kbps, pad, budget) in [
+        (6400u32, true, 9usize),
+        (6400, false, 9),
+        (2800, true, 4),
+        (8400, true, 12),
+    ] {
+        assert_eq!(small_frame_budget(kbps, 60, 1408), budget);
+        assert_eq!(small_frame_budget(kbps, 60, 1440), budget);
         for encrypt in [false, true] {
             let mut cfg = PacketizerConfig::new(1392);
-            cfg.small_frame_datagrams = budget;
+            cfg.small_frame_bitrate = Some((kbps, 60));
             cfg.pad_single_shard = pad;
             if encrypt {
                 cfg.encryption_key = Some(KEY);

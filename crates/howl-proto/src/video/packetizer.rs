@@ -7,7 +7,7 @@ use super::{
     ENCRYPTION_PREFIX_LEN, EXTRA_FLAG_LTR, FLAG_CONTAINS_PIC_DATA, FLAG_EOF, FLAG_SOF,
     FRAME_HEADER_LEN, FRAME_HEADER_SHORT, FramePlan, FrameType, MAX_BLOCK_DATA_SHARDS,
     MAX_FEC_BLOCKS, MAX_PACKET_SIZE, MIN_PACKET_SIZE, MULTI_FEC_FLAGS, RTP_FLAGS, VideoError,
-    video_iv,
+    small_frame_budget, video_iv,
 };
 use crate::fec::ReedSolomon;
 
@@ -22,10 +22,10 @@ pub struct PacketizerConfig {
     pub min_required_fec_packets: u32,
     /// `KEY` (`rikey`) when the client enabled video encryption (`encryptionEnabled & 0x02`).
     pub encryption_key: Option<[u8; 16]>,
-    /// Datagrams a frame may take when it is small: the viewer's per-frame share of its
-    /// bitrate. A one-block frame below it gets extra parity up to it (see
-    /// [`FramePlan::with_budget`]); 0 keeps Sunshine's rule exactly.
-    pub small_frame_datagrams: usize,
+    /// The viewer's bitrate and frame rate, `(kbps, fps)`, whose per-frame share a small frame
+    /// may fill with extra parity ([`small_frame_budget`] in datagrams of this packetizer,
+    /// [`FramePlan::with_budget`]); `None` keeps Sunshine's rule exactly.
+    pub small_frame_bitrate: Option<(u32, u32)>,
     /// Whether a frame that fits one data shard may be sent as two, the second all zero
     /// padding, so it can carry 6 parity shards instead of 3. Only for H.264 and HEVC, whose
     /// Annex-B streams allow trailing zero bytes; AV1 relies on `lastPayloadLen` instead.
@@ -43,7 +43,7 @@ impl std::fmt::Debug for PacketizerConfig {
             .field("packet_size", &self.packet_size)
             .field("fec_percentage", &self.fec_percentage)
             .field("min_required_fec_packets", &self.min_required_fec_packets)
-            .field("small_frame_datagrams", &self.small_frame_datagrams)
+            .field("small_frame_bitrate", &self.small_frame_bitrate)
             .field("pad_single_shard", &self.pad_single_shard)
             .field("encryption", &self.encryption_key.map(|_| "<redacted>"))
             .field("first_sequence", &self.first_sequence)
@@ -61,7 +61,7 @@ impl PacketizerConfig {
             fec_percentage: DEFAULT_FEC_PERCENTAGE,
             min_required_fec_packets: DEFAULT_MIN_REQUIRED_FEC_PACKETS,
             encryption_key: None,
-            small_frame_datagrams: 0,
+            small_frame_bitrate: None,
             pad_single_shard: false,
             first_sequence: 0,
             first_iv_counter: 0,
@@ -125,17 +125,22 @@ impl VideoPacketizer {
             )),
             None => None,
         };
-        Ok(Self {
+        let mut p = Self {
             packet_size: config.packet_size,
             fec_percentage: config.fec_percentage,
             min_parity: config.min_required_fec_packets,
-            small_frame_datagrams: config.small_frame_datagrams,
+            small_frame_datagrams: 0,
             pad_single_shard: config.pad_single_shard,
             key,
             sequence: config.first_sequence,
             iv_counter: config.first_iv_counter,
             buf: Vec::new(),
-        })
+        };
+        // In this packetizer's own datagrams (encryption adds a prefix).
+        if let Some((kbps, fps)) = config.small_frame_bitrate {
+            p.small_frame_datagrams = small_frame_budget(kbps, fps, p.datagram_len());
+        }
+        Ok(p)
     }
 
     /// Plaintext datagram length `B = packetSize + 16`.

@@ -33,9 +33,9 @@ pub struct SenderSettings {
     pub audio_key: Option<[u8; 16]>,
     pub rikeyid: i32,
     pub audio_packet_ms: u32,
-    /// Datagrams a small frame may take (its share of the client's bitrate); extra parity
-    /// fills it (howl_proto's `PacketizerConfig::small_frame_datagrams`).
-    pub small_frame_datagrams: usize,
+    /// The client's `(kbps, fps)` when small frames may fill their share of its bitrate with
+    /// extra parity (howl_proto's `PacketizerConfig::small_frame_bitrate`).
+    pub small_frame_bitrate: Option<(u32, u32)>,
     /// The codec allows a one-shard frame to be padded to two shards (H.264, HEVC).
     pub pad_single_shard: bool,
     /// Testing only: fraction of datagrams dropped at random before sending.
@@ -47,7 +47,7 @@ impl std::fmt::Debug for SenderSettings {
         f.debug_struct("SenderSettings")
             .field("packet_size", &self.packet_size)
             .field("fec_percentage", &self.fec_percentage)
-            .field("small_frame_datagrams", &self.small_frame_datagrams)
+            .field("small_frame_bitrate", &self.small_frame_bitrate)
             .field("video_encrypted", &self.video_key.is_some())
             .field("audio_encrypted", &self.audio_key.is_some())
             .finish_non_exhaustive()
@@ -147,7 +147,7 @@ pub fn spawn_video_sender(settings: SenderSettings, mut link: SenderLink) {
         cfg.fec_percentage = settings.fec_percentage;
         cfg.min_required_fec_packets = settings.min_required_fec_packets;
         cfg.encryption_key = settings.video_key;
-        cfg.small_frame_datagrams = settings.small_frame_datagrams;
+        cfg.small_frame_bitrate = settings.small_frame_bitrate;
         cfg.pad_single_shard = settings.pad_single_shard;
         let mut packetizer = match VideoPacketizer::new(&cfg) {
             Ok(p) => p,

@@ -184,16 +184,7 @@ impl Moonlight {
             packet_size: cfg.packet_size as usize,
             fec_percentage,
             min_required_fec_packets: cfg.min_required_fec_packets,
-            // Encrypted datagrams carry a 32-byte prefix on top of packetSize + 16.
-            small_frame_datagrams: if fec_small_frames {
-                howl_proto::video::small_frame_budget(
-                    cfg.bitrate.maximum_kbps,
-                    cfg.fps,
-                    cfg.packet_size as usize + 16 + if video_key.is_some() { 32 } else { 0 },
-                )
-            } else {
-                0
-            },
+            small_frame_bitrate: fec_small_frames.then_some((cfg.bitrate.maximum_kbps, cfg.fps)),
             pad_single_shard: matches!(cfg.codec, VideoCodec::H264 | VideoCodec::Hevc),
             video_key,
             audio_key: enc.audio.then_some(self.rikey),
@@ -203,7 +194,7 @@ impl Moonlight {
         };
         // The one line per session that says what is encrypted (flags only, never keys).
         tracing::info!(width = cfg.width, height = cfg.height, fps = cfg.fps,
-            codec = ?cfg.codec, small_frame_datagrams = settings.small_frame_datagrams,
+            codec = ?cfg.codec, fec_small_frames,
             video_encrypted = enc.video, audio_encrypted = enc.audio,
             control_encrypted = enc.control, rtsp_encrypted = self.encryption.rtsp_encrypted,
             encryption_policy = self.encryption.mode.name(),
