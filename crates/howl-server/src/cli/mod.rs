@@ -373,6 +373,55 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every `howl <command> [<action>]` that README.md and docs/ name is one the CLI has.
+    #[test]
+    fn every_command_the_docs_name_exists() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let mut files = vec![std::path::PathBuf::from(format!("{root}/README.md"))];
+        for e in std::fs::read_dir(format!("{root}/docs")).expect("docs/") {
+            let path = e.expect("docs/ entry").path();
+            if path.extension().is_some_and(|x| x == "md") {
+                files.push(path);
+            }
+        }
+        let cli = Cli::command();
+        let mut checked = 0;
+        for f in &files {
+            let text = std::fs::read_to_string(f).expect("doc");
+            for (i, span) in text.split('`').enumerate() {
+                let mut words = span.split_whitespace();
+                if i % 2 == 0 || words.next() != Some("howl") {
+                    continue;
+                }
+                let Some(name) = words.next().filter(|w| w.starts_with(char::is_alphabetic)) else {
+                    continue;
+                };
+                let cmd = cli.find_subcommand(name).unwrap_or_else(|| {
+                    panic!(
+                        "{} names `{span}`: howl has no command {name:?}",
+                        f.display()
+                    )
+                });
+                // A second word names an action where the command has actions.
+                if cmd.has_subcommands()
+                    && let Some(action) =
+                        words.next().filter(|w| w.starts_with(char::is_alphabetic))
+                {
+                    assert!(
+                        cmd.find_subcommand(action).is_some(),
+                        "{} names `{span}`: `howl {name}` has no action {action:?}",
+                        f.display()
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 10,
+            "only {checked} commands found in the docs: is the scan broken?"
+        );
+    }
+
     #[test]
     fn client_options_work_after_the_action() {
         let Command::Sessions(s) =

@@ -29,6 +29,8 @@ use utoipa_axum::routes;
 
 mod apps;
 mod clients;
+#[cfg(test)]
+mod docs_check;
 mod events;
 mod metrics;
 mod streams;
