@@ -100,6 +100,12 @@ async fn run_serve(args: cli::ServeArgs) -> Result<(), String> {
     if let Some(m) = args.encryption_wan {
         cfg.encryption_wan = m;
     }
+    if let Some(n) = args.max_producers {
+        cfg.max_producers = n;
+    }
+    if let Some(n) = args.max_encoder_sessions {
+        cfg.max_encoder_sessions = n;
+    }
     if let Some(secs) = args.shutdown_deadline_secs {
         cfg.shutdown_deadline_secs = secs;
         cfg.validate().map_err(|e| e.to_string())?;

@@ -115,6 +115,15 @@ pub struct ServeArgs {
     /// preferred or required. [default: preferred]
     #[arg(long, value_name = "MODE")]
     pub encryption_wan: Option<howl_core::encryption::EncryptionMode>,
+    /// The most producers (private launches, lobbies, app shares) at once; one more is
+    /// refused with a reason the client sees (overrides `max_producers`; 0: unlimited).
+    /// [default: 0]
+    #[arg(long, value_name = "N")]
+    pub max_producers: Option<u32>,
+    /// The most video encoder sessions at once, one per producer (overrides
+    /// `max_encoder_sessions`; 0: unlimited). [default: 0]
+    #[arg(long, value_name = "N")]
+    pub max_encoder_sessions: Option<u32>,
 }
 
 /// Every environment variable the command line reads (`HOWL_CONFIG`, `HOWL_STATE_DIR`, ...),

@@ -94,7 +94,7 @@ impl From<LobbyError> for ApiError {
     fn from(e: LobbyError) -> Self {
         match e {
             LobbyError::Invalid(m) => ApiError::BadRequest(m),
-            LobbyError::Exists(_) => ApiError::Conflict(e.to_string()),
+            LobbyError::Exists(_) | LobbyError::AtCapacity(_) => ApiError::Conflict(e.to_string()),
             LobbyError::NotFound(_) => ApiError::NotFound(e.to_string()),
             LobbyError::Unavailable => ApiError::Unavailable(e.to_string()),
         }
