@@ -6,9 +6,12 @@ join of the running lobby, and admits the next launch once a producer ends."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 
-from conftest import finish_client, run_client, start_streaming, stop_client, wait_for
+from conftest import (finish_client, howl_bin, run_client, start_streaming, stop_client,
+                      wait_for)
 from rtsp_player import Rtsp, basic
 
 REASON = "max_producers = 2"
@@ -24,6 +27,16 @@ def refused_total(h, path: str) -> float:
 
 def producers(h) -> dict:
     return h.api("GET", "/api/v1/status")[1]["engine"]["admission"]
+
+
+def howl_nodes(h) -> str:
+    """`howl nodes` against `h` (the CLI view of /api/v1/nodes)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HOWL_STATE_DIR", "HOWL_API_BIND")}
+    out = subprocess.run([howl_bin(), "nodes", "--state-dir", str(h.state_dir),
+                          "--api", f"127.0.0.1:{h.api_port}"],
+                         capture_output=True, text=True, timeout=30, env=env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
 
 
 def test_the_third_producer_is_refused_on_every_path_and_the_next_fits_after_one_ends(
@@ -67,6 +80,14 @@ def test_the_third_producer_is_refused_on_every_path_and_the_next_fits_after_one
         for path in ("launch", "lobby", "player"):
             assert refused_total(h, path) == 1, path
         assert producers(h)["refused"] == {"launch": 1, "lobby": 1, "player": 1}
+        # The local node shows it is full.
+        status, nodes = h.api("GET", "/api/v1/nodes")
+        assert status == 200 and len(nodes) == 1, nodes
+        local = nodes[0]
+        assert (local["name"], local["producers"], local["max_producers"]) == ("local", 2, 2), local
+        assert local["workers"] == 2 and "h264" in local["encoders"], local
+        row = next(r for r in howl_nodes(h).splitlines() if r.startswith("local")).split()
+        assert row[:4] == ["local", "ready", "2/2", "2/-"], row
         # Logged once per refusal, naming the limit.
         refusals = [line for line in h.log().splitlines() if "admission refused" in line]
         assert len(refusals) == 3 and all("max_producers" in r for r in refusals), refusals

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Sessions(args)) => runtime.block_on(cli::commands::sessions(args)),
         Some(cli::Command::Lobbies(args)) => runtime.block_on(cli::commands::lobbies(args)),
         Some(cli::Command::Clients(args)) => runtime.block_on(cli::commands::clients(args)),
+        Some(cli::Command::Nodes(args)) => runtime.block_on(cli::nodes::nodes(args)),
     };
     // Never wait on stragglers at exit: shutdown already had its deadline.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));

@@ -31,12 +31,14 @@ mod apps;
 mod clients;
 mod events;
 mod metrics;
+mod nodes;
 mod streams;
 mod tenants;
 pub mod unix;
 
 pub use clients::{ClientView, PinAccepted};
 pub use events::EVENT_STREAM_LIFETIME;
+pub use nodes::NodeView;
 
 /// Shared state of the API handlers.
 #[derive(Clone)]
@@ -216,6 +218,7 @@ fn authed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(streams::set_lobby_permission))
         .routes(routes!(streams::set_lobby_client_permission))
         .routes(routes!(streams::workers))
+        .routes(routes!(nodes::nodes))
         .routes(routes!(apps::list_apps, apps::create_app))
         .routes(routes!(apps::get_app, apps::update_app, apps::delete_app))
         .routes(routes!(tenants::list_tokens, tenants::create_token))
