@@ -4,6 +4,7 @@ pub mod api;
 pub mod apiclient;
 pub mod commands;
 pub mod format;
+pub mod nodes;
 pub mod table;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 ///
 /// The other commands talk to a running server through its management API (address from
 /// --api, token from <state-dir>/api-token): `howl status`, `howl sessions`, `howl lobbies`,
-/// `howl clients`. Each takes --json for scripts.
+/// `howl clients`, `howl nodes`. Each takes --json for scripts.
 ///
 /// The same API serves a web UI at http://127.0.0.1:47990/ (sign in with the token), live
 /// events at /api/v1/events, Prometheus metrics at /metrics and its OpenAPI document at
@@ -59,6 +60,10 @@ pub enum Command {
         after_help = "Example:\n  howl clients\n  howl clients --json\n  howl clients unpair 3f2a9c41"
     )]
     Clients(ClientsArgs),
+    /// List the nodes that run producers (today the built-in local one), with their use
+    /// against `max_producers` and `max_encoder_sessions`.
+    #[command(after_help = "Example:\n  howl nodes\n  howl nodes --json")]
+    Nodes(NodesArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -115,6 +120,15 @@ pub struct ServeArgs {
     /// preferred or required. [default: preferred]
     #[arg(long, value_name = "MODE")]
     pub encryption_wan: Option<howl_core::encryption::EncryptionMode>,
+    /// The most producers (private launches, lobbies, app shares) at once; one more is
+    /// refused with a reason the client sees (overrides `max_producers`; 0: unlimited).
+    /// [default: 0]
+    #[arg(long, value_name = "N")]
+    pub max_producers: Option<u32>,
+    /// The most video encoder sessions at once, one per producer (overrides
+    /// `max_encoder_sessions`; 0: unlimited). [default: 0]
+    #[arg(long, value_name = "N")]
+    pub max_encoder_sessions: Option<u32>,
 }
 
 /// Every environment variable the command line reads (`HOWL_CONFIG`, `HOWL_STATE_DIR`, ...),
@@ -332,6 +346,12 @@ pub struct LobbyCreateArgs {
 }
 
 #[derive(Debug, Args, Clone)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+#[derive(Debug, Args, Clone)]
 pub struct ClientsArgs {
     #[command(subcommand)]
     pub action: Option<ClientsAction>,
@@ -442,6 +462,10 @@ mod tests {
             panic!("not clients");
         };
         assert!(c.action.is_none() && c.list.json);
+        let Command::Nodes(n) = parse(&["howl", "nodes", "--json", "--api", "127.0.0.1:9"]) else {
+            panic!("not nodes");
+        };
+        assert!(n.list.json && n.list.client.api.port() == 9);
         assert_eq!(
             c.list.client.state_dir.as_deref(),
             Some(std::path::Path::new("/x"))
