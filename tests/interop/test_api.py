@@ -260,7 +260,10 @@ def unix_get(path, prefix=()) -> bytes:
     import sys
     code = ("import socket,sys\n"
             "s=socket.socket(socket.AF_UNIX);s.settimeout(10);s.connect(sys.argv[1])\n"
-            "s.sendall(b'GET /api/v1/status HTTP/1.1\\r\\nHost: howl\\r\\nConnection: close\\r\\n\\r\\n')\n"
+            # A refused peer may be disconnected before its request is written: EPIPE or a
+            # reset then, and nothing answered, is what refusal looks like.
+            "try: s.sendall(b'GET /api/v1/status HTTP/1.1\\r\\nHost: howl\\r\\nConnection: close\\r\\n\\r\\n')\n"
+            "except (BrokenPipeError, ConnectionResetError): sys.exit(0)\n"
             "d=b''\n"
             "while True:\n"
             "    try: c=s.recv(65536)\n"
