@@ -1,6 +1,7 @@
 //! Every lifecycle rule, with a virtual clock: each test feeds inputs as a driver would and
 //! checks the actions that come out. One file per subject; the harness is here.
 
+mod browsers;
 mod ends;
 mod lobbies;
 mod moonlight;

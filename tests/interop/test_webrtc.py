@@ -1,0 +1,302 @@
+"""Issue 18 (first slice): a lobby watched from a real browser over WebRTC.
+
+Debian's headless Chromium (driven by chromium-driver through Selenium) opens
+`/watch/<lobby>`, signs in with the API token on the page, and receives the lobby's H.264
+and Opus over one shared UDP port (WHEP signalling on the management API). The test reads
+`getStats()` for decoded frames, draws the video to a canvas to read the test pattern's
+frame counter (tests/interop/testpattern.py), and measures the test tone with an
+AnalyserNode. The WHEP endpoint's refusals (401, 403, 400 with a reason and nothing
+allocated) are checked without a browser.
+
+Synchronisation is by WebDriverWait on conditions only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from conftest import wait_until
+from testpattern import read_counter
+
+# Generous: a debug build on a shared 2-core machine starts workers slowly.
+UI_TIMEOUT = 90
+WIDTH, HEIGHT, FPS = 640, 360, 30
+FRAMES = 300
+TONE_HZ = 440
+
+# A receive-only offer as WebRTC stacks write it, with the H.264 formats given; ICE and DTLS
+# attributes are fixed (nothing connects in the refusal tests).
+OFFER_HEAD = (
+    "v=0\r\n"
+    "o=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n"
+    "s=-\r\n"
+    "t=0 0\r\n"
+    "a=group:BUNDLE 0\r\n"
+    "a=msid-semantic: WMS\r\n"
+    "m=video 9 UDP/TLS/RTP/SAVPF {pts}\r\n"
+    "c=IN IP4 0.0.0.0\r\n"
+    "a=rtcp:9 IN IP4 0.0.0.0\r\n"
+    "a=ice-ufrag:abcd\r\n"
+    "a=ice-pwd:abcdefghijklmnopqrstuvwx\r\n"
+    "a=ice-options:trickle\r\n"
+    "a=fingerprint:sha-256 "
+    "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n"
+    "a=setup:actpass\r\n"
+    "a=mid:0\r\n"
+    "a=recvonly\r\n"
+    "a=rtcp-mux\r\n"
+)
+
+
+def offer(*formats: tuple[int, str, int]) -> str:
+    """`formats`: (payload type, profile-level-id, packetization-mode)."""
+    sdp = OFFER_HEAD.format(pts=" ".join(str(pt) for pt, _, _ in formats))
+    for pt, plid, mode in formats:
+        sdp += (f"a=rtpmap:{pt} H264/90000\r\n"
+                f"a=rtcp-fb:{pt} nack pli\r\n"
+                f"a=fmtp:{pt} level-asymmetry-allowed=1;packetization-mode={mode};"
+                f"profile-level-id={plid}\r\n")
+    return sdp
+
+
+CHROMIUM_LIKE = offer((102, "42001f", 1), (127, "42e01f", 1), (123, "4d001f", 1),
+                      (112, "64001f", 1))
+
+
+def whep(h, lobby_id: int, sdp: str, token="default", content_type="application/sdp",
+         method="POST", path=None):
+    """Calls the WHEP endpoint; returns (status, headers, body text)."""
+    url = f"http://127.0.0.1:{h.api_port}{path or f'/api/v1/lobbies/{lobby_id}/whep'}"
+    req = urllib.request.Request(url, data=sdp.encode() if sdp is not None else None,
+                                 method=method)
+    if token == "default":
+        token = h.token
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    if content_type:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def make_lobby(h, name="web", token="default") -> dict:
+    st, lobby = h.api("POST", "/api/v1/lobbies", {
+        "name": name, "app": "Test Pattern", "width": WIDTH, "height": HEIGHT, "fps": FPS,
+        "bitrate_kbps": 1500}, token=token)
+    assert st == 201, lobby
+    assert wait_until(lambda: any(
+        l["id"] == lobby["id"] and l["worker_pid"] for l in h.api("GET", "/api/v1/lobbies")[1]),
+        30), h.log()[-3000:]
+    return lobby
+
+
+def sessions(h) -> list[dict]:
+    return h.api("GET", "/api/v1/sessions")[1]
+
+
+def test_whep_refuses_without_allocating(howl):
+    lobby = make_lobby(howl)
+    lid = lobby["id"]
+    st, hdrs, body = whep(howl, lid, CHROMIUM_LIKE, token=None)
+    assert st == 401, body
+    st, _, body = whep(howl, lid, CHROMIUM_LIKE, token="not-a-token")
+    assert st == 401, body
+    # A tenant reaches its own lobbies only.
+    st, t = howl.api("POST", "/api/v1/tokens", {"name": "team-a"})
+    assert st == 201, t
+    st, _, body = whep(howl, lid, CHROMIUM_LIKE, token=t["token"])
+    assert st == 403, body
+    st, _, body = whep(howl, 999999, CHROMIUM_LIKE)
+    assert st == 404, body
+    # Malformed offers: 400 with a reason, and no viewer appears.
+    for bad in ["hello", "v=0\r\nm=video\r\n", "\x00\xff" * 50, ""]:
+        st, _, body = whep(howl, lid, bad)
+        assert st == 400 and "error" in body, (bad, st, body)
+    st, _, body = whep(howl, lid, CHROMIUM_LIKE, content_type="application/json")
+    assert st == 400 and "application/sdp" in body, body
+    # No codec the lobby encodes (x264's constrained baseline): refused, naming both sides.
+    st, _, body = whep(howl, lid, offer((112, "64001f", 1)))
+    assert st == 400, body
+    assert "64001f" in body and "packetization-mode 1" in body, body
+    st, _, body = whep(howl, lid, offer((127, "42e01f", 0)))
+    assert st == 400, body
+    assert sessions(howl) == [], "nothing was allocated"
+    # A matching offer is answered with SDP and a resource; DELETE ends the viewer.
+    st, hdrs, answer = whep(howl, lid, CHROMIUM_LIKE)
+    assert st == 201, answer
+    assert hdrs["Content-Type"].startswith("application/sdp"), hdrs
+    assert "a=ice-lite" in answer and "packetization-mode=1" in answer, answer
+    location = hdrs["Location"]
+    assert location.startswith(f"/api/v1/lobbies/{lid}/whep/"), location
+    [s] = sessions(howl)
+    assert s["client"].startswith("browser:admin"), s
+    st, _, body = whep(howl, lid, None, method="DELETE", path=location, content_type=None)
+    assert st == 204, body
+    assert wait_until(lambda: sessions(howl) == [], 10)
+    st, _, body = whep(howl, lid, None, method="DELETE", path=location, content_type=None)
+    assert st == 404, body
+    # The ended viewer's reason is its own.
+    st, status = howl.api("GET", "/api/v1/status")
+    assert status["engine"]["sessions_ended"].get("browser_left") == 1, status["engine"]
+    # A viewer that never connects ends by its deadline (connect: 15 s) with its reason.
+    st, hdrs, _ = whep(howl, lid, CHROMIUM_LIKE)
+    assert st == 201
+    assert wait_until(lambda: sessions(howl) == [], 40), sessions(howl)
+    st, status = howl.api("GET", "/api/v1/status")
+    assert status["engine"]["sessions_ended"].get("never_connected") == 1, status["engine"]
+
+
+@pytest.fixture
+def browser():
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    if not chrome or not chromedriver:
+        pytest.skip("browser viewer test needs Debian's chromium and chromium-driver "
+                    "(apt-get install chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+    except ImportError:
+        pytest.skip("browser viewer test needs selenium "
+                    "(pip install -r tests/interop/requirements.txt)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chrome
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=800,600", "--force-device-scale-factor=1",
+                "--disable-extensions", "--no-first-run",
+                # Loopback ICE: host candidates on 127.0.0.1, not hidden behind mDNS names.
+                "--allow-loopback-in-peer-connection",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+                # The page's AudioContext runs without a click.
+                "--autoplay-policy=no-user-gesture-required"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path: Selenium Manager must not try to download anything.
+    service = webdriver.ChromeService(executable_path=chromedriver)
+    driver = webdriver.Chrome(options=opts, service=service)
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(driver, cond, what: str, howl, timeout: float = UI_TIMEOUT):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(cond)
+    except TimeoutException:
+        logs = "\n".join(str(e) for e in driver.get_log("browser"))
+        raise AssertionError(f"timed out waiting for {what}\nbrowser console:\n{logs}\n"
+                             f"howl log:\n{howl.log()[-4000:]}") from None
+
+
+INBOUND_VIDEO = """
+const done = arguments[arguments.length - 1];
+const pc = window.howlWatch && window.howlWatch.pc;
+if (!pc) { done(null); return; }
+pc.getStats().then((stats) => {
+  let frames = null;
+  stats.forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "video") frames = s.framesDecoded; });
+  done(frames);
+}).catch(() => done(null));
+"""
+
+# The top band of the picture (where the test pattern draws its counter), as luma rows.
+VIDEO_BAND = """
+const v = document.getElementById("video");
+if (!v || v.videoWidth === 0) return null;
+const w = v.videoWidth, h = v.videoHeight;
+const band = Math.min(Math.max(2 * Math.floor(h / 30), 16), h);
+const c = document.createElement("canvas");
+c.width = w; c.height = h;
+const g = c.getContext("2d", { willReadFrequently: true });
+g.drawImage(v, 0, 0, w, h);
+const px = g.getImageData(0, 0, w, band).data;
+const luma = new Array(w * band);
+for (let i = 0; i < w * band; i++) {
+  luma[i] = Math.round(0.299 * px[4 * i] + 0.587 * px[4 * i + 1] + 0.114 * px[4 * i + 2]);
+}
+return [w, h, band, luma];
+"""
+
+# The loudest frequency of the page's audio, measured with an AnalyserNode over ~1 s.
+AUDIO_PEAK = """
+const done = arguments[arguments.length - 1];
+const v = document.getElementById("video");
+const stream = v && v.srcObject;
+if (!stream || stream.getAudioTracks().length === 0) { done(null); return; }
+const ctx = new AudioContext();
+const src = ctx.createMediaStreamSource(stream);
+const an = ctx.createAnalyser();
+an.fftSize = 8192;
+src.connect(an);
+ctx.resume().then(() => setTimeout(() => {
+  const bins = new Float32Array(an.frequencyBinCount);
+  an.getFloatFrequencyData(bins);
+  let best = 0;
+  for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+  const hz = best * ctx.sampleRate / an.fftSize;
+  const db = bins[best];
+  ctx.close();
+  done([hz, db]);
+}, 1000)).catch((e) => done(null));
+"""
+
+
+def counter_now(driver) -> int | None:
+    r = driver.execute_script(VIDEO_BAND)
+    if not r:
+        return None
+    w, h, band, luma = r
+    full = np.zeros((h, w), dtype=np.float32)
+    full[:band] = np.array(luma, dtype=np.float32).reshape(band, w)
+    return read_counter(full)
+
+
+def test_browser_watches_a_lobby_over_webrtc(howl, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    d = browser
+    lobby = make_lobby(howl)
+    # The page takes the token the operator UI keeps; without one it asks for it.
+    d.get(f"http://127.0.0.1:{howl.api_port}/watch/{lobby['name']}")
+    wait(d, EC.visibility_of_element_located((By.ID, "signin-token")), "the token form", howl)
+    d.find_element(By.ID, "signin-token").send_keys(howl.token)
+    d.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
+
+    wait(d, lambda d: (d.execute_async_script(INBOUND_VIDEO) or 0) >= FRAMES,
+         f"{FRAMES} decoded frames", howl, timeout=UI_TIMEOUT + FRAMES / FPS)
+    [s] = sessions(howl)
+    assert s["client"].startswith("browser:admin"), s
+    assert s["codec"] == "h264" and s["width"] == WIDTH, s
+
+    # The frame counter read from the page's video strictly increases.
+    seen: list[int] = []
+    while len(seen) < 5:
+        c = wait(d, lambda d: (lambda v: v if v is not None and (not seen or v != seen[-1])
+                               else False)(counter_now(d)),
+                 "a new frame counter in the picture", howl)
+        assert not seen or c > seen[-1], (seen, c)
+        seen.append(c)
+
+    # The test tone arrives: the loudest frequency is 440 Hz (bins of 48000/8192 ≈ 6 Hz).
+    peak = wait(d, lambda d: (lambda r: r if r and r[1] > -90 else False)(
+        d.execute_async_script(AUDIO_PEAK)), "audio in the page", howl)
+    assert abs(peak[0] - TONE_HZ) < 15, peak
+    print(f"browser decoded >= {FRAMES} frames, counters {seen}, audio peak {peak[0]:.0f} Hz "
+          f"at {peak[1]:.0f} dB")
+
+    # Leaving the page DELETEs the WHEP resource: the viewer ends with its own reason.
+    d.get("about:blank")
+    assert wait_until(lambda: sessions(howl) == [], 20), sessions(howl)
+    st, status = howl.api("GET", "/api/v1/status")
+    assert status["engine"]["sessions_ended"].get("browser_left") == 1, status["engine"]
