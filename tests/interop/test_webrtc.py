@@ -82,9 +82,9 @@ def whep(h, lobby_id: int, sdp: str, token="default", content_type="application/
         req.add_header("Content-Type", content_type)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, dict(r.headers), r.read().decode()
+            return r.status, r.headers, r.read().decode()
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
+        return e.code, e.headers, e.read().decode()
 
 
 def make_lobby(h, name="web", token="default") -> dict:
