@@ -13,14 +13,17 @@ Synchronisation is by WebDriverWait on conditions only.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import time
 import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
 
-from conftest import wait_until
+from conftest import parent_of, wait_until
 from testpattern import read_counter
 
 # Generous: a debug build on a shared 2-core machine starts workers slowly.
@@ -185,7 +188,10 @@ def browser():
     try:
         yield driver
     finally:
-        driver.quit()
+        try:
+            driver.quit()
+        except Exception:  # noqa: BLE001 - a test may have killed the browser on purpose
+            driver.service.stop()
 
 
 def wait(driver, cond, what: str, howl, timeout: float = UI_TIMEOUT):
@@ -262,19 +268,23 @@ def counter_now(driver) -> int | None:
     return read_counter(full)
 
 
-def test_browser_watches_a_lobby_over_webrtc(howl, browser):
+def open_watch(d, howl, lobby: dict, frames: int) -> None:
+    """Opens /watch/<lobby name>, signs in on the page, waits for `frames` decoded frames."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
-    d = browser
-    lobby = make_lobby(howl)
     # The page takes the token the operator UI keeps; without one it asks for it.
     d.get(f"http://127.0.0.1:{howl.api_port}/watch/{lobby['name']}")
     wait(d, EC.visibility_of_element_located((By.ID, "signin-token")), "the token form", howl)
     d.find_element(By.ID, "signin-token").send_keys(howl.token)
     d.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
+    wait(d, lambda d: (d.execute_async_script(INBOUND_VIDEO) or 0) >= frames,
+         f"{frames} decoded frames", howl, timeout=UI_TIMEOUT + frames / FPS)
 
-    wait(d, lambda d: (d.execute_async_script(INBOUND_VIDEO) or 0) >= FRAMES,
-         f"{FRAMES} decoded frames", howl, timeout=UI_TIMEOUT + FRAMES / FPS)
+
+def test_browser_watches_a_lobby_over_webrtc(howl, browser):
+    d = browser
+    lobby = make_lobby(howl)
+    open_watch(d, howl, lobby, FRAMES)
     [s] = sessions(howl)
     assert s["client"].startswith("browser:admin"), s
     assert s["codec"] == "h264" and s["width"] == WIDTH, s
@@ -300,3 +310,42 @@ def test_browser_watches_a_lobby_over_webrtc(howl, browser):
     assert wait_until(lambda: sessions(howl) == [], 20), sessions(howl)
     st, status = howl.api("GET", "/api/v1/status")
     assert status["engine"]["sessions_ended"].get("browser_left") == 1, status["engine"]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            parent = parent_of(int(d))
+            if parent is not None:
+                children.setdefault(parent, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def test_a_killed_browser_ends_by_its_silence_deadline(howl_factory, browser):
+    h = howl_factory(env={"HOWL_WEBRTC_SILENCE_SECS": "3"})
+    lobby = make_lobby(h)
+    open_watch(browser, h, lobby, 30)
+    assert len(sessions(h)) == 1
+    # The browser vanishes without a word (a killed tab): no DELETE, no DTLS close.
+    browsers = descendants(browser.service.process.pid)
+    assert browsers, "chromium runs under chromedriver"
+    for pid in browsers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    killed = time.monotonic()
+    assert wait_until(lambda: sessions(h) == [], 60), sessions(h)
+    took = time.monotonic() - killed
+    st, status = h.api("GET", "/api/v1/status")
+    ended = status["engine"]["sessions_ended"]
+    assert ended.get("browser_gone") == 1, ended
+    assert h.api("GET", "/api/v1/lobbies")[1][0]["worker_pid"], "the lobby outlives it"
+    print(f"killed browser ended after {took:.1f}s (silence deadline 3 s): {ended}")
