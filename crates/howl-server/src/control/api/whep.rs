@@ -63,7 +63,7 @@ pub async fn offer(
     }
     let whep = whep(&st)?;
     owned_lobby(&st, &p, id).await?;
-    let answer = whep.offer(id, p, None, &body).await?;
+    let answer = whep.offer(id, p, &body).await?;
     let location = format!("/api/v1/lobbies/{id}/whep/{}", answer.session.0);
     let mut resp = (StatusCode::CREATED, answer.sdp).into_response();
     let h = resp.headers_mut();

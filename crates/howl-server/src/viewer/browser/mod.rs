@@ -186,7 +186,6 @@ impl Whep {
         &self,
         lobby: u64,
         principal: Principal,
-        peer: Option<SocketAddr>,
         offer: &str,
     ) -> Result<Answer, WhepError> {
         let parsed =
@@ -201,8 +200,7 @@ impl Whep {
         let sps = first_sps(stream.worker.clone())
             .await
             .ok_or_else(|| WhepError::Unavailable("the lobby sent no keyframe in time".into()))?;
-        // Both are Rust values owned here; `Instant` is read once per offer, as the other
-        // drivers read it at their edges.
+        // The driver's clock, read at its edge: the `Rtc` starts now.
         let now = Instant::now();
         let negotiated = negotiate(parsed, offer, &sps, self.udp.candidate(), now)?;
         let link = Arc::new(BrowserLink::default());
@@ -210,10 +208,7 @@ impl Whep {
             at: now + CONNECT_DEADLINE,
             reason: EndReason::NeverConnected,
         });
-        let label = match peer {
-            Some(p) => format!("browser:{}@{p}", principal.label()),
-            None => format!("browser:{}", principal.label()),
-        };
+        let label = format!("browser:{}", principal.label());
         let joined = self
             .engine
             .join(BrowserJoin {

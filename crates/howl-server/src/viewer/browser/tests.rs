@@ -3,6 +3,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use std::sync::Mutex;
 use str0m::media::Direction;
 
 /// The start of an SPS as x264's ultrafast preset writes it: constrained baseline, level 3.0.
@@ -160,4 +161,176 @@ proptest! {
         }
         let _ = answer(&(lines.join("\r\n") + "\r\n"));
     }
+}
+
+/// The engine side of the driver, without an engine: one lobby (id 1) fed by a detached
+/// worker, joins numbered from 1, ends recorded.
+#[derive(Debug)]
+struct FakeEngine {
+    worker: tokio::sync::watch::Sender<Option<Arc<crate::worker::Worker>>>,
+    joined: Mutex<Vec<CancellationToken>>,
+    ended: Mutex<Vec<(SessionId, EndReason)>>,
+}
+
+impl BrowserEngine for FakeEngine {
+    fn lobby_stream(
+        &self,
+        lobby: u64,
+        _principal: Principal,
+    ) -> BoxFuture<'_, Result<LobbyStream, WhepError>> {
+        Box::pin(async move {
+            if lobby != 1 {
+                return Err(WhepError::NotFound(format!("no lobby with id {lobby}")));
+            }
+            Ok(LobbyStream {
+                worker: self.worker.subscribe(),
+                codec: Codec::H264,
+            })
+        })
+    }
+
+    fn join(&self, _join: BrowserJoin) -> BoxFuture<'_, Result<BrowserJoined, WhepError>> {
+        Box::pin(async move {
+            let mut j = self.joined.lock().unwrap();
+            let cancel = CancellationToken::new();
+            j.push(cancel.clone());
+            Ok(BrowserJoined {
+                session: SessionId(j.len() as u64),
+                cancel,
+                stats: Arc::default(),
+            })
+        })
+    }
+
+    fn end(&self, _lobby: u64, session: SessionId, reason: EndReason) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            self.ended.lock().unwrap().push((session, reason));
+            true
+        })
+    }
+}
+
+/// A keyframe access unit: SPS (constrained baseline 3.0), PPS, an IDR slice.
+fn keyframe(seq: u64) -> Arc<howl_media::protocol::VideoFrame> {
+    let mut data = vec![0, 0, 0, 1];
+    data.extend_from_slice(&SPS_CONSTRAINED_BASELINE);
+    data.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xCE, 0x3C, 0x80]);
+    data.extend_from_slice(&[0, 0, 0, 1, 0x65, 0x88, 0x84]);
+    data.extend(std::iter::repeat_n(0x5A, 3000));
+    Arc::new(howl_media::protocol::VideoFrame {
+        seq,
+        frame_counter: seq as u32,
+        pts_us: seq * 33_333,
+        keyframe: true,
+        data,
+    })
+}
+
+/// A str0m client on its own UDP socket: offers to receive video and audio, connects to the
+/// answer's candidate, and returns once it has depacketized `frames` video frames.
+async fn client_receives(whep: &Whep, frames: usize) -> (SessionId, usize) {
+    use str0m::change::SdpAnswer;
+    use str0m::net::{Protocol, Receive};
+    use str0m::{Event, Input, Output};
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap();
+    let mut config = RtcConfig::new().clear_codecs().enable_opus(true, false);
+    config
+        .codec_config()
+        .add_h264(96.into(), Some(97.into()), true, 0x42e01f);
+    let mut rtc = config.build(origin());
+    rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    let answer = whep
+        .offer(1, Principal::Admin, &offer.to_sdp_string())
+        .await
+        .unwrap();
+    rtc.sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer.sdp).unwrap())
+        .unwrap();
+    let mut got = 0;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let timeout = loop {
+            match rtc.poll_output().unwrap() {
+                Output::Timeout(t) => break t,
+                Output::Transmit(t) => {
+                    sock.send_to(&t.contents, t.destination).await.unwrap();
+                }
+                Output::Event(Event::MediaData(m)) if m.params.spec().codec == RtcCodec::H264 => {
+                    got += 1;
+                    if got >= frames {
+                        return (answer.session, got);
+                    }
+                }
+                Output::Event(_) => {}
+            }
+        };
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                let (n, source) = r.unwrap();
+                let recv = Receive::new(Protocol::Udp, source, local, &buf[..n]).unwrap();
+                rtc.handle_input(Input::Receive(origin(), recv)).unwrap();
+            }
+            () = tokio::time::sleep_until(timeout.into()) => {
+                rtc.handle_input(Input::Timeout(origin())).unwrap();
+            }
+        }
+    }
+}
+
+/// Two browsers on the one shared port each connect (ICE, DTLS) and receive the producer's
+/// frames; when the engine ends one, its driver stops and its routes are gone.
+#[tokio::test]
+async fn two_clients_share_one_port_and_receive_the_producers_frames() {
+    let (worker, ends) = crate::worker::Worker::detached();
+    let (tx, _) = tokio::sync::watch::channel(Some(Arc::new(worker)));
+    let engine = Arc::new(FakeEngine {
+        worker: tx,
+        joined: Mutex::default(),
+        ended: Mutex::default(),
+    });
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let udp = Arc::new(WebRtcUdp::new(sock, addr));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(udp.clone().serve(shutdown.clone()));
+    let whep = Whep::new(
+        engine.clone(),
+        udp.clone(),
+        WhepSettings {
+            silence: Duration::from_secs(10),
+        },
+        shutdown.clone(),
+    );
+    // The producer: a keyframe every 20 ms (every frame a keyframe keeps the test short).
+    let video = ends.video.clone();
+    let producer = tokio::spawn(async move {
+        for seq in 0.. {
+            let _ = video.send(keyframe(seq));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let run = async { tokio::join!(client_receives(&whep, 5), client_receives(&whep, 5)) };
+    let ((s1, n1), (s2, n2)) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("both clients receive frames");
+    assert!(n1 >= 5 && n2 >= 5);
+    assert_ne!(s1, s2);
+    // The engine ends the first viewer: its driver stops (quietly: the engine knows why)
+    // and drops its routes.
+    engine.joined.lock().unwrap()[0].cancel();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while udp.routes().0 != 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the ended viewer's route goes away");
+    assert!(engine.ended.lock().unwrap().is_empty());
+    shutdown.cancel();
+    producer.abort();
 }

@@ -98,6 +98,13 @@ impl WebRtcUdp {
         )
     }
 
+    /// Registered viewers and the addresses routed to them, for tests.
+    #[cfg(test)]
+    pub(super) fn routes(&self) -> (usize, usize) {
+        let r = self.lock();
+        (r.queues.len(), r.demux.addresses())
+    }
+
     /// Sends without waiting: a full socket buffer drops the datagram (media is paced by the
     /// producer; ICE, DTLS and RTCP retransmit).
     pub(super) fn send(&self, data: &[u8], to: SocketAddr) {
@@ -119,13 +126,14 @@ impl WebRtcUdp {
                 () = shutdown.cancelled() => break,
             };
             let data = &buf[..n];
+            let at = Instant::now();
             let mut r = self.lock();
             let queue = r.demux.route(data, source).and_then(|k| r.queues.get(&k));
             let delivered = queue.is_some_and(|q| {
                 q.try_send(Datagram {
                     data: data.to_vec(),
                     source,
-                    at: Instant::now(),
+                    at,
                 })
                 .is_ok()
             });
