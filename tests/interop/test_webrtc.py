@@ -51,6 +51,7 @@ OFFER_HEAD = (
     "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n"
     "a=setup:actpass\r\n"
     "a=mid:0\r\n"
+    "a=extmap:12 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n"
     "a=recvonly\r\n"
     "a=rtcp-mux\r\n"
 )
@@ -137,6 +138,8 @@ def test_whep_refuses_without_allocating(howl):
     assert st == 201, answer
     assert hdrs["Content-Type"].startswith("application/sdp"), hdrs
     assert "a=ice-lite" in answer and "packetization-mode=1" in answer, answer
+    # Frames carry a playout delay of 0 where the offer lists the extension.
+    assert "rtp-hdrext/playout-delay" in answer, answer
     location = hdrs["Location"]
     assert location.startswith(f"/api/v1/lobbies/{lid}/whep/"), location
     [s] = sessions(howl)
@@ -288,6 +291,9 @@ def test_browser_watches_a_lobby_over_webrtc(howl, browser):
     [s] = sessions(howl)
     assert s["client"].startswith("browser:admin"), s
     assert s["codec"] == "h264" and s["width"] == WIDTH, s
+    assert s["frames_sent"] >= FRAMES, s
+    answer = d.execute_script("return window.howlWatch.pc.remoteDescription.sdp")
+    assert "rtp-hdrext/playout-delay" in answer, "Chromium offers the extension; it is answered"
 
     # The frame counter read from the page's video strictly increases.
     seen: list[int] = []
