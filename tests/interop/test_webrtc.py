@@ -292,6 +292,11 @@ def test_browser_watches_a_lobby_over_webrtc(howl, browser):
     assert s["client"].startswith("browser:admin"), s
     assert s["codec"] == "h264" and s["width"] == WIDTH, s
     assert s["frames_sent"] >= FRAMES, s
+    # The overlay shows what arrives.
+    overlay = wait(d, lambda d: (lambda t: t if t.startswith(f"{WIDTH}x{HEIGHT}") else False)(
+        d.execute_script("return document.getElementById('overlay').textContent")),
+        "the stats overlay", howl)
+    assert "fps" in overlay and "kbit/s" in overlay and "loss" in overlay, overlay
     answer = d.execute_script("return window.howlWatch.pc.remoteDescription.sdp")
     assert "rtp-hdrext/playout-delay" in answer, "Chromium offers the extension; it is answered"
 
@@ -311,11 +316,19 @@ def test_browser_watches_a_lobby_over_webrtc(howl, browser):
     print(f"browser decoded >= {FRAMES} frames, counters {seen}, audio peak {peak[0]:.0f} Hz "
           f"at {peak[1]:.0f} dB")
 
+    # An operator stops the viewer: the page sees its connection go and reconnects.
+    st, _ = howl.api("DELETE", f"/api/v1/sessions/{s['id']}")
+    assert st == 204, st
+    wait(d, lambda d: (lambda ss: len(ss) == 1 and ss[0]["id"] != s["id"]
+                       and ss[0]["frames_sent"] > 0)(sessions(howl)),
+         "the page to reconnect and receive frames again", howl)
+
     # Leaving the page DELETEs the WHEP resource: the viewer ends with its own reason.
     d.get("about:blank")
     assert wait_until(lambda: sessions(howl) == [], 20), sessions(howl)
     st, status = howl.api("GET", "/api/v1/status")
-    assert status["engine"]["sessions_ended"].get("browser_left") == 1, status["engine"]
+    ended = status["engine"]["sessions_ended"]
+    assert ended.get("browser_left") == 1 and ended.get("api_stop") == 1, ended
 
 
 def descendants(pid: int) -> list[int]:

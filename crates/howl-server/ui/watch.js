@@ -2,7 +2,9 @@
 // /watch/<lobby>: one lobby in a browser over WebRTC. The page offers to receive video and
 // audio, POSTs the offer to the lobby's WHEP endpoint with the API token the operator UI
 // keeps in sessionStorage (or one typed here), and shows what comes back. Leaving the page
-// DELETEs the WHEP resource so the viewer ends at once instead of by its deadline.
+// DELETEs the WHEP resource so the viewer ends at once instead of by its deadline. A lost
+// connection (or a busy server) is retried with backoff; a refusal (bad token, no such lobby,
+// no common codec) is shown and not retried. A small overlay shows what arrives.
 (() => {
   const TOKEN_KEY = "howl.token";
   const $ = (id) => document.getElementById(id);
@@ -11,6 +13,12 @@
   const lobbyArg = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop() || "");
   let resource = null;
   let token = sessionStorage.getItem(TOKEN_KEY) || "";
+  // Reconnect backoff: doubles from the first to the last value, reset once connected.
+  const RETRY_FIRST_MS = 500;
+  const RETRY_MAX_MS = 8000;
+  let retryMs = RETRY_FIRST_MS;
+  let retryTimer = 0;
+  let statsTimer = 0;
 
   // Tests and curious operators: the live connection and its WHEP resource.
   window.howlWatch = { pc: null, resource: null };
@@ -32,6 +40,57 @@
     const l = (await r.json()).find((x) => x.name === lobbyArg);
     if (!l) throw new Error(`no lobby named ${lobbyArg}`);
     return String(l.id);
+  }
+
+  function leave() {
+    const pc = window.howlWatch.pc;
+    if (pc) pc.close();
+    window.howlWatch.pc = null;
+    if (resource) {
+      fetch(resource, { method: "DELETE", headers: { Authorization: `Bearer ${token}` }, keepalive: true })
+        .catch(() => {});
+      resource = null;
+      window.howlWatch.resource = null;
+    }
+  }
+
+  function retry(why) {
+    leave();
+    clearTimeout(retryTimer);
+    status(`${why}; retrying in ${(retryMs / 1000).toFixed(1)} s`);
+    retryTimer = setTimeout(watch, retryMs);
+    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+  }
+
+  // Resolution, frame rate, bitrate, round-trip time and loss, once a second.
+  let last = null;
+  async function showStats() {
+    const pc = window.howlWatch.pc;
+    if (!pc) return;
+    let video = null;
+    let rtt = null;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") video = s;
+      if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) {
+        rtt = s.currentRoundTripTime;
+      }
+    });
+    if (!video) return;
+    const now = { t: video.timestamp, bytes: video.bytesReceived || 0 };
+    const kbps = last && now.t > last.t ? (8 * (now.bytes - last.bytes)) / (now.t - last.t) : 0;
+    last = now;
+    const lost = video.packetsLost || 0;
+    const got = video.packetsReceived || 0;
+    const loss = got + lost > 0 ? (100 * lost) / (got + lost) : 0;
+    const parts = [
+      `${video.frameWidth || 0}x${video.frameHeight || 0}`,
+      `${Math.round(video.framesPerSecond || 0)} fps`,
+      `${Math.round(kbps)} kbit/s`,
+      rtt === null ? "RTT -" : `RTT ${Math.round(rtt * 1000)} ms`,
+      `loss ${loss.toFixed(1)} %`,
+    ];
+    $("overlay").textContent = parts.join(" · ");
+    $("overlay").hidden = false;
   }
 
   async function watch() {
@@ -56,31 +115,51 @@
       video.play().catch(() => {});
     };
     pc.onconnectionstatechange = () => {
+      if (window.howlWatch.pc !== pc) return;
       const s = pc.connectionState;
-      status(s === "connected" ? "" : `Connection ${s}`);
+      if (s === "connected") {
+        retryMs = RETRY_FIRST_MS;
+        status("");
+      } else if (s === "failed" || s === "disconnected" || s === "closed") {
+        retry(`Connection ${s}`);
+      } else {
+        status(`Connection ${s}`);
+      }
     };
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     // The server is ICE-lite with a host candidate in its answer: it learns this browser's
     // address from its connectivity checks, so the offer needs no gathered candidates.
-    const r = await fetch(`/api/v1/lobbies/${encodeURIComponent(id)}/whep`, {
-      method: "POST",
-      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/sdp" },
-      body: offer.sdp,
-    });
+    let r;
+    try {
+      r = await fetch(`/api/v1/lobbies/${encodeURIComponent(id)}/whep`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/sdp" },
+        body: offer.sdp,
+      });
+    } catch (e) {
+      retry("The server did not answer");
+      return;
+    }
     if (r.status === 401) {
       pc.close();
       askForToken("That token was not accepted.");
       return;
     }
+    if (r.status === 503) {
+      retry(`Server busy: ${await errorText(r)}`);
+      return;
+    }
     if (!r.ok) {
       pc.close();
+      window.howlWatch.pc = null;
       status(`Cannot watch: ${await errorText(r)}`);
       return;
     }
     resource = r.headers.get("Location");
     window.howlWatch.resource = resource;
     await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+    if (!statsTimer) statsTimer = setInterval(() => { showStats().catch(() => {}); }, 1000);
   }
 
   // Autoplay with sound needs a user gesture in most browsers: start muted, offer a click.
@@ -101,10 +180,8 @@
   });
 
   window.addEventListener("pagehide", () => {
-    if (resource) {
-      fetch(resource, { method: "DELETE", headers: { Authorization: `Bearer ${token}` }, keepalive: true });
-      resource = null;
-    }
+    clearTimeout(retryTimer);
+    leave();
   });
 
   if (token) watch();
