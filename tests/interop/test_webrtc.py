@@ -368,3 +368,52 @@ def test_a_killed_browser_ends_by_its_silence_deadline(howl_factory, browser):
     assert ended.get("browser_gone") == 1, ended
     assert h.api("GET", "/api/v1/lobbies")[1][0]["worker_pid"], "the lobby outlives it"
     print(f"killed browser ended after {took:.1f}s (silence deadline 3 s): {ended}")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="Debian's ffmpeg is not installed (scripts/common.sh)")
+def test_a_browser_an_rtsp_player_and_a_moonlight_client_share_one_worker(howl, browser,
+                                                                           tmp_path):
+    import subprocess
+    from conftest import finish_client, run_client
+    from test_rtsp_egress import assert_increasing, band_filter, counters_of
+    lobby = make_lobby(howl, name="Shared")
+    assert run_client(howl, tmp_path / "ml", "--pair-only")["ok"]
+    open_watch(browser, howl, lobby, 30)
+    # Moonlight first, long enough that the player joins while it streams.
+    ml = run_client(howl, tmp_path / "ml", "--app", "Shared", "--width", WIDTH,
+                    "--height", HEIGHT, "--fps", FPS, "--frames", 300, background=True)
+    seconds = 6
+    out = tmp_path / "player.gray"
+    player = None
+    try:
+        assert wait_until(lambda: len(sessions(howl)) == 2, 60), sessions(howl)
+        player = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-rtsp_transport",
+             "tcp", "-i", f"rtsp://u:{howl.token}@127.0.0.1:{howl.rtsp_port}/lobby/Shared",
+             "-map", "0:v:0", "-t", str(seconds), "-fps_mode", "passthrough", "-vf",
+             band_filter(), "-f", "rawvideo", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # All three kinds watch at once: sampled while they do.
+        assert wait_until(lambda: len(sessions(howl)) == 3, 60), sessions(howl)
+        kinds = [x["client"].split(":")[0] for x in sessions(howl)]
+        workers = howl.api("GET", "/api/v1/workers")[1]
+        before = counter_now(browser)
+        moonlight = finish_client(ml, howl, timeout=120)
+        _, err = player.communicate(timeout=120)
+    finally:
+        for p in (ml, player):
+            if p is not None and p.poll() is None:
+                p.kill()
+    assert player.returncode == 0, err[-2000:]
+    assert moonlight["ok"], moonlight
+    assert_increasing(moonlight["counters"], 200)
+    assert {"browser", "rtsp"} <= set(kinds), kinds
+    assert_increasing(counters_of(out.read_bytes(), 320, 24), (seconds - 2) * 20)
+    # The browser kept receiving the whole time, from the same one worker.
+    after = wait(browser, lambda d: (lambda c: c if c is not None and before is not None
+                                     and c > before else False)(counter_now(d)),
+                 "the browser's counter to move on", howl)
+    assert len(workers) == 1 and len(howl.workers()) == 1, workers
+    print(f"browser + RTSP player + moonlight-python on one worker; browser counter "
+          f"{before} -> {after}")
