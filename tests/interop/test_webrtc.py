@@ -417,3 +417,82 @@ def test_a_browser_an_rtsp_player_and_a_moonlight_client_share_one_worker(howl, 
     assert len(workers) == 1 and len(howl.workers()) == 1, workers
     print(f"browser + RTSP player + moonlight-python on one worker; browser counter "
           f"{before} -> {after}")
+
+
+# howl-testapp's state strip (crates/howl-testapp; tests/interop/desktop_client.py): 64 blocks
+# of 16 px at y = 16, most significant first: keysym (32 bits), key presses (16), held buttons
+# (8), wheel steps (8); the app's grey background above it.
+DESKTOP_STATE = """
+const v = document.getElementById("video");
+if (!v || v.videoWidth < 1024) return null;
+const c = document.createElement("canvas");
+c.width = v.videoWidth; c.height = v.videoHeight;
+const g = c.getContext("2d", { willReadFrequently: true });
+g.drawImage(v, 0, 0);
+const px = g.getImageData(0, 0, 1024, 40).data;
+const gray = (x, y) => { const o = 4 * (y * 1024 + x); return 0.299 * px[o] + 0.587 * px[o + 1] + 0.114 * px[o + 2]; };
+let bits = 0n;
+for (let i = 0; i < 64; i++) {
+  let sum = 0;
+  for (let y = 20; y < 28; y++) for (let x = i * 16 + 4; x < i * 16 + 12; x++) sum += gray(x, y);
+  bits = (bits << 1n) | (sum / 64 > 128 ? 1n : 0n);
+}
+let bg = 0;
+for (let x = 8; x < 200; x++) bg += gray(x, 8);
+return { keysym: Number(bits >> 32n), presses: Number((bits >> 16n) & 0xFFFFn),
+         buttons: Number((bits >> 8n) & 0xFFn), wheel: Number(bits & 0xFFn), background: bg / 192 };
+"""
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None,
+                    reason="Xvfb is not installed (scripts/common.sh installs it); desktops "
+                           "cannot run here")
+def test_browser_input_drives_a_desktop_and_view_only_input_is_dropped(howl_factory, browser,
+                                                                       tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+    from selenium.webdriver.common.by import By
+    from test_desktop import desktop_howl
+    d = browser
+    h = desktop_howl(howl_factory, tmp_path)
+    st, lobby = h.api("POST", "/api/v1/lobbies", {
+        "name": "desk", "app": "Test App", "width": 1024, "height": 768, "fps": 30,
+        "bitrate_kbps": 3000})
+    assert st == 201, lobby
+    open_watch(d, h, lobby, 30)
+
+    def state(pred, what):
+        return wait(d, lambda d: (lambda s: s if s and 150 < s["background"] < 230 and pred(s)
+                                  else False)(d.execute_script(DESKTOP_STATE)), what, h)
+
+    s0 = state(lambda s: True, "the test app's picture")
+    # Keys by their physical code: A without modifiers is the keysym a.
+    ActionChains(d).send_keys("a").perform()
+    s1 = state(lambda s: s["keysym"] == 0x61 and s["presses"] == s0["presses"] + 1,
+               "the key in the app's picture")
+    # A held button shows while held; the wheel counts steps.
+    video = d.find_element(By.ID, "video")
+    ActionChains(d).move_to_element(video).click_and_hold().perform()
+    state(lambda s: s["buttons"] != 0, "the held button")
+    ActionChains(d).release().perform()
+    state(lambda s: s["buttons"] == 0, "the released button")
+    ActionChains(d).scroll_from_origin(ScrollOrigin.from_element(video), 0, -100).perform()
+    s2 = state(lambda s: s["wheel"] != s1["wheel"], "a wheel step")
+
+    # View only: the page's keys are dropped and counted, never injected.
+    [sess] = sessions(h)
+    st, _ = h.api("PUT", f"/api/v1/lobbies/{lobby['id']}/permission",
+                  {"viewer_permission": "view"})
+    assert st == 200
+    ActionChains(d).send_keys("b").perform()
+    assert wait_until(lambda: sessions(h)[0]["input_dropped"] >= 2, 20), sessions(h)
+    # Control again: the next key is the only press since (so b never reached the desktop).
+    st, _ = h.api("PUT", f"/api/v1/lobbies/{lobby['id']}/permission",
+                  {"viewer_permission": "control"})
+    assert st == 200
+    ActionChains(d).send_keys("c").perform()
+    s3 = state(lambda s: s["keysym"] == 0x63, "the key after control came back")
+    assert s3["presses"] == s2["presses"] + 1, (s2, s3)
+    assert sessions(h)[0]["id"] == sess["id"], "the same viewer all along"
+    print(f"browser input on the desktop: {s0} -> {s1} -> {s2} -> {s3}; "
+          f"dropped while view-only: {sessions(h)[0]['input_dropped']}")

@@ -5,6 +5,10 @@
 // DELETEs the WHEP resource so the viewer ends at once instead of by its deadline. A lost
 // connection (or a busy server) is retried with backoff; a refusal (bad token, no such lobby,
 // no common codec) is shown and not retried. A small overlay shows what arrives.
+// Input goes back over two data channels: keys, buttons, wheel and text ordered and reliable;
+// pointer moves unordered without retransmits (only the newest position matters). Keys are
+// sent by their layout-independent `code`; everything held is released on blur, on hiding
+// the page and before reconnecting. A view-only viewer's input is dropped by the server.
 (() => {
   const TOKEN_KEY = "howl.token";
   const $ = (id) => document.getElementById(id);
@@ -21,7 +25,70 @@
   let statsTimer = 0;
 
   // Tests and curious operators: the live connection and its WHEP resource.
-  window.howlWatch = { pc: null, resource: null };
+  window.howlWatch = { pc: null, resource: null, input: null, pointer: null };
+
+  // ----- input -----
+  const heldKeys = new Set();
+  const heldButtons = new Set();
+  function send(channel, msg) {
+    const c = window.howlWatch[channel];
+    if (c && c.readyState === "open") c.send(JSON.stringify(msg));
+  }
+  function mods(e) {
+    return (e.shiftKey ? 1 : 0) | (e.ctrlKey ? 2 : 0) | (e.altKey ? 4 : 0) | (e.metaKey ? 8 : 0);
+  }
+  function releaseAll() {
+    for (const code of heldKeys) send("input", { k: "key", code, down: false, mods: 0 });
+    for (const button of heldButtons) send("input", { k: "button", button, down: false });
+    heldKeys.clear();
+    heldButtons.clear();
+  }
+  // Where the pointer is on the picture (0..1), allowing for the letterbox of object-fit.
+  function onPicture(e) {
+    const r = video.getBoundingClientRect();
+    const vw = video.videoWidth || r.width;
+    const vh = video.videoHeight || r.height;
+    const scale = Math.min(r.width / vw, r.height / vh);
+    const w = vw * scale;
+    const h = vh * scale;
+    return { x: (e.clientX - r.left - (r.width - w) / 2) / w, y: (e.clientY - r.top - (r.height - h) / 2) / h };
+  }
+  function watching() { return window.howlWatch.input !== null; }
+  window.addEventListener("keydown", (e) => {
+    if (!watching() || !$("signin").hidden) return;
+    e.preventDefault();
+    heldKeys.add(e.code);
+    send("input", { k: "key", code: e.code, down: true, mods: mods(e) });
+  });
+  window.addEventListener("keyup", (e) => {
+    if (!watching() || !$("signin").hidden) return;
+    e.preventDefault();
+    heldKeys.delete(e.code);
+    send("input", { k: "key", code: e.code, down: false, mods: mods(e) });
+  });
+  video.addEventListener("pointermove", (e) => send("pointer", Object.assign({ k: "move" }, onPicture(e))));
+  video.addEventListener("pointerdown", (e) => {
+    send("pointer", Object.assign({ k: "move" }, onPicture(e)));
+    heldButtons.add(e.button);
+    send("input", { k: "button", button: e.button, down: true });
+  });
+  video.addEventListener("pointerup", (e) => {
+    heldButtons.delete(e.button);
+    send("input", { k: "button", button: e.button, down: false });
+  });
+  video.addEventListener("contextmenu", (e) => e.preventDefault());
+  video.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    // Pixels (Chromium: 100 per notch) or lines to 1/120 notch; positive = up / right.
+    const unit = e.deltaMode === 1 ? 40 : e.deltaMode === 2 ? 120 : 1.2;
+    send("input", { k: "wheel", dx: Math.round(e.deltaX * unit), dy: Math.round(-e.deltaY * unit) });
+  }, { passive: false });
+  window.addEventListener("paste", (e) => {
+    const text = e.clipboardData && e.clipboardData.getData("text/plain");
+    if (text) send("input", { k: "text", text: text.slice(0, 256) });
+  });
+  window.addEventListener("blur", releaseAll);
+  document.addEventListener("visibilitychange", () => { if (document.hidden) releaseAll(); });
 
   async function errorText(r) {
     try { return (await r.json()).error || r.statusText; } catch (_) { return r.statusText; }
@@ -43,6 +110,9 @@
   }
 
   function leave() {
+    releaseAll();
+    window.howlWatch.input = null;
+    window.howlWatch.pointer = null;
     const pc = window.howlWatch.pc;
     if (pc) pc.close();
     window.howlWatch.pc = null;
@@ -108,6 +178,8 @@
     window.howlWatch.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
+    window.howlWatch.input = pc.createDataChannel("input", { ordered: true });
+    window.howlWatch.pointer = pc.createDataChannel("pointer", { ordered: false, maxRetransmits: 0 });
     const stream = new MediaStream();
     video.srcObject = stream;
     pc.ontrack = (e) => {

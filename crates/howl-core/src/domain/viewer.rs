@@ -98,8 +98,8 @@ impl ViewerKind {
         match self {
             ViewerKind::Moonlight(_) => true,
             ViewerKind::RtspPlayer(_) => false,
-            // Not yet: browser input over data channels is a later step.
-            ViewerKind::Browser(_) => false,
+            // The page's data channels.
+            ViewerKind::Browser(_) => true,
         }
     }
 

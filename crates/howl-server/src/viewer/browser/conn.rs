@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 
 pub(super) struct Driver {
+    /// The viewer's id, which the worker keys its held keys and buttons by.
+    pub session: u64,
     pub rtc: Rtc,
     pub video: (Mid, Pt),
     pub audio: Option<(Mid, Pt)>,
@@ -156,6 +158,30 @@ impl Driver {
         }
     }
 
+    /// One message from the page's input channels: decoded, then injected if the viewer may
+    /// control the desktop (read on every message, so a permission change applies at once),
+    /// else dropped and counted. A message that does not decode is counted and dropped.
+    fn input(&self, data: &[u8]) {
+        let events = match super::input::decode(data) {
+            Ok(e) => e,
+            Err(e) => {
+                self.stats.control_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "browser input dropped");
+                return;
+            }
+        };
+        for ev in events {
+            self.stats.input_events.fetch_add(1, Ordering::Relaxed);
+            if !self.stats.input_allowed.load(Ordering::Relaxed) {
+                self.stats.input_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if let Some(w) = self.feed.worker() {
+                w.input(self.session, ev);
+            }
+        }
+    }
+
     /// Drains the `Rtc` until its next timeout: datagrams out, events handled. An `Err` is
     /// the viewer's end.
     fn drain(&mut self, connected: &mut bool) -> Result<Instant, EndReason> {
@@ -194,6 +220,7 @@ impl Driver {
                 )) => {
                     return Err(EndReason::BrowserGone);
                 }
+                Output::Event(Event::ChannelData(d)) => self.input(&d.data),
                 Output::Event(Event::KeyframeRequest(_)) => {
                     // PLI or FIR: the browser cannot decode until the next keyframe.
                     self.feed.restart_at_keyframe();

@@ -21,6 +21,7 @@
 
 mod conn;
 pub mod demux;
+pub mod input;
 mod udp;
 
 pub use udp::WebRtcUdp;
@@ -224,6 +225,7 @@ impl Whep {
             sdp: negotiated.answer.clone(),
         };
         let driver = conn::Driver {
+            session: joined.session.0,
             rtc: negotiated.rtc,
             video: negotiated.video,
             audio: negotiated.audio,
