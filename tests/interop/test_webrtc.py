@@ -299,6 +299,8 @@ def test_browser_watches_a_lobby_over_webrtc(howl, browser):
     assert "fps" in overlay and "kbit/s" in overlay and "loss" in overlay, overlay
     answer = d.execute_script("return window.howlWatch.pc.remoteDescription.sdp")
     assert "rtp-hdrext/playout-delay" in answer, "Chromium offers the extension; it is answered"
+    # NACKs are answered from the sender's buffer, as RTX.
+    assert "rtx/90000" in answer and "nack" in answer, answer
 
     # The frame counter read from the page's video strictly increases.
     seen: list[int] = []
