@@ -271,12 +271,13 @@ def counter_now(driver) -> int | None:
     return read_counter(full)
 
 
-def open_watch(d, howl, lobby: dict, frames: int) -> None:
-    """Opens /watch/<lobby name>, signs in on the page, waits for `frames` decoded frames."""
+def open_watch(d, howl, lobby: dict, frames: int, path: str | None = None) -> None:
+    """Opens /watch/<lobby name> (or `path`), signs in on the page, waits for `frames`
+    decoded frames."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     # The page takes the token the operator UI keeps; without one it asks for it.
-    d.get(f"http://127.0.0.1:{howl.api_port}/watch/{lobby['name']}")
+    d.get(f"http://127.0.0.1:{howl.api_port}{path or '/watch/' + lobby['name']}")
     wait(d, EC.visibility_of_element_located((By.ID, "signin-token")), "the token form", howl)
     d.find_element(By.ID, "signin-token").send_keys(howl.token)
     d.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
@@ -498,3 +499,37 @@ def test_browser_input_drives_a_desktop_and_view_only_input_is_dropped(howl_fact
     assert sessions(h)[0]["id"] == sess["id"], "the same viewer all along"
     print(f"browser input on the desktop: {s0} -> {s1} -> {s2} -> {s3}; "
           f"dropped while view-only: {sessions(h)[0]['input_dropped']}")
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None,
+                    reason="Xvfb is not installed (scripts/common.sh installs it); desktops "
+                           "cannot run here")
+def test_play_starts_the_callers_own_desktop_and_a_reload_resumes_it(howl_factory, browser,
+                                                                    tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from test_desktop import desktop_howl
+    d = browser
+    h = desktop_howl(howl_factory, tmp_path)
+    app = next(a for a in h.api("GET", "/api/v1/apps")[1] if a["title"] == "Test App")
+    open_watch(d, h, {}, 30, path="/play/Test%20App?width=1024&height=768&fps=30")
+    [lobby] = h.api("GET", "/api/v1/lobbies")[1]
+    assert lobby["name"] == f"play:admin:{app['id']}", lobby
+    assert (lobby["width"], lobby["height"], lobby["stop_when_everyone_leaves"]) == \
+        (1024, 768, True), lobby
+
+    def state(pred, what):
+        return wait(d, lambda d: (lambda s: s if s and 150 < s["background"] < 230 and pred(s)
+                                  else False)(d.execute_script(DESKTOP_STATE)), what, h)
+
+    s0 = state(lambda s: True, "the test app's picture")
+    ActionChains(d).send_keys("a").perform()
+    s1 = state(lambda s: s["keysym"] == 0x61 and s["presses"] == s0["presses"] + 1,
+               "the key in the app's picture")
+    # A reload (the token stays in the tab) comes back to the same desktop, as it was.
+    d.refresh()
+    wait(d, lambda d: (d.execute_async_script(INBOUND_VIDEO) or 0) >= 30,
+         "frames after the reload", h)
+    state(lambda s: s["presses"] == s1["presses"] and s["keysym"] == 0x61,
+          "the same desktop after the reload")
+    [again] = h.api("GET", "/api/v1/lobbies")[1]
+    assert again["id"] == lobby["id"] and again["worker_pid"] == lobby["worker_pid"], again

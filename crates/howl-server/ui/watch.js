@@ -1,5 +1,7 @@
 "use strict";
-// /watch/<lobby>: one lobby in a browser over WebRTC. The page offers to receive video and
+// /watch/<lobby>: one lobby in a browser over WebRTC; /play/<app>: the caller's own instance
+// of an app (started, or resumed within its linger, by the app's WHEP endpoint; `?width=&
+// height=&fps=` choose the mode it starts in). The page offers to receive video and
 // audio, POSTs the offer to the lobby's WHEP endpoint with the API token the operator UI
 // keeps in sessionStorage (or one typed here), and shows what comes back. Leaving the page
 // DELETEs the WHEP resource so the viewer ends at once instead of by its deadline. A lost
@@ -14,6 +16,7 @@
   const $ = (id) => document.getElementById(id);
   const video = $("video");
   const status = (text) => { $("status").textContent = text; };
+  const playing = location.pathname.startsWith("/play/");
   const lobbyArg = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop() || "");
   let resource = null;
   let token = sessionStorage.getItem(TOKEN_KEY) || "";
@@ -100,13 +103,18 @@
     $("signin-token").focus();
   }
 
-  async function lobbyId() {
-    if (/^\d+$/.test(lobbyArg)) return lobbyArg;
-    const r = await fetch("/api/v1/lobbies", { headers: { Authorization: `Bearer ${token}` } });
-    if (!r.ok) throw Object.assign(new Error(await errorText(r)), { status: r.status });
-    const l = (await r.json()).find((x) => x.name === lobbyArg);
-    if (!l) throw new Error(`no lobby named ${lobbyArg}`);
-    return String(l.id);
+  // The WHEP endpoint: a lobby's (by id or name), or an app's (by id or title).
+  async function endpoint() {
+    const list = playing ? "/api/v1/apps" : "/api/v1/lobbies";
+    let id = lobbyArg;
+    if (!/^\d+$/.test(lobbyArg)) {
+      const r = await fetch(list, { headers: { Authorization: `Bearer ${token}` } });
+      if (!r.ok) throw Object.assign(new Error(await errorText(r)), { status: r.status });
+      const found = (await r.json()).find((x) => (playing ? x.title : x.name) === lobbyArg);
+      if (!found) throw new Error(`no ${playing ? "app" : "lobby"} named ${lobbyArg}`);
+      id = String(found.id);
+    }
+    return `${list}/${encodeURIComponent(id)}/whep${playing ? location.search : ""}`;
   }
 
   function leave() {
@@ -166,9 +174,9 @@
   async function watch() {
     $("signin").hidden = true;
     status("Connecting…");
-    let id;
+    let url;
     try {
-      id = await lobbyId();
+      url = await endpoint();
     } catch (e) {
       if (e.status === 401) askForToken("That token was not accepted.");
       else status(e.message);
@@ -204,7 +212,7 @@
     // address from its connectivity checks, so the offer needs no gathered candidates.
     let r;
     try {
-      r = await fetch(`/api/v1/lobbies/${encodeURIComponent(id)}/whep`, {
+      r = await fetch(url, {
         method: "POST",
         headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/sdp" },
         body: offer.sdp,

@@ -35,6 +35,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
         .routes(routes!(app_js))
         .routes(routes!(style_css))
         .routes(routes!(watch))
+        .routes(routes!(play_page))
         .routes(routes!(watch_js))
         .routes(routes!(watch_css))
 }
@@ -78,6 +79,15 @@ async fn style_css() -> Response {
     params(("lobby" = String, Path)),
     responses((status = 200, content_type = "text/html", body = String)))]
 async fn watch() -> Response {
+    asset("text/html; charset=utf-8", WATCH_HTML)
+}
+
+/// An app in the browser: the caller's own instance of it (started or resumed by
+/// `POST /api/v1/apps/{id}/whep`), on the same page as `/watch`. `app` is an app id or title.
+#[utoipa::path(get, path = "/play/{app}", tag = "web ui", security(()),
+    params(("app" = String, Path)),
+    responses((status = 200, content_type = "text/html", body = String)))]
+async fn play_page() -> Response {
     asset("text/html; charset=utf-8", WATCH_HTML)
 }
 
@@ -171,6 +181,7 @@ mod tests {
             ("/ui/app.js", "text/javascript", "use strict"),
             ("/ui/style.css", "text/css", "--accent"),
             ("/watch/7", "text/html", "watch.js"),
+            ("/play/Desktop", "text/html", "watch.js"),
             ("/ui/watch.js", "text/javascript", "use strict"),
             ("/ui/watch.css", "text/css", "#video"),
         ] {

@@ -217,6 +217,7 @@ fn authed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(streams::set_lobby_clients))
         .routes(routes!(whep::offer))
         .routes(routes!(whep::leave))
+        .routes(routes!(whep::play))
         .routes(routes!(streams::set_session_permission))
         .routes(routes!(streams::set_lobby_permission))
         .routes(routes!(streams::set_lobby_client_permission))
