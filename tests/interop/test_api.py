@@ -90,6 +90,7 @@ def test_openapi_validates_and_every_route_needs_a_token(howl):
         "/api/v1/lobbies/{id}/clients", "/api/v1/sessions/{id}/permission",
         "/api/v1/lobbies/{id}/permission", "/api/v1/lobbies/{id}/clients/{fingerprint}/permission",
         "/api/v1/workers", "/api/v1/apps", "/api/v1/apps/{id}",
+        "/api/v1/nodes",
         "/api/v1/tokens", "/api/v1/tokens/{id}",
         "/api/v1/lobbies/{id}/whep", "/api/v1/lobbies/{id}/whep/{session}",
         "/api/v1/apps/{id}/whep", "/play/{app}",
@@ -139,7 +140,8 @@ def test_tenant_tokens_are_scoped_and_validation_is_400(howl):
                                ("GET", "/api/v1/tokens", None), ("GET", "/metrics", None),
                                ("DELETE", f"/api/v1/clients/{FP}", None),
                                ("PATCH", f"/api/v1/clients/{FP}", {"name": "x"}),
-                               ("POST", "/api/v1/tokens", {"name": "x"})]:
+                               ("POST", "/api/v1/tokens", {"name": "x"}),
+                               ("GET", "/api/v1/nodes", None)]:
         st, body = howl.api(method, path, body, token=a)
         assert st == 403, (method, path, st, body)
         assert body["error"]

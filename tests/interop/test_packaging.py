@@ -567,6 +567,7 @@ def test_image_pairs_streams_runs_non_root_and_stops_cleanly(docker_env, howl_im
         assert c.inspect("{{.State.ExitCode}}") == "0", c.logs()
         assert took < SHUTDOWN_BOUND, f"docker stop took {took:.1f}s:\n{c.logs()}"
         assert "stopped" in c.logs()
+        print(f"docker stop: exit 0 in {took:.1f}s (bound {SHUTDOWN_BOUND:.0f}s)")
 
         # A new container on the same volume (what an image upgrade is) keeps the pairing.
         c.remove()

@@ -138,6 +138,15 @@ pub struct Config {
     /// Stream encryption for every other client address; values as for
     /// `encryption_loopback`.
     pub encryption_wan: EncryptionMode,
+    /// Admission control: the most producers (private launches, lobbies, app shares for RTSP
+    /// players) running at once; one more is refused at once with a reason that names this
+    /// key (the client's launch error, RTSP 503, API 409) instead of degrading every stream.
+    /// Joining a running lobby or app share is always admitted. 0: unlimited.
+    pub max_producers: u32,
+    /// Admission control: the most video encoder sessions at once (a consumer NVIDIA GPU
+    /// allows 8 NVENC sessions). Every producer holds one from its admission to its stop, so
+    /// today the smaller of this and `max_producers` applies. 0: unlimited.
+    pub max_encoder_sessions: u32,
     /// Apps besides the built-in "Test Pattern" (and "Desktop").
     pub apps: Vec<AppConfig>,
 }
@@ -189,6 +198,8 @@ impl Default for Config {
             encryption_loopback: EncryptionMode::Preferred,
             encryption_lan: EncryptionMode::Preferred,
             encryption_wan: EncryptionMode::Preferred,
+            max_producers: 0,
+            max_encoder_sessions: 0,
             apps: Vec::new(),
         }
     }
@@ -275,6 +286,8 @@ const ENV_KEYS: &[&str] = &[
     "encryption_loopback",
     "encryption_lan",
     "encryption_wan",
+    "max_producers",
+    "max_encoder_sessions",
 ];
 
 /// `HOWL_*` variables that are not configuration keys and still belong to howl or its own
@@ -474,6 +487,14 @@ impl Config {
             loopback: self.encryption_loopback,
             lan: self.encryption_lan,
             wan: self.encryption_wan,
+        }
+    }
+    /// The two admission keys as the domain's limits (0: none).
+    pub fn admission(&self) -> howl_core::domain::Admission {
+        let limit = |n: u32| (n > 0).then_some(n);
+        howl_core::domain::Admission {
+            max_producers: limit(self.max_producers),
+            max_encoder_sessions: limit(self.max_encoder_sessions),
         }
     }
     pub fn shutdown_deadline(&self) -> Duration {
@@ -725,6 +746,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("preferred"), "{e}");
+    }
+
+    #[test]
+    fn admission_limits_default_to_none_and_come_from_the_file_and_the_environment() {
+        use howl_core::domain::Admission;
+        let c = Config::load(None, [], &[]).unwrap();
+        assert_eq!(c.admission(), Admission::default());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("howl.toml");
+        std::fs::write(&p, "max_producers = 8\nmax_encoder_sessions = 3\n").unwrap();
+        let c = Config::load(Some(&p), [], &[]).unwrap();
+        assert_eq!(
+            c.admission(),
+            Admission {
+                max_producers: Some(8),
+                max_encoder_sessions: Some(3)
+            }
+        );
+        // The environment wins over the file; 0 is unlimited.
+        let env = [
+            ("HOWL_MAX_PRODUCERS".to_owned(), "2".to_owned()),
+            ("HOWL_MAX_ENCODER_SESSIONS".to_owned(), "0".to_owned()),
+        ];
+        let c = Config::load(Some(&p), env, &[]).unwrap();
+        assert_eq!(
+            c.admission(),
+            Admission {
+                max_producers: Some(2),
+                max_encoder_sessions: None
+            }
+        );
+        let e = Config::load(None, [("HOWL_MAX_PRODUCERS".into(), "-1".into())], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HOWL_"), "{e}");
     }
 
     #[test]

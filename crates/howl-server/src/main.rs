@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Sessions(args)) => runtime.block_on(cli::commands::sessions(args)),
         Some(cli::Command::Lobbies(args)) => runtime.block_on(cli::commands::lobbies(args)),
         Some(cli::Command::Clients(args)) => runtime.block_on(cli::commands::clients(args)),
+        Some(cli::Command::Nodes(args)) => runtime.block_on(cli::nodes::nodes(args)),
     };
     // Never wait on stragglers at exit: shutdown already had its deadline.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
@@ -103,6 +104,12 @@ async fn run_serve(args: cli::ServeArgs) -> Result<(), String> {
     }
     if let Some(m) = args.encryption_wan {
         cfg.encryption_wan = m;
+    }
+    if let Some(n) = args.max_producers {
+        cfg.max_producers = n;
+    }
+    if let Some(n) = args.max_encoder_sessions {
+        cfg.max_encoder_sessions = n;
     }
     if let Some(secs) = args.shutdown_deadline_secs {
         cfg.shutdown_deadline_secs = secs;

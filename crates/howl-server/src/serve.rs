@@ -235,6 +235,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             events: events.clone(),
             encryption: cfg.encryption_policy(),
             player_defaults: crate::viewer::rtsp_player::PlayerDefaults::default(),
+            admission: cfg.admission(),
         },
         enet_host.sender(),
         enet_events,

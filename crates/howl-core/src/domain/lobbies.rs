@@ -35,6 +35,8 @@ impl Domain {
             slices_per_frame: 1,
         };
         params.validate()?;
+        // After every check of the request itself: a malformed one is told what is wrong.
+        self.admit(AdmissionPath::Lobby, false)?;
         let idle_timeout = req.idle_timeout.max(MIN_LOBBY_IDLE);
         let policy = if req.stop_when_everyone_leaves {
             StopPolicy::WhenEmpty {

@@ -31,6 +31,9 @@
 //!    drain again. After `handle_timeout(now)` nothing is left whose deadline is at or before
 //!    `now`.
 //!
+//! Admission control ([`Admission`], in [`Settings`]) is decided inside the requests: one that
+//! would start a producer past a limit returns [`Refusal::AtCapacity`] and queues nothing.
+//!
 //! Ids ([`ViewerId`], [`ProducerId`], [`WorkerId`]) come from counters inside, so a run is a
 //! pure function of its inputs; the tests replay them with a virtual clock.
 //!
@@ -46,6 +49,7 @@
 //!     moonlight: MoonlightTimeouts { rtsp: secs(20), connect: secs(10), control_silence: secs(10) },
 //!     codecs: CodecSupport { h264: true, hevc: false, av1: false, hdr: false, yuv444: false },
 //!     player_defaults: PlayerDefaults::default(),
+//!     admission: Admission::default(),
 //! });
 //! let app = App {
 //!     id: 1,
@@ -85,6 +89,7 @@
 //! like [`Domain::player_join`]. Producers, stop policies, end paths, events and the tick stay
 //! as they are; the server side adds one driver module.
 
+mod admission;
 mod browsers;
 mod lobbies;
 mod moonlight;
@@ -100,6 +105,7 @@ mod tests;
 mod viewer;
 mod workers;
 
+pub use admission::{Admission, AdmissionPath, Limit};
 pub use permissions::{LobbyPermissions, Permission, permission_of};
 pub use producer::{Lobby, Producer, ProducerKind, StopPolicy, WorkerState, source_of};
 pub use refusal::{Fault, Refusal};
@@ -164,6 +170,8 @@ pub struct Settings {
     pub codecs: CodecSupport,
     /// How an app share runs unless its first player's URL says otherwise.
     pub player_defaults: PlayerDefaults,
+    /// How many producers may run at once (admission control; unlimited by default).
+    pub admission: Admission,
 }
 
 /// How an `/app/` producer for players runs unless its first player's URL says otherwise.
@@ -303,6 +311,8 @@ pub struct Domain {
     ended: BTreeMap<&'static str, u64>,
     /// Set by [`Domain::shutdown`]: nothing new starts after it.
     shutting_down: bool,
+    /// Requests refused by admission control since start, by path.
+    refused: BTreeMap<AdmissionPath, u64>,
 }
 
 impl Domain {
@@ -316,6 +326,7 @@ impl Domain {
             outbox: VecDeque::new(),
             ended: BTreeMap::new(),
             shutting_down: false,
+            refused: BTreeMap::new(),
         }
     }
 

@@ -20,7 +20,10 @@ impl Domain {
         }
         let app = req.app.ok_or(Refusal::UnknownApp(req.app_id))?;
         streamable(&app)?;
-        if let Some(old) = self.private_of(&req.client) {
+        let old = self.private_of(&req.client);
+        // Decided before the old app stops: a refused launch leaves everything as it was.
+        self.admit(AdmissionPath::Launch, old.is_some())?;
+        if let Some(old) = old {
             self.stop_producer(old, EndReason::ClientQuit);
         }
         let id = self.producer_id();

@@ -49,6 +49,7 @@ impl Domain {
                         let params = self.app_share_params(app, video);
                         params.validate()?;
                         check_carries(&kind(params.codec), params.codec)?;
+                        self.admit(AdmissionPath::Player, false)?;
                         self.start_app_share(now, app.clone(), params)
                     }
                 };

@@ -9,6 +9,8 @@
 //! - one private producer per client, one app share per app, one Moonlight stream per client
 //!   and producer;
 //! - after shutdown nothing is left, and every worker started was stopped or reported gone;
+//! - admission control: producers never exceed the configured limits, and a request it
+//!   refuses queues nothing;
 //! - every live viewer's permission is the rule's answer ([`permission_of`]) and the driver
 //!   was told exactly that last; an RTSP player never controls.
 
@@ -212,8 +214,12 @@ impl Model {
     }
 
     fn at(t0: Instant) -> Self {
+        Self::with(t0, settings())
+    }
+
+    fn with(t0: Instant, settings: Settings) -> Self {
         Self {
-            d: Domain::new(settings()),
+            d: Domain::new(settings),
             now: t0,
             viewers: Vec::new(),
             ends: BTreeMap::new(),
@@ -241,7 +247,7 @@ impl Model {
         let now = self.now;
         match *op {
             Op::Launch { client, app: a } => {
-                let _ = self.d.launch(
+                let r = self.d.launch(
                     now,
                     LaunchRequest {
                         client: CLIENTS[client].into(),
@@ -250,10 +256,11 @@ impl Model {
                         mode: None,
                     },
                 );
+                self.admitted(r);
             }
             Op::JoinLobby { client, lobby } => {
                 let app_id = self.lobby_app_id(lobby);
-                let _ = self.d.launch(
+                let r = self.d.launch(
                     now,
                     LaunchRequest {
                         client: CLIENTS[client].into(),
@@ -262,9 +269,11 @@ impl Model {
                         mode: Some((1280, 720, 60)),
                     },
                 );
+                self.admitted(r);
             }
             Op::Resume { client } => {
-                let _ = self.d.resume(now, CLIENTS[client]);
+                let r = self.d.resume(now, CLIENTS[client]);
+                self.admitted(r);
             }
             Op::Cancel { client } => {
                 self.d.cancel(now, CLIENTS[client]);
@@ -319,7 +328,8 @@ impl Model {
                     },
                 };
                 let target = app_target(&app(a, &format!("App{a}")), video);
-                let _ = self.d.player_join(now, player(target));
+                let r = self.d.player_join(now, player(target));
+                self.admitted(r);
             }
             Op::PlayerLobby { lobby, tenant } => {
                 let mut req = player(PlayerTarget::Lobby {
@@ -328,7 +338,8 @@ impl Model {
                 if let Some(t) = tenant {
                     req.principal = Principal::Tenant(t);
                 }
-                let _ = self.d.player_join(now, req);
+                let r = self.d.player_join(now, req);
+                self.admitted(r);
             }
             Op::PlayerDeadline { viewer, secs } => {
                 if let Some(v) = self.pick(viewer) {
@@ -363,7 +374,7 @@ impl Model {
                 idle,
                 owner,
             } => {
-                let _ = self.d.create_lobby(
+                let r = self.d.create_lobby(
                     now,
                     LobbyRequest {
                         stop_when_everyone_leaves: when_empty,
@@ -372,6 +383,7 @@ impl Model {
                         ..lobby_req(&format!("L{lobby}"))
                     },
                 );
+                self.admitted(r);
             }
             Op::StopLobby { lobby } => {
                 if let Some(id) = self.d.lobby_named(&format!("L{lobby}")).map(|p| p.id) {
@@ -450,7 +462,7 @@ impl Model {
                 }
             }
             Op::CreateViewOnlyLobby { lobby, creator } => {
-                let _ = self.d.create_lobby(
+                let r = self.d.create_lobby(
                     now,
                     LobbyRequest {
                         permissions: LobbyPermissions {
@@ -461,10 +473,23 @@ impl Model {
                         ..lobby_req(&format!("L{lobby}"))
                     },
                 );
+                self.admitted(r);
             }
         }
         self.drain();
         self.check();
+    }
+
+    /// A request's answer: a refusal by admission control queued nothing (no worker, no
+    /// viewer, no event; the outbox is empty before each input).
+    fn admitted<T>(&mut self, r: Result<T, Refusal>) {
+        if let Err(refusal @ Refusal::AtCapacity { .. }) = r {
+            assert_eq!(
+                self.d.poll_action(),
+                None,
+                "{refusal} half-started something"
+            );
+        }
     }
 
     /// Executes the actions as far as the invariants care.
@@ -530,6 +555,16 @@ impl Model {
             if p.private_client().is_some() && v.permission_override.is_none() {
                 assert_eq!(v.permission, Permission::Control, "a launch's client views");
             }
+        }
+        let limits = d.settings().admission;
+        for max in [limits.max_producers, limits.max_encoder_sessions]
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                d.producers_in_use() <= max,
+                "past the admission limit {max}"
+            );
         }
         let mut private = BTreeSet::new();
         let mut shares = BTreeSet::new();
@@ -624,6 +659,24 @@ proptest! {
     #[test]
     fn invariants_hold_over_random_input_sequences(ops in prop::collection::vec(op(), 1..80)) {
         let mut m = Model::new();
+        for op in &ops {
+            m.apply(op);
+        }
+        m.finish();
+    }
+
+    /// Admission control: with limits, producers (and so encoder sessions) never exceed them
+    /// after any input, a refusal queues nothing (see `Model::admitted`), and every other
+    /// invariant holds as without limits.
+    #[test]
+    fn producers_never_exceed_the_admission_limits(
+        ops in prop::collection::vec(op(), 1..80),
+        max_producers in prop::option::of(1..4u32),
+        max_encoder_sessions in prop::option::of(1..4u32),
+    ) {
+        let t0 = Model::new().now;
+        let admission = Admission { max_producers, max_encoder_sessions };
+        let mut m = Model::with(t0, Settings { admission, ..settings() });
         for op in &ops {
             m.apply(op);
         }

@@ -1,6 +1,6 @@
 //! Why a request was refused, sorted by who is at fault.
 
-use super::{Codec, MAX_LOBBY_NAME, ProducerId, ViewerId};
+use super::{Codec, Limit, MAX_LOBBY_NAME, ProducerId, ViewerId};
 use howl_media::protocol::ParamsError;
 
 /// Who is at fault for a refusal, and so how an edge reports it.
@@ -75,6 +75,13 @@ pub enum Refusal {
     NotStarted,
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// Admission control: one more producer would exceed a configured limit (nothing was
+    /// started; joining a running stream is still possible).
+    #[error(
+        "the host is at capacity: all {max} {} are in use ({} = {max}); try again when a stream ends",
+        .limit.counts(), .limit.key()
+    )]
+    AtCapacity { limit: Limit, max: u32 },
 }
 
 impl Refusal {
@@ -98,7 +105,8 @@ impl Refusal {
             | Refusal::NotStreamable(_)
             | Refusal::CodecNotCarried { .. }
             | Refusal::NotStarted
-            | Refusal::ShuttingDown => Fault::Unavailable,
+            | Refusal::ShuttingDown
+            | Refusal::AtCapacity { .. } => Fault::Unavailable,
         }
     }
 }

@@ -81,6 +81,9 @@ fn render_status(status: &Value, server: Option<&ServerView>, addr: SocketAddr) 
     }
     rows.push(("workers", workers));
     rows.push(("viewers", num(engine, "viewers")));
+    if let Some(p) = admission(&engine["admission"]) {
+        rows.push(("producers", p));
+    }
     rows.push(("frames sent", num(engine, "frames_sent")));
     let mut dropped = num(engine, "frames_dropped");
     let by_reason = reasons(&engine["frames_dropped_by_reason"]);
@@ -103,6 +106,32 @@ fn render_status(status: &Value, server: Option<&ServerView>, addr: SocketAddr) 
         out.push_str(&format!("  {k:<width$}  {v}\n"));
     }
     out
+}
+
+/// `engine.admission` as "2 of 2 (max_producers), refused: launch 1": producers in use against
+/// the smaller limit, and the refusals that happened; `None` from a server without it.
+fn admission(a: &Value) -> Option<String> {
+    let producers = a.get("producers")?.as_u64()?;
+    let limits = [
+        ("max_producers", a["max_producers"].as_u64().unwrap_or(0)),
+        (
+            "max_encoder_sessions",
+            a["max_encoder_sessions"].as_u64().unwrap_or(0),
+        ),
+    ];
+    let mut out = match limits
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .min_by_key(|(_, n)| *n)
+    {
+        Some((key, max)) => format!("{producers} of {max} ({key})"),
+        None => format!("{producers} (no limit)"),
+    };
+    let refused = reasons(&a["refused"]);
+    if !refused.is_empty() {
+        out.push_str(&format!(", refused: {refused}"));
+    }
+    Some(out)
 }
 
 /// `{"a": 2, "b": 0}` as "a 2", skipping zeroes: the reasons that actually happened.
@@ -750,9 +779,15 @@ mod tests {
             "sessions": 2, "lobbies": 1, "workers": 3, "workers_starting": 1, "viewers": 4,
             "frames_sent": 100, "frames_dropped": 5,
             "frames_dropped_by_reason": {"queue_full": 5, "other": 0},
-            "sessions_ended": {"client_quit": 2}}});
+            "sessions_ended": {"client_quit": 2},
+            "admission": {"max_producers": 2, "max_encoder_sessions": 0, "producers": 2,
+                "encoder_sessions": 2, "refused": {"launch": 1, "lobby": 0, "player": 0}}}});
         let addr: SocketAddr = "127.0.0.1:47990".parse().expect("addr");
         let out = render_status(&status, None, addr);
+        assert!(
+            out.contains("producers       2 of 2 (max_producers), refused: launch 1"),
+            "{out}"
+        );
         assert!(out.starts_with("howl 0.1.0 at 127.0.0.1:47990\n"), "{out}");
         assert!(out.contains("workers         3 (1 starting)"), "{out}");
         assert!(out.contains("frames dropped  5 (queue_full 5)"), "{out}");

@@ -4,6 +4,7 @@ pub mod api;
 pub mod apiclient;
 pub mod commands;
 pub mod format;
+pub mod nodes;
 pub mod table;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 ///
 /// The other commands talk to a running server through its management API (address from
 /// --api, token from <state-dir>/api-token): `howl status`, `howl sessions`, `howl lobbies`,
-/// `howl clients`. Each takes --json for scripts.
+/// `howl clients`, `howl nodes`. Each takes --json for scripts.
 ///
 /// The same API serves a web UI at http://127.0.0.1:47990/ (sign in with the token), live
 /// events at /api/v1/events, Prometheus metrics at /metrics and its OpenAPI document at
@@ -59,6 +60,10 @@ pub enum Command {
         after_help = "Example:\n  howl clients\n  howl clients --json\n  howl clients unpair 3f2a9c41"
     )]
     Clients(ClientsArgs),
+    /// List the nodes that run producers (today the built-in local one), with their use
+    /// against `max_producers` and `max_encoder_sessions`.
+    #[command(after_help = "Example:\n  howl nodes\n  howl nodes --json")]
+    Nodes(NodesArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -119,6 +124,15 @@ pub struct ServeArgs {
     /// preferred or required. [default: preferred]
     #[arg(long, value_name = "MODE")]
     pub encryption_wan: Option<howl_core::encryption::EncryptionMode>,
+    /// The most producers (private launches, lobbies, app shares) at once; one more is
+    /// refused with a reason the client sees (overrides `max_producers`; 0: unlimited).
+    /// [default: 0]
+    #[arg(long, value_name = "N")]
+    pub max_producers: Option<u32>,
+    /// The most video encoder sessions at once, one per producer (overrides
+    /// `max_encoder_sessions`; 0: unlimited). [default: 0]
+    #[arg(long, value_name = "N")]
+    pub max_encoder_sessions: Option<u32>,
 }
 
 /// Every environment variable the command line reads (`HOWL_CONFIG`, `HOWL_STATE_DIR`, ...),
@@ -336,6 +350,12 @@ pub struct LobbyCreateArgs {
 }
 
 #[derive(Debug, Args, Clone)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+#[derive(Debug, Args, Clone)]
 pub struct ClientsArgs {
     #[command(subcommand)]
     pub action: Option<ClientsAction>,
@@ -377,6 +397,55 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every `howl <command> [<action>]` that README.md and docs/ name is one the CLI has.
+    #[test]
+    fn every_command_the_docs_name_exists() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let mut files = vec![std::path::PathBuf::from(format!("{root}/README.md"))];
+        for e in std::fs::read_dir(format!("{root}/docs")).expect("docs/") {
+            let path = e.expect("docs/ entry").path();
+            if path.extension().is_some_and(|x| x == "md") {
+                files.push(path);
+            }
+        }
+        let cli = Cli::command();
+        let mut checked = 0;
+        for f in &files {
+            let text = std::fs::read_to_string(f).expect("doc");
+            for (i, span) in text.split('`').enumerate() {
+                let mut words = span.split_whitespace();
+                if i % 2 == 0 || words.next() != Some("howl") {
+                    continue;
+                }
+                let Some(name) = words.next().filter(|w| w.starts_with(char::is_alphabetic)) else {
+                    continue;
+                };
+                let cmd = cli.find_subcommand(name).unwrap_or_else(|| {
+                    panic!(
+                        "{} names `{span}`: howl has no command {name:?}",
+                        f.display()
+                    )
+                });
+                // A second word names an action where the command has actions.
+                if cmd.has_subcommands()
+                    && let Some(action) =
+                        words.next().filter(|w| w.starts_with(char::is_alphabetic))
+                {
+                    assert!(
+                        cmd.find_subcommand(action).is_some(),
+                        "{} names `{span}`: `howl {name}` has no action {action:?}",
+                        f.display()
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 10,
+            "only {checked} commands found in the docs: is the scan broken?"
+        );
+    }
+
     #[test]
     fn client_options_work_after_the_action() {
         let Command::Sessions(s) =
@@ -397,6 +466,10 @@ mod tests {
             panic!("not clients");
         };
         assert!(c.action.is_none() && c.list.json);
+        let Command::Nodes(n) = parse(&["howl", "nodes", "--json", "--api", "127.0.0.1:9"]) else {
+            panic!("not nodes");
+        };
+        assert!(n.list.json && n.list.client.api.port() == 9);
         assert_eq!(
             c.list.client.state_dir.as_deref(),
             Some(std::path::Path::new("/x"))

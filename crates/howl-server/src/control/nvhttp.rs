@@ -245,7 +245,9 @@ impl NvHttp {
         match self.engine.launch(req.app_id, app, input).await {
             Ok(url) => xml(LaunchResponse { session_url: url }.to_xml()),
             Err(e) => {
-                tracing::warn!(client = %short(fp), error = %e, "launch failed");
+                if !e.at_capacity() {
+                    tracing::warn!(client = %short(fp), error = %e, "launch failed");
+                }
                 xml(ErrorResponse::launch_failed(e.status_code(), e.to_string()).to_xml())
             }
         }

@@ -6,7 +6,7 @@ use super::{Engine, Viewer, random_bytes};
 use crate::data::enet::{EnetCommand, PeerId};
 use crate::viewer::moonlight::{ControlLink, MediaKind, Moonlight};
 use crate::viewer::{ViewerKind, ViewerStats};
-use howl_core::domain::{AnnouncedStream, Fault, LaunchRequest, Refusal};
+use howl_core::domain::{AdmissionPath, AnnouncedStream, Fault, LaunchRequest, Refusal};
 use howl_core::encryption::{EncryptionDecision, EncryptionRefusal};
 use howl_core::{App, EndReason, SessionId};
 use howl_proto::rtsp::{
@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 /// Why `/launch` or `/resume` failed; the status code is what clients are told.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    /// A lifecycle rule said no (unknown app, not a member, wrong mode, nothing to resume).
+    /// A lifecycle rule said no (unknown app, not a member, wrong mode, nothing to resume,
+    /// admission control).
     #[error("{0}")]
     Refused(#[from] Refusal),
     /// The encryption policy for the client's network refuses this client.
@@ -36,6 +37,11 @@ pub enum LaunchError {
 }
 
 impl LaunchError {
+    /// Refused by admission control (logged by the engine already).
+    pub fn at_capacity(&self) -> bool {
+        matches!(self, LaunchError::Refused(Refusal::AtCapacity { .. }))
+    }
+
     pub fn status_code(&self) -> i64 {
         match self {
             LaunchError::Refused(r) => match r.fault() {
@@ -151,15 +157,21 @@ impl Engine {
         now: Instant,
     ) -> Result<String, LaunchError> {
         let encryption = self.encryption_for(&input)?;
-        let id = self.domain.launch(
-            now,
-            LaunchRequest {
-                client: input.client.clone(),
-                app_id,
-                app,
-                mode: input.mode,
-            },
-        )?;
+        let id = self
+            .domain
+            .launch(
+                now,
+                LaunchRequest {
+                    client: input.client.clone(),
+                    app_id,
+                    app,
+                    mode: input.mode,
+                },
+            )
+            .inspect_err(|r| {
+                let who = crate::domain::short(&input.client).to_string();
+                super::log_refusal(AdmissionPath::Launch, &who, r);
+            })?;
         tracing::info!(client = %crate::domain::short(&input.client), peer = %input.peer_ip,
             app_id, session = %id, "launch");
         self.open_moonlight(id, input, encryption, now)

@@ -4,7 +4,9 @@
 
 use super::{Engine, LobbyView};
 use howl_core::App;
-use howl_core::domain::{LobbyPermissions, LobbyRequest, Permission, ProducerId, Refusal};
+use howl_core::domain::{
+    AdmissionPath, LobbyPermissions, LobbyRequest, Permission, ProducerId, Refusal,
+};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -82,6 +84,10 @@ pub enum LobbyError {
     Exists(String),
     #[error("no lobby with id {0}")]
     NotFound(u64),
+    /// Admission control: another producer would pass `max_producers` or
+    /// `max_encoder_sessions` (the text names which).
+    #[error("{0}")]
+    AtCapacity(String),
     #[error("the streaming engine did not answer in time")]
     Unavailable,
 }
@@ -92,6 +98,7 @@ impl From<Refusal> for LobbyError {
             Refusal::LobbyExists(name) => LobbyError::Exists(name),
             Refusal::NoLobby(id) => LobbyError::NotFound(id.0),
             Refusal::ShuttingDown => LobbyError::Unavailable,
+            r @ Refusal::AtCapacity { .. } => LobbyError::AtCapacity(r.to_string()),
             other => LobbyError::Invalid(other.to_string()),
         }
     }
@@ -104,6 +111,7 @@ impl Engine {
         app: Option<App>,
         now: Instant,
     ) -> Result<LobbyView, LobbyError> {
+        let name = spec.name.clone();
         let id = self.domain.create_lobby(
             now,
             LobbyRequest {
@@ -125,7 +133,8 @@ impl Engine {
                 },
                 owner: spec.owner,
             },
-        )?;
+        );
+        let id = id.inspect_err(|r| super::log_refusal(AdmissionPath::Lobby, &name, r))?;
         tracing::info!(lobby = %id, "lobby created");
         self.lobby_view(id)
     }

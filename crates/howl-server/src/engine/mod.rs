@@ -43,7 +43,7 @@ use crate::viewer::rtsp_player::{PlayerEngine, PlayerJoin, PlayerJoined, PlayerR
 use crate::viewer::{ViewerKind, ViewerStats};
 use crate::worker::Worker;
 use futures_util::future::BoxFuture;
-use howl_core::domain::{Action, Domain, Permission, ProducerId, Refusal, WorkerId};
+use howl_core::domain::{Action, AdmissionPath, Domain, Permission, ProducerId, Refusal, WorkerId};
 use howl_core::routing::Router;
 use howl_core::{App, EndReason, SessionId};
 use howl_proto::rtsp::{Request, Response, StreamPorts};
@@ -99,6 +99,8 @@ pub struct EngineSettings {
     pub encryption: howl_core::encryption::EncryptionPolicy,
     /// How an `/app/` producer for RTSP players runs unless its first player asks otherwise.
     pub player_defaults: crate::viewer::rtsp_player::PlayerDefaults,
+    /// How many producers may run at once (`max_producers`, `max_encoder_sessions`).
+    pub admission: howl_core::domain::Admission,
 }
 
 /// One command: a closure the actor runs on the engine with its current time.
@@ -527,6 +529,7 @@ pub fn spawn(
         },
         codecs: settings.codecs,
         player_defaults: settings.player_defaults,
+        admission: settings.admission,
     });
     let mut engine = Engine {
         settings,
@@ -589,4 +592,14 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     // for routing because registration refuses clashes.
     let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut b);
     b
+}
+
+/// Logs an admission refusal once, here where the engine sees it with its context; the edges
+/// answer it (NVHTTP's launch error, RTSP 503, API 409) without logging it again, and the
+/// domain counts it (`howl_admission_refused_total`).
+fn log_refusal(path: AdmissionPath, who: &str, refusal: &Refusal) {
+    if let Refusal::AtCapacity { limit, max } = refusal {
+        tracing::warn!(path = path.name(), who, limit = limit.key(), max, reason = %refusal,
+            "admission refused: no new producer");
+    }
 }

@@ -7,7 +7,7 @@ use crate::domain::auth::Principal;
 use crate::viewer::rtsp_player::{self, PlayerJoin, PlayerJoined, PlayerRefusal, PlayerViewer};
 use crate::viewer::{ViewerKind, ViewerStats};
 use howl_core::EndReason;
-use howl_core::domain::{self, Fault, PlayerRequest, PlayerTarget, Refusal};
+use howl_core::domain::{self, AdmissionPath, Fault, PlayerRequest, PlayerTarget, Refusal};
 use howl_proto::player::StreamTarget;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 impl From<Refusal> for PlayerRefusal {
     fn from(r: Refusal) -> Self {
+        if let Refusal::AtCapacity { .. } = r {
+            return PlayerRefusal::AtCapacity(r.to_string());
+        }
         match r.fault() {
             Fault::NotFound | Fault::Forbidden => PlayerRefusal::NotFound,
             Fault::BadRequest | Fault::Conflict => PlayerRefusal::BadRequest(r.to_string()),
@@ -42,6 +45,7 @@ impl Engine {
             StreamTarget::Lobby { name } => PlayerTarget::Lobby { name },
             StreamTarget::App { name, video } => PlayerTarget::App { name, app, video },
         };
+        let label = format!("rtsp:{}@{peer}", principal.label());
         let id = self.domain.player_join(
             now,
             PlayerRequest {
@@ -50,10 +54,11 @@ impl Engine {
                     Principal::Admin => domain::Principal::Admin,
                     Principal::Tenant { id, .. } => domain::Principal::Tenant(*id),
                 },
-                label: format!("rtsp:{}@{peer}", principal.label()),
+                label: label.clone(),
                 deadline: link.deadline(),
             },
-        )?;
+        );
+        let id = id.inspect_err(|r| super::log_refusal(AdmissionPath::Player, &label, r))?;
         let joined = self.player_joined(id, link);
         if joined.is_err() {
             // The domain took it but the driver cannot serve it: end it the one way.

@@ -106,6 +106,23 @@ pub struct EngineCounters {
     pub sources_down: usize,
     pub source_losses: u64,
     pub source_recoveries: u64,
+    /// Admission control: the limits, what they count now, and the refusals.
+    pub admission: AdmissionCounters,
+}
+
+/// Admission control as `/api/v1/status` shows it (`engine.admission`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AdmissionCounters {
+    /// `max_producers` (0: unlimited).
+    pub max_producers: u32,
+    /// `max_encoder_sessions` (0: unlimited).
+    pub max_encoder_sessions: u32,
+    /// Producers running now (private launches, lobbies, app shares).
+    pub producers: u32,
+    /// Encoder sessions held now (one per producer).
+    pub encoder_sessions: u32,
+    /// Requests refused since start, by path (`launch`, `lobby`, `player`; zero included).
+    pub refused: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// Live figures of the RTSP egress (issue 9).
@@ -239,6 +256,7 @@ impl Engine {
                 .count(),
             source_losses: self.source_losses.load(Ordering::Relaxed),
             source_recoveries: self.source_recoveries.load(Ordering::Relaxed),
+            admission: self.admission_counters(),
             // Cleared whenever a trim is scheduled, set when it is done.
             heap_trimmed_since_idle: producers().next().is_none()
                 && self.trimmed_idle.load(Ordering::Relaxed),
@@ -256,6 +274,21 @@ impl Engine {
             c.frames_unwatched += w.stats.video_unwatched.load(Ordering::Relaxed);
         }
         c
+    }
+
+    fn admission_counters(&self) -> AdmissionCounters {
+        let limits = self.domain.settings().admission;
+        AdmissionCounters {
+            max_producers: limits.max_producers.unwrap_or(0),
+            max_encoder_sessions: limits.max_encoder_sessions.unwrap_or(0),
+            producers: self.domain.producers_in_use(),
+            encoder_sessions: self.domain.encoder_sessions_in_use(),
+            refused: self
+                .domain
+                .admission_refused()
+                .map(|(path, n)| (path.name(), n))
+                .collect(),
+        }
     }
 
     /// A producer's running worker.

@@ -1,6 +1,7 @@
 //! Every lifecycle rule, with a virtual clock: each test feeds inputs as a driver would and
 //! checks the actions that come out. One file per subject; the harness is here.
 
+mod admission;
 mod browsers;
 mod ends;
 mod lobbies;
@@ -34,6 +35,7 @@ pub(super) fn settings() -> Settings {
             yuv444: false,
         },
         player_defaults: PlayerDefaults::default(),
+        admission: Admission::default(),
     }
 }
 

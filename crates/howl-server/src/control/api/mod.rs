@@ -29,8 +29,11 @@ use utoipa_axum::routes;
 
 mod apps;
 mod clients;
+#[cfg(test)]
+mod docs_check;
 mod events;
 mod metrics;
+mod nodes;
 mod streams;
 mod tenants;
 pub mod unix;
@@ -38,6 +41,7 @@ mod whep;
 
 pub use clients::{ClientView, PinAccepted};
 pub use events::EVENT_STREAM_LIFETIME;
+pub use nodes::NodeView;
 
 /// Shared state of the API handlers.
 #[derive(Clone)]
@@ -97,7 +101,7 @@ impl From<LobbyError> for ApiError {
     fn from(e: LobbyError) -> Self {
         match e {
             LobbyError::Invalid(m) => ApiError::BadRequest(m),
-            LobbyError::Exists(_) => ApiError::Conflict(e.to_string()),
+            LobbyError::Exists(_) | LobbyError::AtCapacity(_) => ApiError::Conflict(e.to_string()),
             LobbyError::NotFound(_) => ApiError::NotFound(e.to_string()),
             LobbyError::Unavailable => ApiError::Unavailable(e.to_string()),
         }
@@ -222,6 +226,7 @@ fn authed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(streams::set_lobby_permission))
         .routes(routes!(streams::set_lobby_client_permission))
         .routes(routes!(streams::workers))
+        .routes(routes!(nodes::nodes))
         .routes(routes!(apps::list_apps, apps::create_app))
         .routes(routes!(apps::get_app, apps::update_app, apps::delete_app))
         .routes(routes!(tenants::list_tokens, tenants::create_token))

@@ -198,6 +198,8 @@ pub async fn lobbies(
 }
 
 /// Creates a shared lobby: one producer that paired clients join from their app list.
+/// 409 when the name is taken, or when admission control refuses one more producer
+/// (`max_producers`, `max_encoder_sessions`; the error names the limit).
 #[utoipa::path(post, path = "/api/v1/lobbies", request_body = LobbySpec,
     responses((status = 201, body = LobbyView), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody)))]

@@ -278,6 +278,8 @@ mod tests {
         };
         engine.frames_dropped_by_reason.insert("lagged", 2);
         engine.sessions_ended.insert("client_quit".into(), 4);
+        engine.admission.refused.insert("launch", 3);
+        engine.admission.refused.insert("player", 0);
         engine.rtsp.players = 2;
         engine
             .rtsp
@@ -343,6 +345,8 @@ mod tests {
             "howl_frames_unwatched_total 0",
             "howl_max_video_queue_depth 0",
             "howl_sessions_ended_total{reason=\"client_quit\"} 4",
+            "howl_admission_refused_total{path=\"launch\"} 3",
+            "howl_admission_refused_total{path=\"player\"} 0",
             "howl_rtsp_players 2",
             "howl_rtsp_players_by_path{path=\"/app/Test Pattern\"} 2",
             "howl_rtsp_packets_sent_total 77",

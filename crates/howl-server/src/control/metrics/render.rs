@@ -224,6 +224,17 @@ impl Collector for Snapshot {
         )?;
         family(
             enc,
+            "howl_admission_refused",
+            "Requests refused by admission control (max_producers, max_encoder_sessions), by path",
+            None,
+            MetricType::Counter,
+            e.admission
+                .refused
+                .iter()
+                .map(|(p, n)| ([("path", Esc(p))], ConstCounter::new(*n))),
+        )?;
+        family(
+            enc,
             "howl_sessions_ended",
             "Sessions ended, by reason",
             None,

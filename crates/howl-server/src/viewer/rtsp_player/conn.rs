@@ -3,8 +3,9 @@
 
 use super::udp::RouteGuard;
 use super::{
-    DESCRIBE_DEADLINE, PlayerContext, PlayerJoin, PlayerLink, READ_CHUNK, RTCP_QUEUE_CAPACITY,
-    SENDER_REPORT_INTERVAL, WRITE_DEADLINE, end_reason, principal_of, random_bytes, random_rtp,
+    DESCRIBE_DEADLINE, PlayerContext, PlayerJoin, PlayerLink, PlayerRefusal, READ_CHUNK,
+    RTCP_QUEUE_CAPACITY, SENDER_REPORT_INTERVAL, WRITE_DEADLINE, end_reason, principal_of,
+    random_bytes, random_rtp,
 };
 use crate::viewer::ViewerStats;
 use crate::viewer::feed::{Feed, FeedItem, Tracks, WorkerWatch};
@@ -374,7 +375,9 @@ impl Conn {
         let joined = match joined {
             Ok(j) => j,
             Err(refusal) => {
-                tracing::info!(peer = %self.peer, path = %query.path.target, reason = %refusal, "RTSP player refused");
+                if !matches!(refusal, PlayerRefusal::AtCapacity(_)) {
+                    tracing::info!(peer = %self.peer, path = %query.path.target, reason = %refusal, "RTSP player refused");
+                }
                 return Ok(self
                     .session
                     .complete_describe(query, Err(refusal.describe_refusal())));

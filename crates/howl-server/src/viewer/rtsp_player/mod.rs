@@ -141,6 +141,10 @@ pub enum PlayerRefusal {
     BadRequest(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Admission control refused a new app share (answered 503 like `Unavailable`; the
+    /// engine logged it already).
+    #[error("{0}")]
+    AtCapacity(String),
 }
 
 impl PlayerRefusal {
@@ -148,7 +152,7 @@ impl PlayerRefusal {
         match self {
             Self::NotFound => DescribeRefusal::NotFound,
             Self::BadRequest(_) => DescribeRefusal::BadRequest,
-            Self::Unavailable(_) => DescribeRefusal::Unavailable,
+            Self::Unavailable(_) | Self::AtCapacity(_) => DescribeRefusal::Unavailable,
         }
     }
 }
