@@ -57,8 +57,10 @@ WORKDIR /var/lib/howl
 VOLUME ["/var/lib/howl"]
 # NVHTTP (47989 http, 47984 https), the management API (loopback by default: set
 # HOWL_API_BIND=0.0.0.0:47990 to publish it), the per-launch RTSP range (HOWL_RTSP_PORT and
-# HOWL_RTSP_PORT_COUNT), the shared media ports, and the players' RTSP egress.
-EXPOSE 47984/tcp 47989/tcp 47990/tcp 48010-48109/tcp 47998/udp 47999/udp 48000/udp 8554/tcp
+# HOWL_RTSP_PORT_COUNT), the shared media ports, the players' RTSP egress, and the browsers'
+# WebRTC port (loopback by default like the API: HOWL_WEBRTC_BIND=0.0.0.0:8555 with
+# HOWL_WEBRTC_CANDIDATE_IP=<the address browsers reach> to publish it).
+EXPOSE 47984/tcp 47989/tcp 47990/tcp 48010-48109/tcp 47998/udp 47999/udp 48000/udp 8554/tcp 8555/udp
 # Ready when the listeners are up and the engine actor answers within its deadline.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD curl -fsS "http://${HOWL_API_BIND:-127.0.0.1:47990}/readyz" || exit 1

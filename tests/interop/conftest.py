@@ -163,6 +163,8 @@ def howl_factory(tmp_path):
                 e.setdefault(key, str(free_port(socket.SOCK_DGRAM)))
             # The players' RTSP port (default 8554) too: tests run side by side.
             e.setdefault("HOWL_RTSP_EGRESS_BIND", f"127.0.0.1:{free_port()}")
+            # And the browsers' WebRTC UDP port (default 8555).
+            e.setdefault("HOWL_WEBRTC_BIND", "127.0.0.1:0")
             e.update(env or {})
             hp, sp, ap = ports or (free_port(), free_port(), free_port())
             h = Howl(state_dir=sd, http_port=hp, https_port=sp, api_port=ap, env=e,

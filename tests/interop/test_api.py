@@ -70,7 +70,8 @@ class EventStream:
 
 
 def fill(path: str) -> str:
-    return (path.replace("{fingerprint}", FP).replace("{id}", "1"))
+    return (path.replace("{fingerprint}", FP).replace("{id}", "1").replace("{lobby}", "1")
+            .replace("{session}", "1").replace("{app}", "1"))
 
 
 def test_openapi_validates_and_every_route_needs_a_token(howl):
@@ -91,9 +92,13 @@ def test_openapi_validates_and_every_route_needs_a_token(howl):
         "/api/v1/workers", "/api/v1/apps", "/api/v1/apps/{id}",
         "/api/v1/nodes",
         "/api/v1/tokens", "/api/v1/tokens/{id}",
+        "/api/v1/lobbies/{id}/whep", "/api/v1/lobbies/{id}/whep/{session}",
+        "/api/v1/apps/{id}/whep", "/play/{app}",
         "/", "/ui", "/ui/", "/ui/app.js", "/ui/style.css",
+        "/watch/{lobby}", "/ui/watch.js", "/ui/watch.css",
     }
-    public = {"/healthz", "/readyz", "/", "/ui", "/ui/", "/ui/app.js", "/ui/style.css"}
+    public = {"/healthz", "/readyz", "/", "/ui", "/ui/", "/ui/app.js", "/ui/style.css",
+              "/watch/{lobby}", "/ui/watch.js", "/ui/watch.css", "/play/{app}"}
     assert expected <= set(paths), expected - set(paths)
     checked = 0
     for path, ops in paths.items():

@@ -487,6 +487,7 @@ class Container:
 
     def start(self, *extra_run_args, timeout=60):
         env = {"HOWL_RTSP_PORT": "0", "HOWL_RTSP_EGRESS_BIND": f"127.0.0.1:{free_port()}",
+               "HOWL_WEBRTC_BIND": "127.0.0.1:0",
                **{f"HOWL_{k}_PORT": str(free_port(socket.SOCK_DGRAM))
                   for k in ("VIDEO", "CONTROL", "AUDIO")},
                "HOWL_API_BIND": f"127.0.0.1:{self.api_port}"}
@@ -612,6 +613,7 @@ class DebBox:
     def serve(self):
         env = " ".join([
             "HOWL_RTSP_PORT=0", f"HOWL_RTSP_EGRESS_BIND=127.0.0.1:{free_port()}",
+            "HOWL_WEBRTC_BIND=127.0.0.1:0",
             *(f"HOWL_{k}_PORT={free_port(socket.SOCK_DGRAM)}" for k in ("VIDEO", "CONTROL", "AUDIO")),
             f"HOWL_API_BIND=127.0.0.1:{self.api_port}"])
         # As the unit runs it: the system user, the packaged config, the state directory.

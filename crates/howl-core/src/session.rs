@@ -53,6 +53,11 @@ pub enum EndReason {
     KeepAliveTimeout,
     /// An RTSP player set up its tracks but never sent PLAY within the play timeout.
     NeverPlayed,
+    /// A browser left: it deleted its WHEP resource or closed its peer connection.
+    BrowserLeft,
+    /// A browser vanished without leaving: ICE consent lapsed, or nothing arrived from it
+    /// within its deadline (a killed tab, a lost network).
+    BrowserGone,
 }
 
 impl fmt::Display for EndReason {
@@ -75,6 +80,8 @@ impl fmt::Display for EndReason {
             EndReason::PlayerTeardown => f.write_str("player sent TEARDOWN"),
             EndReason::KeepAliveTimeout => f.write_str("player stopped sending keep-alives"),
             EndReason::NeverPlayed => f.write_str("player set up but never played"),
+            EndReason::BrowserLeft => f.write_str("browser left"),
+            EndReason::BrowserGone => f.write_str("browser stopped answering"),
         }
     }
 }
@@ -100,6 +107,8 @@ impl EndReason {
             EndReason::PlayerTeardown => "teardown",
             EndReason::KeepAliveTimeout => "keepalive_timeout",
             EndReason::NeverPlayed => "never_played",
+            EndReason::BrowserLeft => "browser_left",
+            EndReason::BrowserGone => "browser_gone",
         }
     }
 
@@ -109,7 +118,7 @@ impl EndReason {
     pub fn client_listens(&self) -> bool {
         !matches!(
             self,
-            EndReason::ClientDisconnected | EndReason::ControlTimeout
+            EndReason::ClientDisconnected | EndReason::ControlTimeout | EndReason::BrowserGone
         )
     }
 }

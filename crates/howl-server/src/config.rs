@@ -99,6 +99,18 @@ pub struct Config {
     /// but works only with the admin token (tenant tokens are stored as hashes), and ffmpeg
     /// and VLC pick Digest whenever it is offered: turn it off to let tenants use them.
     pub rtsp_egress_digest: bool,
+    /// Serve browser viewers (WebRTC, signalled with WHEP on the management API).
+    pub webrtc: bool,
+    /// The one UDP address every browser viewer's media uses (ICE-lite host candidate). Port
+    /// 0 picks a free port. Loopback by default, like `api_bind`: set a LAN address (and
+    /// `api_bind`) to serve browsers on other machines.
+    pub webrtc_bind: SocketAddr,
+    /// The address browsers are told to reach `webrtc_bind` at (the ICE candidate); needed
+    /// when `webrtc_bind` is unspecified (`0.0.0.0`) or behind a NAT. Default: its address.
+    pub webrtc_candidate_ip: Option<IpAddr>,
+    /// A connected browser that sends nothing (ICE consent checks, RTCP) for this long is
+    /// ended (`browser_gone`), in seconds.
+    pub webrtc_silence_secs: u64,
     /// List the built-in "Desktop" app (a window manager and xterm in a virtual desktop) when
     /// a window manager (twm, openbox, fluxbox or icewm) and xterm are on `PATH`. An app of
     /// your own titled "Desktop" replaces it.
@@ -175,6 +187,10 @@ impl Default for Config {
             rtsp_egress_play_timeout_secs: 20,
             rtsp_egress_udp: true,
             rtsp_egress_digest: true,
+            webrtc: true,
+            webrtc_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8555),
+            webrtc_candidate_ip: None,
+            webrtc_silence_secs: 10,
             desktop_app: true,
             shutdown_deadline_secs: 10,
             desktop_isolation: DesktopIsolation::Cookie,
@@ -259,6 +275,10 @@ const ENV_KEYS: &[&str] = &[
     "rtsp_egress_play_timeout_secs",
     "rtsp_egress_udp",
     "rtsp_egress_digest",
+    "webrtc",
+    "webrtc_bind",
+    "webrtc_candidate_ip",
+    "webrtc_silence_secs",
     "desktop_app",
     "shutdown_deadline_secs",
     "desktop_isolation",
@@ -369,6 +389,22 @@ impl Config {
         ] {
             if ms == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be > 0")));
+            }
+        }
+        if self.webrtc_silence_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "webrtc_silence_secs must be > 0".into(),
+            ));
+        }
+        if self.webrtc && self.webrtc_bind.ip().is_unspecified() {
+            match self.webrtc_candidate_ip {
+                Some(ip) if !ip.is_unspecified() => {}
+                _ => {
+                    return Err(ConfigError::Invalid(
+                        "webrtc_bind on an unspecified address needs webrtc_candidate_ip: the                          address browsers reach this host at"
+                            .into(),
+                    ));
+                }
             }
         }
         if self.fec_percentage > 200 {

@@ -92,6 +92,10 @@ async fn run_serve(args: cli::ServeArgs) -> Result<(), String> {
     if args.no_rtsp_egress {
         cfg.rtsp_egress = false;
     }
+    if let Some(a) = args.webrtc_bind {
+        cfg.webrtc_bind = a;
+        cfg.validate().map_err(|e| e.to_string())?;
+    }
     if let Some(m) = args.encryption_loopback {
         cfg.encryption_loopback = m;
     }

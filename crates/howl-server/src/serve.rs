@@ -299,6 +299,34 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         ..nv_limits.clone()
     };
 
+    let whep = if cfg.webrtc {
+        let addr = cfg.webrtc_bind;
+        let sock = tokio::net::UdpSocket::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "WebRTC UDP",
+                addr,
+                source,
+            })?;
+        let local = sock.local_addr().unwrap_or(addr);
+        // `validate` made sure an unspecified bind address comes with a candidate address.
+        let candidate =
+            SocketAddr::new(cfg.webrtc_candidate_ip.unwrap_or(local.ip()), local.port());
+        let udp = Arc::new(crate::viewer::browser::WebRtcUdp::new(sock, candidate));
+        tokio::spawn(udp.clone().serve(shutdown.clone()));
+        tracing::info!(udp = %local, candidate = %candidate,
+            "browser viewers: POST an SDP offer to /api/v1/lobbies/<id>/whep, or open /watch/<id>");
+        Some(Arc::new(crate::viewer::browser::Whep::new(
+            Arc::new(engine.clone()),
+            udp,
+            crate::viewer::browser::WhepSettings {
+                silence: Duration::from_secs(cfg.webrtc_silence_secs),
+            },
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
     let health = crate::control::health::Health::new(engine.clone(), cfg.fault_wedge_api);
     if cfg.fault_wedge_api {
         tracing::warn!(
@@ -370,6 +398,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
                 started: std::time::Instant::now(),
                 metrics: metrics.clone(),
                 health: health.clone(),
+                whep,
             },
             cfg.max_body_bytes,
         );

@@ -90,6 +90,7 @@
 //! as they are; the server side adds one driver module.
 
 mod admission;
+mod browsers;
 mod lobbies;
 mod moonlight;
 mod permissions;
@@ -108,10 +109,12 @@ pub use admission::{Admission, AdmissionPath, Limit};
 pub use permissions::{LobbyPermissions, Permission, permission_of};
 pub use producer::{Lobby, Producer, ProducerKind, StopPolicy, WorkerState, source_of};
 pub use refusal::{Fault, Refusal};
-pub use requests::{LaunchRequest, LobbyRequest, PlayerRequest, PlayerTarget, WorkerEnd};
+pub use requests::{
+    BrowserRequest, LaunchRequest, LobbyRequest, PlayerRequest, PlayerTarget, WorkerEnd,
+};
 pub use viewer::{
-    AnnouncedStream, Deadline, MIN_MOONLIGHT_BITRATE_KBPS, MoonlightPhase, MoonlightTimeouts,
-    MoonlightViewer, Principal, RtspPlayer, Viewer, ViewerKind, codec_of,
+    AnnouncedStream, BrowserViewer, Deadline, MIN_MOONLIGHT_BITRATE_KBPS, MoonlightPhase,
+    MoonlightTimeouts, MoonlightViewer, Principal, RtspPlayer, Viewer, ViewerKind, codec_of,
 };
 
 use crate::{App, EndReason, SessionId};

@@ -97,10 +97,11 @@ impl Domain {
         let Some(v) = self.viewers.get_mut(&viewer) else {
             return false;
         };
-        let ViewerKind::RtspPlayer(p) = &mut v.kind else {
-            return false;
-        };
-        p.published = deadline;
+        match &mut v.kind {
+            ViewerKind::RtspPlayer(p) => p.published = deadline,
+            ViewerKind::Browser(b) => b.published = deadline,
+            ViewerKind::Moonlight(_) => return false,
+        }
         v.refresh_deadline(&timeouts);
         true
     }

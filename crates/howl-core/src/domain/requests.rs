@@ -1,6 +1,6 @@
 //! What drivers hand to the domain's request inputs, and a worker supervisor's report.
 
-use super::{Deadline, LobbyPermissions, Principal};
+use super::{Deadline, LobbyPermissions, Principal, ProducerId};
 use crate::App;
 use howl_proto::player::VideoRequest;
 use std::time::Duration;
@@ -62,6 +62,18 @@ pub struct PlayerRequest {
     /// How logs and the API name it (`rtsp:admin@127.0.0.1:50000`).
     pub label: String,
     /// The deadline its connection's protocol state has now, if any.
+    pub deadline: Option<Deadline>,
+}
+
+/// A browser asking to watch a lobby (WHEP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserRequest {
+    /// The lobby's id (its producer's).
+    pub lobby: ProducerId,
+    pub principal: Principal,
+    /// How logs and the API name it (`browser:admin@127.0.0.1:50000`).
+    pub label: String,
+    /// The deadline its driver has now (to connect).
     pub deadline: Option<Deadline>,
 }
 

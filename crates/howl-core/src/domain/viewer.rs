@@ -76,6 +76,8 @@ pub enum ViewerKind {
     Moonlight(MoonlightViewer),
     /// A standard RTSP player (VLC, ffmpeg, OBS) on the egress port.
     RtspPlayer(RtspPlayer),
+    /// A web browser over WebRTC (WHEP signalling, the shared WebRTC UDP port).
+    Browser(BrowserViewer),
 }
 
 impl ViewerKind {
@@ -85,6 +87,9 @@ impl ViewerKind {
             ViewerKind::Moonlight(_) => true,
             // RFC 6184 and RFC 7798 payloaders only: there is no AV1 RTP payloader.
             ViewerKind::RtspPlayer(_) => matches!(codec, Codec::H264 | Codec::Hevc),
+            // Every browser decodes H.264; HEVC and AV1 in WebRTC are not universal, and the
+            // driver negotiates H.264 only.
+            ViewerKind::Browser(_) => codec == Codec::H264,
         }
     }
 
@@ -93,6 +98,8 @@ impl ViewerKind {
         match self {
             ViewerKind::Moonlight(_) => true,
             ViewerKind::RtspPlayer(_) => false,
+            // The page's data channels.
+            ViewerKind::Browser(_) => true,
         }
     }
 
@@ -101,6 +108,7 @@ impl ViewerKind {
         match self {
             ViewerKind::Moonlight(_) => "Moonlight clients",
             ViewerKind::RtspPlayer(_) => "RTSP players",
+            ViewerKind::Browser(_) => "browsers",
         }
     }
 }
@@ -157,6 +165,16 @@ pub struct RtspPlayer {
     pub published: Option<Deadline>,
 }
 
+/// A browser viewer's own state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserViewer {
+    /// The codec it receives (the producer's).
+    pub codec: Codec,
+    /// The deadline its driver computes (never connected, ICE consent, silence) and
+    /// publishes; the domain enforces it so a wedged driver task cannot keep it alive.
+    pub published: Option<Deadline>,
+}
+
 /// The lifecycle timeouts of Moonlight sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MoonlightTimeouts {
@@ -194,6 +212,7 @@ impl Viewer {
                 d.into_iter().min_by_key(|d| d.at)
             }
             ViewerKind::RtspPlayer(p) => p.published.clone(),
+            ViewerKind::Browser(b) => b.published.clone(),
         };
     }
 

@@ -102,6 +102,10 @@ pub struct ServeArgs {
     /// Do not serve RTSP to players (sets `rtsp_egress = false`).
     #[arg(long)]
     pub no_rtsp_egress: bool,
+    /// The shared UDP address of browser viewers' WebRTC media (overrides `webrtc_bind`).
+    /// [default: 127.0.0.1:8555]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub webrtc_bind: Option<SocketAddr>,
     /// The longest a shutdown may take before the process exits anyway, in seconds
     /// (overrides `shutdown_deadline_secs`). [default: 10]
     #[arg(long, value_name = "SECS")]

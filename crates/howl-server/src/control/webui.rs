@@ -1,4 +1,5 @@
-//! The operator web UI: three static files compiled into the binary and served by the API
+//! The operator web UI (and the `/watch/<lobby>` page of browser viewers): static files
+//! compiled into the binary and served by the API
 //! listener. They hold no data, so they need no token; every number on the page comes from the
 //! token-protected JSON API, called by the page itself with the token the operator typed.
 //!
@@ -14,6 +15,9 @@ use utoipa_axum::routes;
 const INDEX_HTML: &str = include_str!("../../ui/index.html");
 const APP_JS: &str = include_str!("../../ui/app.js");
 const STYLE_CSS: &str = include_str!("../../ui/style.css");
+const WATCH_HTML: &str = include_str!("../../ui/watch.html");
+const WATCH_JS: &str = include_str!("../../ui/watch.js");
+const WATCH_CSS: &str = include_str!("../../ui/watch.css");
 
 /// Only same-origin script, style and fetches; no inline script, no plugins, no framing.
 /// `img-src data:` lets the page use an empty inline favicon instead of a request that 404s.
@@ -30,6 +34,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
         .routes(routes!(index))
         .routes(routes!(app_js))
         .routes(routes!(style_css))
+        .routes(routes!(watch))
+        .routes(routes!(play_page))
+        .routes(routes!(watch_js))
+        .routes(routes!(watch_css))
 }
 
 /// Redirects to the web UI.
@@ -63,6 +71,38 @@ async fn app_js() -> Response {
     responses((status = 200, content_type = "text/css", body = String)))]
 async fn style_css() -> Response {
     asset("text/css; charset=utf-8", STYLE_CSS)
+}
+
+/// A lobby in the browser over WebRTC (static; it signs in with a token and POSTs its offer
+/// to the lobby's WHEP endpoint). `lobby` is a lobby id or name.
+#[utoipa::path(get, path = "/watch/{lobby}", tag = "web ui", security(()),
+    params(("lobby" = String, Path)),
+    responses((status = 200, content_type = "text/html", body = String)))]
+async fn watch() -> Response {
+    asset("text/html; charset=utf-8", WATCH_HTML)
+}
+
+/// An app in the browser: the caller's own instance of it (started or resumed by
+/// `POST /api/v1/apps/{id}/whep`), on the same page as `/watch`. `app` is an app id or title.
+#[utoipa::path(get, path = "/play/{app}", tag = "web ui", security(()),
+    params(("app" = String, Path)),
+    responses((status = 200, content_type = "text/html", body = String)))]
+async fn play_page() -> Response {
+    asset("text/html; charset=utf-8", WATCH_HTML)
+}
+
+/// The watch page's script.
+#[utoipa::path(get, path = "/ui/watch.js", tag = "web ui", security(()),
+    responses((status = 200, content_type = "text/javascript", body = String)))]
+async fn watch_js() -> Response {
+    asset("text/javascript; charset=utf-8", WATCH_JS)
+}
+
+/// The watch page's style sheet.
+#[utoipa::path(get, path = "/ui/watch.css", tag = "web ui", security(()),
+    responses((status = 200, content_type = "text/css", body = String)))]
+async fn watch_css() -> Response {
+    asset("text/css; charset=utf-8", WATCH_CSS)
 }
 
 /// One static file with the headers every UI file carries. `no-cache` (revalidate, not "never
@@ -140,6 +180,10 @@ mod tests {
             ("/ui/", "text/html", "<!doctype html>"),
             ("/ui/app.js", "text/javascript", "use strict"),
             ("/ui/style.css", "text/css", "--accent"),
+            ("/watch/7", "text/html", "watch.js"),
+            ("/play/Desktop", "text/html", "watch.js"),
+            ("/ui/watch.js", "text/javascript", "use strict"),
+            ("/ui/watch.css", "text/css", "#video"),
         ] {
             let resp = get_path(path).await;
             assert_eq!(resp.status(), StatusCode::OK, "{path}");
@@ -165,7 +209,23 @@ mod tests {
     /// from another origin (the UI works on a machine with no internet).
     #[test]
     fn page_has_no_inline_script_and_no_external_urls() {
-        let lower = INDEX_HTML.to_lowercase();
+        for page in [INDEX_HTML, WATCH_HTML] {
+            page_has_no_inline_script(page);
+        }
+        for file in [
+            INDEX_HTML, APP_JS, STYLE_CSS, WATCH_HTML, WATCH_JS, WATCH_CSS,
+        ] {
+            assert!(!file.contains("http://"), "no absolute URLs");
+            assert!(!file.contains("https://"), "no absolute URLs");
+        }
+        // Data is put into the page as text only.
+        for js in [APP_JS, WATCH_JS] {
+            assert!(!js.contains("innerHTML"), "no innerHTML in the scripts");
+        }
+    }
+
+    fn page_has_no_inline_script(html: &str) {
+        let lower = html.to_lowercase();
         for tag in lower.match_indices("<script").map(|(i, _)| &lower[i..]) {
             let open = &tag[..tag.find('>').expect("script tag closes")];
             assert!(open.contains("src="), "inline script: {open}");
@@ -175,15 +235,6 @@ mod tests {
             );
         }
         assert!(!has_inline_handler(&lower), "no inline event handlers");
-        for file in [INDEX_HTML, APP_JS, STYLE_CSS] {
-            assert!(!file.contains("http://"), "no absolute URLs");
-            assert!(!file.contains("https://"), "no absolute URLs");
-        }
-        // Data is put into the page as text only.
-        assert!(
-            !APP_JS.contains("innerHTML"),
-            "app.js must not use innerHTML"
-        );
     }
 
     /// Finds ` on<letters>=` as in `onclick="..."`, which the CSP would block anyway.

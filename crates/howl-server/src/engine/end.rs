@@ -36,7 +36,7 @@ impl Engine {
         // Fingerprints are shortened in logs; a player's label is short already.
         let who = match v.kind {
             ViewerKind::Moonlight(_) => crate::domain::short(&viewer.label),
-            ViewerKind::RtspPlayer(_) => &viewer.label,
+            ViewerKind::RtspPlayer(_) | ViewerKind::Browser(_) => &viewer.label,
         };
         tracing::info!(session = %sid, kind = v.kind.label(), client = %who, reason = %reason,
             frames_sent = v.stats.frames_sent.load(Ordering::Relaxed), "session ended");
@@ -149,6 +149,9 @@ impl Engine {
                 }
                 ViewerKind::RtspPlayer(p) => {
                     self.domain.set_viewer_deadline(now, id, p.link.deadline());
+                }
+                ViewerKind::Browser(b) => {
+                    self.domain.set_viewer_deadline(now, id, b.link.deadline());
                 }
             }
         }

@@ -23,6 +23,7 @@
 //! worker reports), [`end`] (executing a viewer's end, the tick), [`views`] (what the API and
 //! metrics read).
 
+mod browsers;
 mod end;
 mod launch;
 mod lobby;
@@ -36,6 +37,7 @@ pub use views::{EngineCounters, LobbyView, SessionView, WorkerView};
 
 use crate::data::enet::{EnetEvent, EnetSender, PeerId};
 use crate::domain::events::Audience;
+use crate::viewer::browser::{BrowserEngine, BrowserJoin, BrowserJoined, LobbyStream, WhepError};
 use crate::viewer::moonlight::{self, ControlLink, MediaKind};
 use crate::viewer::rtsp_player::{PlayerEngine, PlayerJoin, PlayerJoined, PlayerRefusal};
 use crate::viewer::{ViewerKind, ViewerStats};
@@ -332,6 +334,39 @@ impl PlayerEngine for EngineHandle {
         }))
     }
 }
+
+impl BrowserEngine for EngineHandle {
+    fn lobby_stream(
+        &self,
+        lobby: u64,
+        principal: crate::domain::auth::Principal,
+    ) -> BoxFuture<'_, Result<LobbyStream, WhepError>> {
+        Box::pin(async move {
+            self.ask(move |e, _| e.browser_stream(lobby, &principal))
+                .await
+                .unwrap_or_else(|| Err(WhepError::Unavailable(ENGINE_BUSY.into())))
+        })
+    }
+
+    fn join(&self, join: BrowserJoin) -> BoxFuture<'_, Result<BrowserJoined, WhepError>> {
+        Box::pin(async move {
+            self.ask(move |e, now| e.browser_join(join, now))
+                .await
+                .unwrap_or_else(|| Err(WhepError::Unavailable(ENGINE_BUSY.into())))
+        })
+    }
+
+    fn end(&self, lobby: u64, session: SessionId, reason: EndReason) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            self.ask(move |e, now| e.browser_end(lobby, session, reason, now))
+                .await
+                .unwrap_or(false)
+        })
+    }
+}
+
+/// What a caller is told when the engine did not answer within its deadline.
+const ENGINE_BUSY: &str = "the streaming engine did not answer in time";
 
 impl moonlight::rtsp::RtspEngine for EngineHandle {
     async fn rtsp(&self, session: SessionId, request: Request) -> Option<Response> {

@@ -312,13 +312,17 @@ impl Engine {
                     bitrate_kbps: c.bitrate.maximum_kbps,
                 })
                 .unwrap_or_default(),
-            ViewerKind::RtspPlayer(p) => {
+            ViewerKind::RtspPlayer(_) | ViewerKind::Browser(_) => {
                 let params = producer.and_then(|i| i.params.as_ref());
+                let codec = match &v.kind {
+                    ViewerKind::RtspPlayer(p) => Some(p.codec),
+                    _ => params.map(|c| c.codec),
+                };
                 StreamShape {
                     width: params.map(|c| c.width).unwrap_or(0),
                     height: params.map(|c| c.height).unwrap_or(0),
                     fps: params.map(|c| c.fps).unwrap_or(0),
-                    codec: p.codec.name().to_owned(),
+                    codec: codec.map(|c| c.name()).unwrap_or("").to_owned(),
                     bitrate_kbps: params.map(|c| c.bitrate_kbps).unwrap_or(0),
                 }
             }
@@ -338,7 +342,8 @@ impl Engine {
                     id: d.id,
                     client: d.label.clone(),
                     client_name: match d.kind {
-                        howl_core::domain::ViewerKind::RtspPlayer(_) => d.label.clone(),
+                        howl_core::domain::ViewerKind::RtspPlayer(_)
+                        | howl_core::domain::ViewerKind::Browser(_) => d.label.clone(),
                         _ => String::new(),
                     },
                     app: p.map(|p| p.app.title.clone()).unwrap_or_default(),

@@ -42,6 +42,10 @@ impl Tracks {
         video: false,
         audio: true,
     };
+    pub const BOTH: Tracks = Tracks {
+        video: true,
+        audio: true,
+    };
 }
 
 /// What the producer gave the viewer next.

@@ -7,10 +7,12 @@
 //! so, with a typed `EndReason`, which cancels the driver's tasks.
 //!
 //! Kinds ([`ViewerKind`]): a Moonlight session ([`moonlight`]: the RTSP handshake, the UDP
-//! video/audio senders and the ENet control stream) and an RTSP player ([`rtsp_player`]).
+//! video/audio senders and the ENet control stream), an RTSP player ([`rtsp_player`]) and a
+//! browser over WebRTC ([`browser`]).
 //! This module never imports the engine: drivers reach it through the small interfaces they
 //! define ([`rtsp_player::PlayerEngine`]), so `engine → viewer` is the only direction.
 
+pub mod browser;
 pub mod feed;
 pub mod moonlight;
 pub mod rtsp_player;
@@ -75,6 +77,7 @@ pub struct StreamShape {
 pub enum ViewerKind {
     Moonlight(Box<moonlight::Moonlight>),
     RtspPlayer(rtsp_player::PlayerViewer),
+    Browser(browser::BrowserViewer),
 }
 
 impl ViewerKind {
@@ -85,6 +88,9 @@ impl ViewerKind {
             ViewerKind::Moonlight(m) => m.on_end(reason),
             // The connection task sees the cancellation and closes the TCP connection.
             ViewerKind::RtspPlayer(_) => {}
+            // The driver sees the cancellation and closes its `Rtc`; a browser whose peer
+            // connection is gone notices by ICE consent.
+            ViewerKind::Browser(_) => {}
         }
     }
 
@@ -93,6 +99,7 @@ impl ViewerKind {
         match self {
             ViewerKind::Moonlight(_) => "moonlight",
             ViewerKind::RtspPlayer(_) => "rtsp",
+            ViewerKind::Browser(_) => "browser",
         }
     }
 }

@@ -119,8 +119,28 @@ fn end_with(reason: &EndReason) -> (H, ViewerId) {
             h.wait(secs(1));
             v
         }
+        EndReason::BrowserGone => {
+            let (l, _) = lobby(&mut h, lobby_req("Web"));
+            let v =
+                h.d.browser_join(
+                    h.now,
+                    BrowserRequest {
+                        lobby: l,
+                        principal: Principal::Admin,
+                        label: "browser:admin".into(),
+                        deadline: Some(Deadline {
+                            at: h.now + secs(1),
+                            reason: reason.clone(),
+                        }),
+                    },
+                )
+                .unwrap();
+            h.wait(secs(1));
+            v
+        }
         // Ends only their drivers see.
-        EndReason::ClientDisconnected
+        EndReason::BrowserLeft
+        | EndReason::ClientDisconnected
         | EndReason::ControlTimeout
         | EndReason::Internal { .. }
         | EndReason::PlayerTeardown => {
@@ -156,6 +176,8 @@ fn every_end_reason_ends_its_viewer_exactly_once() {
         EndReason::PlayerTeardown,
         EndReason::KeepAliveTimeout,
         EndReason::NeverPlayed,
+        EndReason::BrowserLeft,
+        EndReason::BrowserGone,
     ];
     for reason in &all {
         let (h, v) = end_with(reason);

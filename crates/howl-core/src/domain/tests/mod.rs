@@ -2,6 +2,7 @@
 //! checks the actions that come out. One file per subject; the harness is here.
 
 mod admission;
+mod browsers;
 mod ends;
 mod lobbies;
 mod moonlight;

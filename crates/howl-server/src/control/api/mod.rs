@@ -37,6 +37,7 @@ mod nodes;
 mod streams;
 mod tenants;
 pub mod unix;
+mod whep;
 
 pub use clients::{ClientView, PinAccepted};
 pub use events::EVENT_STREAM_LIFETIME;
@@ -61,6 +62,8 @@ pub struct ApiState {
     pub metrics: crate::control::metrics::Metrics,
     /// The engine health probe behind `/readyz` (and the fault-injection switch).
     pub health: crate::control::health::Health,
+    /// WHEP signalling for browser viewers; `None` with `webrtc = false`.
+    pub whep: Option<Arc<crate::viewer::browser::Whep>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -216,6 +219,9 @@ fn authed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(streams::lobbies, streams::create_lobby))
         .routes(routes!(streams::stop_lobby))
         .routes(routes!(streams::set_lobby_clients))
+        .routes(routes!(whep::offer))
+        .routes(routes!(whep::leave))
+        .routes(routes!(whep::play))
         .routes(routes!(streams::set_session_permission))
         .routes(routes!(streams::set_lobby_permission))
         .routes(routes!(streams::set_lobby_client_permission))
