@@ -23,21 +23,6 @@ impl Domain {
             published: req.deadline,
         });
         check_carries(&kind, codec)?;
-        let id = self.viewer_id();
-        let mut viewer = Viewer {
-            id,
-            producer: req.lobby,
-            kind,
-            principal: req.principal,
-            label: req.label,
-            started_at: now,
-            deadline: None,
-            // Set by `attach`, from the producer's rule.
-            permission: Permission::View,
-            permission_override: None,
-        };
-        viewer.refresh_deadline(&self.settings.moonlight);
-        self.attach(viewer);
-        Ok(id)
+        Ok(self.add_viewer(now, req.lobby, kind, req.principal, req.label))
     }
 }

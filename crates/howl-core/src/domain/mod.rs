@@ -580,6 +580,34 @@ impl Domain {
 
     // ----- helpers -----
 
+    /// A new viewer of `producer` (which must exist), its deadline derived and attached: the
+    /// one way every kind joins, so no kind's join can forget a step.
+    fn add_viewer(
+        &mut self,
+        now: Instant,
+        producer: ProducerId,
+        kind: ViewerKind,
+        principal: Principal,
+        label: String,
+    ) -> ViewerId {
+        let id = self.viewer_id();
+        let mut viewer = Viewer {
+            id,
+            producer,
+            kind,
+            principal,
+            label,
+            started_at: now,
+            deadline: None,
+            // Set by `attach`, from the producer's rule.
+            permission: Permission::View,
+            permission_override: None,
+        };
+        viewer.refresh_deadline(&self.settings.moonlight);
+        self.attach(viewer);
+        id
+    }
+
     /// Adds a viewer to its producer (which must exist), tells the driver what it may do, and
     /// tells operators.
     fn attach(&mut self, mut viewer: Viewer) {

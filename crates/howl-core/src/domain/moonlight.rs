@@ -284,26 +284,18 @@ impl Domain {
         for v in old {
             self.end_viewer_inner(now, v, EndReason::Replaced);
         }
-        let id = self.viewer_id();
-        let mut viewer = Viewer {
-            id,
+        let kind = ViewerKind::Moonlight(MoonlightViewer {
+            launched_at: now,
+            announced: None,
+            played_at: None,
+            last_control: None,
+        });
+        self.add_viewer(
+            now,
             producer,
-            kind: ViewerKind::Moonlight(MoonlightViewer {
-                launched_at: now,
-                announced: None,
-                played_at: None,
-                last_control: None,
-            }),
-            principal: Principal::Client(client.clone()),
-            label: client,
-            started_at: now,
-            deadline: None,
-            // Set by `attach`, from the producer's rule.
-            permission: Permission::View,
-            permission_override: None,
-        };
-        viewer.refresh_deadline(&self.settings.moonlight);
-        self.attach(viewer);
-        id
+            kind,
+            Principal::Client(client.clone()),
+            client,
+        )
     }
 }

@@ -61,26 +61,12 @@ impl Domain {
             .get(&producer)
             .and_then(Producer::codec)
             .ok_or(Refusal::NotStarted)?;
-        let id = self.viewer_id();
-        let mut viewer = Viewer {
-            id,
-            producer,
-            kind: ViewerKind::RtspPlayer(RtspPlayer {
-                path,
-                codec,
-                published: req.deadline,
-            }),
-            principal: req.principal,
-            label: req.label,
-            started_at: now,
-            deadline: None,
-            // Set by `attach`, from the producer's rule.
-            permission: Permission::View,
-            permission_override: None,
-        };
-        viewer.refresh_deadline(&self.settings.moonlight);
-        self.attach(viewer);
-        Ok(id)
+        let kind = ViewerKind::RtspPlayer(RtspPlayer {
+            path,
+            codec,
+            published: req.deadline,
+        });
+        Ok(self.add_viewer(now, producer, kind, req.principal, req.label))
     }
 
     /// The deadline a viewer's driver computes (an RTSP player's never-played or keep-alive
