@@ -79,6 +79,16 @@ pub async fn get_app(
     Extension(p): Extension<Principal>,
     Path(id): Path<i32>,
 ) -> Result<Json<howl_core::App>, ApiError> {
+    Ok(Json(visible_app(&st, &p, id).await?))
+}
+
+/// App `id` as `p` may see it: the operator's apps and a tenant's own, not another tenant's
+/// (403), or 404.
+pub(super) async fn visible_app(
+    st: &ApiState,
+    p: &Principal,
+    id: i32,
+) -> Result<howl_core::App, ApiError> {
     let apps = st.core.apps().await?;
     let app = apps
         .by_id(id)
@@ -89,7 +99,7 @@ pub async fn get_app(
             "app {id} belongs to another tenant"
         )));
     }
-    Ok(Json(app))
+    Ok(app)
 }
 
 /// Replaces an API-created app (config-file and built-in apps are read-only: 409).

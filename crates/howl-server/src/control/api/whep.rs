@@ -100,17 +100,8 @@ pub async fn play(
 ) -> Result<Response, ApiError> {
     sdp_content_type(&headers)?;
     let whep = whep(&st)?;
-    let apps = st.core.apps().await?;
-    let app = apps
-        .by_id(id)
-        .cloned()
-        .ok_or_else(|| ApiError::NotFound(format!("no app with id {id}")))?;
     // A tenant may run the operator's apps and its own, not another tenant's.
-    if app.owner.is_some() && !p.may_access(app.owner) {
-        return Err(ApiError::Forbidden(format!(
-            "app {id} belongs to another tenant"
-        )));
-    }
+    let app = super::apps::visible_app(&st, &p, id).await?;
     let name = format!("play:{}:{id}", p.label());
     let find = |st: &ApiState, name: String| {
         let engine = st.engine.clone();
