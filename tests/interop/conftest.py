@@ -456,3 +456,29 @@ def stop_client(p: subprocess.Popen) -> None:
     if p.poll() is None:
         p.kill()
         p.communicate(timeout=30)
+
+
+def chromium(what: str, window: tuple[int, int], extra_args=()):
+    """Headless Chromium driven by Debian's chromium-driver, with its console log captured;
+    skips (naming `what` needs it) where chromium, chromium-driver or selenium is missing."""
+    import shutil
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    if not chrome or not chromedriver:
+        pytest.skip(f"{what} needs Debian's chromium and chromium-driver "
+                    "(apt-get install chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+    except ImportError:
+        pytest.skip(f"{what} needs selenium (pip install -r tests/interop/requirements.txt)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chrome
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--window-size={window[0]},{window[1]}", "--force-device-scale-factor=1",
+                "--disable-extensions", "--no-first-run", *extra_args):
+        opts.add_argument(arg)
+    # Console messages, to catch Content-Security-Policy violations and script errors.
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path: Selenium Manager must not try to download anything.
+    service = webdriver.ChromeService(executable_path=chromedriver)
+    return webdriver.Chrome(options=opts, service=service)

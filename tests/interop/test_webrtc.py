@@ -23,7 +23,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import parent_of, wait_until
+from conftest import chromium, parent_of, wait_until
 from testpattern import read_counter
 
 # Generous: a debug build on a shared 2-core machine starts workers slowly.
@@ -162,31 +162,12 @@ def test_whep_refuses_without_allocating(howl):
 
 @pytest.fixture
 def browser():
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser")
-    chromedriver = shutil.which("chromedriver")
-    if not chrome or not chromedriver:
-        pytest.skip("browser viewer test needs Debian's chromium and chromium-driver "
-                    "(apt-get install chromium chromium-driver)")
-    try:
-        from selenium import webdriver
-    except ImportError:
-        pytest.skip("browser viewer test needs selenium "
-                    "(pip install -r tests/interop/requirements.txt)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=800,600", "--force-device-scale-factor=1",
-                "--disable-extensions", "--no-first-run",
-                # Loopback ICE: host candidates on 127.0.0.1, not hidden behind mDNS names.
-                "--allow-loopback-in-peer-connection",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-                # The page's AudioContext runs without a click.
-                "--autoplay-policy=no-user-gesture-required"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: Selenium Manager must not try to download anything.
-    service = webdriver.ChromeService(executable_path=chromedriver)
-    driver = webdriver.Chrome(options=opts, service=service)
+    driver = chromium("the browser viewer test", (800, 600), (
+        # Loopback ICE: host candidates on 127.0.0.1, not hidden behind mDNS names.
+        "--allow-loopback-in-peer-connection",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        # The page's AudioContext runs without a click.
+        "--autoplay-policy=no-user-gesture-required"))
     driver.set_script_timeout(30)
     try:
         yield driver

@@ -17,13 +17,12 @@ Synchronisation is by WebDriverWait on conditions only.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import (BackgroundPairing, finish_client, make_client, run_client, server_info,
-                      stop_client)
+from conftest import (BackgroundPairing, chromium, finish_client, make_client, run_client,
+                      server_info, stop_client)
 
 PIN = "6083"
 # Generous: a debug build on a shared 2-core machine starts workers slowly.
@@ -60,26 +59,7 @@ def artifact_dir() -> Path:
 
 @pytest.fixture
 def browser():
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser")
-    chromedriver = shutil.which("chromedriver")
-    if not chrome or not chromedriver:
-        pytest.skip("web UI test needs Debian's chromium and chromium-driver "
-                    "(apt-get install chromium chromium-driver)")
-    try:
-        from selenium import webdriver
-    except ImportError:
-        pytest.skip("web UI test needs selenium (pip install -r tests/interop/requirements.txt)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1366,768", "--force-device-scale-factor=1",
-                "--disable-extensions", "--no-first-run"):
-        opts.add_argument(arg)
-    # Console messages, to catch Content-Security-Policy violations and script errors.
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: Selenium Manager must not try to download anything.
-    service = webdriver.ChromeService(executable_path=chromedriver)
-    driver = webdriver.Chrome(options=opts, service=service)
+    driver = chromium("the web UI test", (1366, 768))
     driver.set_window_size(1366, 768)
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
                            {"source": HOLD_PERIODIC_REFRESH})
