@@ -315,8 +315,9 @@ def test_uid_level_without_privilege_refuses_to_start(tmp_path):
     p = subprocess.run(
         ["setpriv", "--bounding-set=-all", "--inh-caps=-all", howl_bin(), "serve", "--no-mdns",
          "--bind", "127.0.0.1", "--state-dir", str(tmp_path / "state"), "--http-port", "0",
-         "--https-port", "0", "--api-bind", "127.0.0.1:0"],
-        env=dict(os.environ, HOWL_DESKTOP_ISOLATION="uid"),
+         "--https-port", "0", "--api-bind", "127.0.0.1:0", "--no-rtsp-egress"],
+        # No fixed port either: the refusal must be the reason it stops, never a port in use.
+        env=dict(os.environ, HOWL_DESKTOP_ISOLATION="uid", HOWL_WEBRTC_BIND="127.0.0.1:0"),
         capture_output=True, text=True, timeout=30)
     assert p.returncode != 0
     out = p.stdout + p.stderr

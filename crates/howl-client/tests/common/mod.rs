@@ -91,7 +91,7 @@ impl HowlServer {
             .args(["--http-port", &http.port().to_string()])
             .args(["--https-port", &https.port().to_string()])
             .args(["--api-bind", &api.to_string()])
-            // Streaming ports too, so parallel tests never collide (ignored by older builds).
+            // Streaming ports too, so parallel tests (and another howl) never collide.
             .env("HOWL_RTSP_PORT", free_tcp_port().to_string())
             .env(
                 "HOWL_RTSP_EGRESS_BIND",
@@ -100,6 +100,8 @@ impl HowlServer {
             .env("HOWL_VIDEO_PORT", free_udp_port().to_string())
             .env("HOWL_CONTROL_PORT", free_udp_port().to_string())
             .env("HOWL_AUDIO_PORT", free_udp_port().to_string())
+            // The browsers' WebRTC port: any free one (the default 8555 is a second howl's).
+            .env("HOWL_WEBRTC_BIND", "127.0.0.1:0")
             .env("HOWL_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))
