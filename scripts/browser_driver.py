@@ -73,7 +73,7 @@ def kill_browser(driver) -> list[int]:
 def close_browser(driver) -> None:
     """Quits the browser, or only its driver when the browser was killed."""
     try:
-        if browser_pids(driver):
+        if any(alive(p) for p in browser_pids(driver)):
             driver.quit()
             return
     except Exception:  # noqa: BLE001 - a dead browser makes quit() fail; stop the driver then
