@@ -10,22 +10,31 @@ and the server stores it (`producer_frame_counter` in GET /api/v1/lobbies) at th
 frame arrives from the worker, just before it hands the frame to its viewers. howl logs no
 per-frame time, so a thread here polls that field over one kept-alive HTTP connection every
 --poll-ms: a counter c arrived after the last poll that still showed less than c began, and
-before the first poll that showed c (or more) returned. The middle of that bracket is c's send
-time, good to half the bracket (printed: the poll period plus one API call). It is the time the
-server had the frame, so the server's own fan-out, packetising and encryption count as latency.
+before the first poll that showed c (or more) returned, and (causality) before the browser
+received the frame's last packet. The middle of that bracket is c's send time, good to half
+the bracket (printed: about a poll period plus one API call). It is the time the server had the
+frame, so the server's own fan-out, packetising and encryption count as latency. Every figure
+is printed as "estimate [lower, upper]": the percentile of the per-frame estimates, and the
+same percentile with every send time put at its bracket's end and at its start; as every
+frame's true latency lies within its own bounds, the true percentile lies within those too.
 
 Presented time. In the page, `requestVideoFrameCallback` runs for every frame composited; its
 `presentationTime` (and `expectedDisplayTime`, `receiveTime`: when the frame's last packet
 arrived) are on the page's clock, turned into wall-clock time with `performance.timeOrigin`,
 corrected by the page's own `Date.now()` (both are the system's real-time clock, as Python's
-`time.time()` is: one machine, one clock). In the same callback the frame is drawn to a canvas
-(what is drawn there is the frame being presented), and the middle third of the counter band
-(the rows tests/interop/testpattern.py `read_counter` samples) is kept as luma; after the run
-the script reads the counter of every presented frame with `read_counter`.
+`time.time()` is: one machine, one clock). In the same callback the video is drawn to a
+canvas, and the middle third of the counter band (the rows tests/interop/testpattern.py
+`read_counter` samples) is kept as luma; after the run the script reads the counter of every
+presented frame with `read_counter`. The element's current frame can move on before the
+callback runs, so now and then the picture drawn is not the frame the callback's times are
+for: the callback's `rtpTimestamp` (the frame's PTS, one frame period per counter step) gives
+those away, and they are left out and counted, as are frames whose last packet arrived before
+the server can have had them (left over disagreements; 0 expected).
 
 Latency = presented time - send time of the same counter; p50/p95 are over the presented
-frames, and so are the split into server -> received (network and the server's fan-out) and
-received -> presented (jitter buffer, decode, composition).
+frames, and so are the split into send -> received (the server's fan-out and loopback) and
+received -> presented (jitter buffer, decode, composition). "expected display" is the
+callback's `expectedDisplayTime`: the next vsync of the compositor's (virtual) display.
 
 CPU: utime+stime from /proc of the howl server and its worker, first over --cpu-seconds with
 the lobby and no viewer, then over as long with the browser watching (no polling then):
@@ -93,7 +102,8 @@ function onFrame(now, m) {
       luma[i] = (77 * px[4 * i] + 150 * px[4 * i + 1] + 29 * px[4 * i + 2]) >> 8;
     }
     rec.frames.push([m.presentationTime, m.expectedDisplayTime,
-                     m.receiveTime === undefined ? null : m.receiveTime, w, h, y0, rows, luma]);
+                     m.receiveTime === undefined ? null : m.receiveTime, w, h, y0, rows, luma,
+                     m.rtpTimestamp === undefined ? null : m.rtpTimestamp]);
   }
   v.requestVideoFrameCallback(onFrame);
 }
@@ -109,7 +119,7 @@ return out.map((f) => {
   for (let i = 0; i < luma.length; i += 8192) {
     s += String.fromCharCode.apply(null, luma.subarray(i, i + 8192));
   }
-  return [f[0], f[1], f[2], f[3], f[4], f[5], f[6], btoa(s)];
+  return [f[0], f[1], f[2], f[3], f[4], f[5], f[6], btoa(s), f[8]];
 });
 """
 
@@ -176,15 +186,16 @@ class CounterPoller(threading.Thread):
         finally:
             conn.close()
 
-    def send_time(self, counter: int) -> tuple[float, float] | None:
-        """(middle, half width) of the bracket of `counter`'s arrival; None outside the polls."""
+    def send_bracket(self, counter: int) -> tuple[float, float] | None:
+        """(earliest, latest) wall-clock time `counter` can have reached the server: after the
+        last poll that showed less began, by the time the first that showed it returned. None
+        outside the polls."""
         if len(self._counters) != len(self.polls):
             self._counters = [c for _, _, c in self.polls]
         i = bisect.bisect_left(self._counters, counter)
         if i == 0 or i == len(self.polls):
             return None
-        lo, hi = self.polls[i - 1][0], self.polls[i][1]
-        return (lo + hi) / 2, (hi - lo) / 2
+        return self.polls[i - 1][0], self.polls[i][1]
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -192,11 +203,32 @@ def pct(xs: list[float], p: float) -> float:
     return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))]
 
 
-def line(name: str, xs: list[float]) -> str:
+def line(name: str, xs: list[tuple[float, float, float]]) -> str:
+    """`xs`: per frame (estimate, lower bound, upper bound) in ms. Each frame's true value lies
+    within its bounds, so the true p-th percentile lies between the bounds' p-th percentiles."""
     if not xs:
-        return f"{name:34} (no samples)"
-    return (f"{name:34} p50 {pct(xs, 50):6.1f}  p95 {pct(xs, 95):6.1f}  min {min(xs):6.1f}  "
-            f"max {max(xs):6.1f} ms  (n={len(xs)})")
+        return f"{name:30} (no samples)"
+    out = f"{name:30}"
+    for p in (50, 95):
+        est, lo, hi = (pct([x[k] for x in xs], p) for k in range(3))
+        out += f" p{p} {est:5.1f} [{lo:5.1f}, {hi:5.1f}]"
+    return out + f"  min {min(x[0] for x in xs):5.1f} max {max(x[0] for x in xs):5.1f} ms"
+
+
+def mismatched_frames(read: list[tuple]) -> set[int]:
+    """Indexes of presented frames whose callback metadata belongs to another frame than the
+    picture drawn in the callback (the element's current frame can move on before the callback
+    runs). Counter and RTP timestamp (90 kHz, from the frame's PTS: one frame period per
+    counter step, more where the worker skipped a slot) advance together, so
+    rtp / period - counter is constant between skips: a frame where it differs from both
+    neighbours' is a mismatch."""
+    ticks = 90_000 / FPS
+    if len(read) < 3 or any(r[4] is None for r in read):
+        return set()
+    first = read[0][4]
+    # RTP timestamps wrap at 2^32; unwrap relative to the first frame.
+    k = [round(((r[4] - first) % 2**32) / ticks) - r[0] for r in read]
+    return {i for i in range(1, len(read) - 1) if k[i] != k[i - 1] and k[i] != k[i + 1]}
 
 
 def measure_cpu(pids_of, seconds: float) -> tuple[dict, float]:
@@ -217,6 +249,8 @@ def main() -> int:
     ap.add_argument("--cpu-seconds", type=float, default=15, help="each CPU phase's length")
     ap.add_argument("--poll-ms", type=float, default=2.0,
                     help="pause between two polls of the server's frame counter")
+    ap.add_argument("--dump", type=Path,
+                    help="write every presented frame's counter and times (JSON) here")
     a = ap.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="howl-bench-browser-"))
@@ -274,9 +308,11 @@ def main() -> int:
             frames.extend(batch)
 
         total, net, render, expected, widths = [], [], [], [], []
+        rows_out = []
         seen: set[int] = set()
-        unreadable = unmatched = 0
-        for p_ms, e_ms, r_ms, w, hh, y0, rows, b64 in frames:
+        unreadable = unmatched = causality = 0
+        read: list[tuple] = []
+        for p_ms, e_ms, r_ms, w, hh, y0, rows, b64, rtp in frames:
             luma = np.zeros((hh, w), dtype=np.uint8)
             luma[y0:y0 + rows] = np.frombuffer(base64.b64decode(b64), dtype=np.uint8) \
                 .reshape(rows, w)
@@ -287,37 +323,62 @@ def main() -> int:
             if c in seen:
                 continue  # a frame presented again: its first presentation counts
             seen.add(c)
-            sent = poller.send_time(c)
-            if sent is None:
+            read.append((c, p_ms, e_ms, r_ms, rtp))
+        mismatched = mismatched_frames(read)
+        for i, (c, p_ms, e_ms, r_ms, _) in enumerate(read):
+            if i in mismatched:
+                continue
+            bracket = poller.send_bracket(c)
+            if bracket is None:
                 unmatched += 1
                 continue
-            at, half = sent
+            lo, hi = bracket
 
             def wall(ms):
                 return (origin + ms + skew_ms) / 1000
 
-            total.append((wall(p_ms) - at) * 1000)
-            expected.append((wall(e_ms) - at) * 1000)
-            widths.append(half * 2000)
-            if r_ms is not None:
-                net.append((wall(r_ms) - at) * 1000)
-                render.append((p_ms - r_ms))
+            received = None if r_ms is None else wall(r_ms)
+            # Causality tightens the bracket: the server had the frame before the browser
+            # received its last packet (unless the clocks disagree, then it is left alone).
+            if received is not None and lo < received < hi:
+                hi = received
+            elif received is not None and received <= lo:
+                causality += 1  # received before the server had it: times and picture disagree
+                continue
+            at = (lo + hi) / 2
+            rows_out.append({"counter": c, "presented": wall(p_ms), "expected": wall(e_ms),
+                             "received": received, "sent_after": lo, "sent_by": hi})
+
+            def span(t):
+                return ((t - at) * 1000, (t - hi) * 1000, (t - lo) * 1000)
+
+            total.append(span(wall(p_ms)))
+            expected.append(span(wall(e_ms)))
+            widths.append((hi - lo) * 1000)
+            if received is not None:
+                net.append(span(received))
+                render.append((p_ms - r_ms,) * 3)
         polls = poller.polls
+        if a.dump:
+            a.dump.write_text(json.dumps({"frames": rows_out, "polls": polls}))
         poll_period = 1000 * (polls[-1][1] - polls[0][0]) / max(1, len(polls) - 1)
 
         hz_cpu = {k: 1000 * v / watched_wall for k, v in watched.items()}
         hz_idle = {k: 1000 * v / idle_wall for k, v in idle.items()}
         decoded = (s1 or 0) - (s0 or 0)
         print("---- browser latency result")
-        print(f"frames presented {len(frames)} in {a.seconds:.0f} s, counters read "
-              f"{len(seen)}, unreadable {unreadable}, outside the polls {unmatched}")
+        print(f"frames presented (callbacks) {len(frames)} in {a.seconds:.0f} s, counters read "
+              f"{len(seen)}, unreadable {unreadable}, outside the polls {unmatched}; left out: "
+              f"{len(mismatched)} whose callback times belong to another frame than the one "
+              f"drawn (RTP timestamp check), {causality} received before the server had them")
         print(f"server counter polls: {len(polls)}, one per {poll_period:.2f} ms; send-time "
-              f"bracket mean {statistics.mean(widths) if widths else float('nan'):.2f} ms wide "
-              f"(the send time is its middle, good to +/- half of it)")
+              f"bracket mean {statistics.mean(widths) if widths else float('nan'):.2f} ms wide, "
+              f"p95 {pct(widths, 95) if widths else float('nan'):.2f} ms (the send time is its "
+              f"middle; [bounds] assume the send at the bracket's end and start)")
         print(f"page clock vs Date.now(): {skew_ms:+.2f} ms (applied)")
-        print(line("send -> presented (presentationTime)", total))
-        print(line("send -> expectedDisplayTime", expected))
-        print(line("send -> received (last packet)", net))
+        print(line("send -> presented", total))
+        print(line("send -> expected display", expected))
+        print(line("send -> received", net))
         print(line("received -> presented", render))
         if stats0 and stats1:
             def delta(k):
@@ -331,8 +392,9 @@ def main() -> int:
                       f"{1000 * (delta('totalDecodeTime') or 0) / max(1, n_dec):.1f} ms/frame, "
                       f"receive->decoded {1000 * (delta('totalProcessingDelay') or 0) / max(1, n_dec):.1f}"
                       f" ms/frame; dropped {delta('framesDropped')}, lost packets "
-                      f"{delta('packetsLost')}, freezes {delta('freezeCount')}; decoder "
-                      f"{stats1.get('decoderImplementation')}")
+                      f"{delta('packetsLost')}, freezes {delta('freezeCount')}"
+                      + (f"; decoder {stats1['decoderImplementation']}"
+                         if stats1.get("decoderImplementation") else ""))
         print(f"CPU, lobby without viewers over {idle_wall:.0f} s: server "
               f"{hz_idle['server']:.0f} ms/s, worker {hz_idle['worker']:.0f} ms/s")
         print(f"CPU, one browser viewer over {watched_wall:.0f} s ({decoded} frames decoded, "
