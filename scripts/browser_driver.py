@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO / "tests" / "interop"))
 sys.path.insert(0, str(REPO / "scripts"))
 
 import pytest  # noqa: E402  (chromium() reports a missing browser with pytest.skip)
-from conftest import Howl, alive, chromium, proc_stat  # noqa: E402
+from conftest import Howl, alive, chromium, proc_stat, rss_kb  # noqa: E402
 from soak_rtsp import start_howl  # noqa: E402
 from test_webrtc import descendants  # noqa: E402
 
@@ -79,14 +79,6 @@ def close_browser(driver) -> None:
     except Exception:  # noqa: BLE001 - a dead browser makes quit() fail; stop the driver then
         pass
     driver.service.stop()
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def cpu_ticks(pids: list[int]) -> int:

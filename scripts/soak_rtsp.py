@@ -32,7 +32,7 @@ import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "interop"))
-from conftest import Howl, free_port  # noqa: E402
+from conftest import Howl, fds_of, free_port, rss_kb, threads_of  # noqa: E402
 
 FPS = 30
 WIDTH, HEIGHT = 640, 360
@@ -40,12 +40,7 @@ WIDTH, HEIGHT = 640, 360
 
 def proc_figures(pid: int) -> tuple[int, int, int]:
     """(RSS kB, open fds, threads) of a process."""
-    rss = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-    return rss, len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task"))
+    return rss_kb(pid), fds_of(pid), threads_of(pid)
 
 
 def start_howl(root: Path, name: str) -> Howl:

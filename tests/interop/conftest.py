@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -367,6 +368,15 @@ def threads_of(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
+def rss_kb(pid: int) -> int:
+    """Resident set size in kB (0 if /proc does not say)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def pids_of(name: str) -> list[int]:
     """Every process on the machine whose command name is `name`; tests that check what one
     howl left behind use `workers_of` instead (another howl may run here)."""
@@ -461,7 +471,6 @@ def stop_client(p: subprocess.Popen) -> None:
 def chromium(what: str, window: tuple[int, int], extra_args=()):
     """Headless Chromium driven by Debian's chromium-driver, with its console log captured;
     skips (naming `what` needs it) where chromium, chromium-driver or selenium is missing."""
-    import shutil
     chrome = shutil.which("chromium") or shutil.which("chromium-browser")
     chromedriver = shutil.which("chromedriver")
     if not chrome or not chromedriver:

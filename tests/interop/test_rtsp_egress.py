@@ -17,8 +17,7 @@ import pytest
 
 from rtsp_player import Rtsp, basic, digest, start_player
 from stream_client import dominant_frequency
-from conftest import alive, cpu_seconds, fds_of, run_client, threads_of, wait_until
-from test_seeds import rss_kb
+from conftest import alive, cpu_seconds, fds_of, rss_kb, run_client, threads_of, wait_until
 from testpattern import read_counter
 
 HERE = os.path.dirname(__file__)

@@ -17,7 +17,7 @@ import time
 
 from test_hostile import CLOSE_WAIT, socket_states
 from test_lifecycle import start_streaming
-from conftest import fds_of, finish_client, run_client, threads_of, wait_until
+from conftest import fds_of, finish_client, rss_kb, run_client, threads_of, wait_until
 
 
 def tls_context(config_dir) -> ssl.SSLContext:
@@ -101,14 +101,6 @@ def test_seed000_https_answers_while_a_worker_is_wedged(howl, tmp_path):
     assert res["ok"], res
     assert res.get("terminated_after") is not None, ("the cancelled stream never ended", res)
     assert wait_until(lambda: howl.api("GET", "/api/v1/sessions")[1] == [], 10)
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def test_seed002_clients_that_vanish_are_reaped_by_their_deadlines(howl_factory, tmp_path):
