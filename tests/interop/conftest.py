@@ -330,6 +330,12 @@ def wait_for(pred, timeout: float, what, interval: float = 0.05):
                          f"{what() if callable(what) else what}")
 
 
+# Desktops (process apps, the Desktop app) need Xvfb: tests of them skip where it is missing.
+needs_xvfb = pytest.mark.skipif(
+    shutil.which("Xvfb") is None,
+    reason="Xvfb is not installed (scripts/common.sh installs it); desktops cannot run here")
+
+
 # ---------------------------------------------------------------- processes (/proc)
 
 def proc_stat(pid: int) -> list[str] | None:

@@ -22,9 +22,9 @@ from conftest import finish_client, howl_bin, stop_client, wait_for
 
 LATENCY_LIMIT = 0.5
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("Xvfb") is None,
-    reason="Xvfb is not installed (scripts/common.sh installs it); desktops cannot run here")
+from conftest import needs_xvfb  # noqa: E402
+
+pytestmark = needs_xvfb
 
 
 def app_bin() -> str:

@@ -22,9 +22,9 @@ import pytest
 
 from test_desktop import app_bin, marked_processes, run_client, start_streaming, wait_for
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("Xvfb") is None,
-    reason="Xvfb is not installed (scripts/common.sh installs it); desktops cannot run here")
+from conftest import needs_xvfb  # noqa: E402
+
+pytestmark = needs_xvfb
 
 
 def docker(host: str, *args, check=True, timeout=120, **kw):

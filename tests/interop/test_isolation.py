@@ -26,9 +26,9 @@ import pytest
 
 from conftest import howl_bin
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("Xvfb") is None,
-    reason="Xvfb is not installed (scripts/common.sh installs it); desktops cannot run here")
+from conftest import needs_xvfb  # noqa: E402
+
+pytestmark = needs_xvfb
 
 UID_RANGE = (300000, 300999)
 # The probes run under the apps' uids, which may not reach the test's virtual environment.

@@ -11,20 +11,17 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import time
 from pathlib import Path
-
-import pytest
 
 import conftest
 from conftest import cert_fingerprint, stop_client, wait_for
 from test_api import EventStream
 from test_desktop import desktop_howl
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("Xvfb") is None,
-    reason="Xvfb is not installed (scripts/common.sh installs it); desktops cannot run here")
+from conftest import needs_xvfb  # noqa: E402
+
+pytestmark = needs_xvfb
 
 W, H = 1024, 768
 

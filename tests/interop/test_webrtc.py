@@ -23,7 +23,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import chromium, parent_of, wait_until
+from conftest import chromium, needs_xvfb, parent_of, wait_until
 from testpattern import read_counter
 
 # Generous: a debug build on a shared 2-core machine starts workers slowly.
@@ -430,9 +430,7 @@ return { keysym: Number(bits >> 32n), presses: Number((bits >> 16n) & 0xFFFFn),
 """
 
 
-@pytest.mark.skipif(shutil.which("Xvfb") is None,
-                    reason="Xvfb is not installed (scripts/common.sh installs it); desktops "
-                           "cannot run here")
+@needs_xvfb
 def test_browser_input_drives_a_desktop_and_view_only_input_is_dropped(howl_factory, browser,
                                                                        tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
@@ -484,9 +482,7 @@ def test_browser_input_drives_a_desktop_and_view_only_input_is_dropped(howl_fact
           f"dropped while view-only: {sessions(h)[0]['input_dropped']}")
 
 
-@pytest.mark.skipif(shutil.which("Xvfb") is None,
-                    reason="Xvfb is not installed (scripts/common.sh installs it); desktops "
-                           "cannot run here")
+@needs_xvfb
 def test_play_starts_the_callers_own_desktop_and_a_reload_resumes_it(howl_factory, browser,
                                                                     tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
