@@ -9,9 +9,5 @@ source "$(dirname "$0")/common.sh"
 cd "$HOWL_ROOT"
 ensure_apt_packages
 ensure_venv
-if [ -z "${HOWL_BIN:-}" ]; then
-  ensure_rust
-  cargo build --locked -p howl-server -p howl-worker
-  export HOWL_BIN="$CARGO_TARGET_DIR/debug/howl"
-fi
+ensure_howl_bin debug
 exec "$VENV/bin/python" scripts/bench_browser_latency.py "$@"

@@ -56,3 +56,16 @@ ensure_venv() {
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HOWL_ROOT/tests/interop/requirements.txt"
   fi
 }
+
+# HOWL_BIN, unless the caller set it: howl and howl-worker built in profile $1 (debug or
+# release), for the soak and benchmark scripts.
+ensure_howl_bin() {
+  [ -n "${HOWL_BIN:-}" ] && return
+  ensure_rust
+  if [ "$1" = release ]; then
+    cargo build --release --locked -p howl-server -p howl-worker
+  else
+    cargo build --locked -p howl-server -p howl-worker
+  fi
+  export HOWL_BIN="$CARGO_TARGET_DIR/$1/howl"
+}

@@ -12,9 +12,5 @@ ROUNDS=${1:-50}
 shift $(( $# < 1 ? $# : 1 ))
 ensure_apt_packages
 ensure_venv
-if [ -z "${HOWL_BIN:-}" ]; then
-  ensure_rust
-  cargo build --locked -p howl-server -p howl-worker
-  export HOWL_BIN="$CARGO_TARGET_DIR/debug/howl"
-fi
+ensure_howl_bin debug
 exec "$VENV/bin/python" scripts/soak_browser.py --rounds "$ROUNDS" "$@"

@@ -12,8 +12,5 @@ MINUTES=${2:-30}
 shift $(( $# < 2 ? $# : 2 ))
 ensure_apt_packages
 ensure_venv
-if [ -z "${HOWL_BIN:-}" ]; then
-  cargo build --release --locked -p howl-server -p howl-worker
-  export HOWL_BIN="$CARGO_TARGET_DIR/release/howl"
-fi
+ensure_howl_bin release
 exec "$VENV/bin/python" scripts/soak_rtsp.py --players "$PLAYERS" --minutes "$MINUTES" "$@"
