@@ -18,7 +18,33 @@ pub mod moonlight;
 pub mod rtsp_player;
 
 use howl_core::EndReason;
+use howl_core::domain::Deadline;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The deadline a driver computes and publishes for the engine to enforce (an RTSP player's
+/// never-played or keep-alive timeout, a browser's connect or silence deadline): the
+/// connection keeps the protocol state, the domain ends the viewer through its one end path.
+#[derive(Debug, Default)]
+pub struct PublishedDeadline {
+    deadline: Mutex<Option<Deadline>>,
+}
+
+impl PublishedDeadline {
+    /// Replaces the deadline; `None` clears it.
+    pub fn publish(&self, next: Option<Deadline>) {
+        // A poisoned lock only means another thread panicked mid-store.
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = next;
+    }
+
+    /// The deadline the driver published last, for the domain to enforce.
+    pub fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
 
 /// Live counters of one viewer, shared with its driver's tasks.
 #[derive(Debug, Default)]

@@ -98,10 +98,10 @@ impl Driver {
                     }
                     if connected && d.at >= published + PUBLISH_EVERY {
                         published = d.at;
-                        self.link.publish(Deadline {
+                        self.link.publish(Some(Deadline {
                             at: d.at + self.silence,
                             reason: EndReason::BrowserGone,
-                        });
+                        }));
                     }
                 }
                 Ev::Feed(FeedItem::Closed) => return None,
@@ -207,10 +207,10 @@ impl Driver {
                 Output::Event(Event::Connected) => {
                     *connected = true;
                     let now = Instant::now();
-                    self.link.publish(Deadline {
+                    self.link.publish(Some(Deadline {
                         at: now + self.silence,
                         reason: EndReason::BrowserGone,
-                    });
+                    }));
                     // The first frame it gets is a fresh keyframe.
                     self.feed.restart_at_keyframe();
                     tracing::info!("browser connected");

@@ -36,7 +36,7 @@ use howl_core::{EndReason, SessionId};
 use howl_media::protocol::Codec;
 use howl_proto::player::ParameterSets;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::format::Codec as RtcCodec;
@@ -57,25 +57,7 @@ pub const FIRST_KEYFRAME_DEADLINE: Duration =
     Duration::from_secs(worker::START_DEADLINE.as_secs() + 5);
 
 /// The deadline a browser's driver publishes for the engine to enforce.
-#[derive(Debug, Default)]
-pub struct BrowserLink {
-    deadline: Mutex<Option<Deadline>>,
-}
-
-impl BrowserLink {
-    fn publish(&self, next: Deadline) {
-        // A poisoned lock only means another thread panicked mid-store.
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(next);
-    }
-
-    /// The deadline the driver published last, for the domain to enforce.
-    pub fn deadline(&self) -> Option<Deadline> {
-        self.deadline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
+pub type BrowserLink = crate::viewer::PublishedDeadline;
 
 /// The engine's half of a browser viewer: its driver task does the media; the engine owns
 /// its lifetime through the published deadline.
@@ -205,10 +187,10 @@ impl Whep {
         let now = Instant::now();
         let negotiated = negotiate(parsed, offer, &sps, self.udp.candidate(), now)?;
         let link = Arc::new(BrowserLink::default());
-        link.publish(Deadline {
+        link.publish(Some(Deadline {
             at: now + CONNECT_DEADLINE,
             reason: EndReason::NeverConnected,
-        });
+        }));
         let label = format!("browser:{}", principal.label());
         let joined = self
             .engine

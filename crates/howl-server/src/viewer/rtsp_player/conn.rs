@@ -262,7 +262,8 @@ impl Conn {
 
     /// Publishes the protocol's next deadline for the engine.
     fn publish(&self) {
-        self.link.publish(self.session.next_deadline());
+        self.link
+            .publish(super::deadline_of(self.session.next_deadline()));
     }
 
     async fn write_out(&mut self) -> Result<(), Exit> {

@@ -32,7 +32,7 @@ use howl_core::{App, EndReason, SessionId};
 use howl_media::protocol::{Codec, StreamParams};
 use howl_proto::player::{self, DescribeQuery, DescribeRefusal, RtpParams, StreamTarget};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -61,25 +61,14 @@ const READ_CHUNK: usize = 16 * 1024;
 pub use howl_core::domain::PlayerDefaults;
 
 /// The player deadline a connection publishes for the engine to enforce.
-#[derive(Debug, Default)]
-pub struct PlayerLink {
-    deadline: Mutex<Option<(Instant, player::EndReason)>>,
-}
+pub type PlayerLink = crate::viewer::PublishedDeadline;
 
-impl PlayerLink {
-    fn publish(&self, next: Option<(Instant, player::EndReason)>) {
-        // A poisoned lock only means another thread panicked mid-store of a Copy value.
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = next;
-    }
-
-    /// The deadline the connection published last, for the domain to enforce.
-    pub fn deadline(&self) -> Option<Deadline> {
-        let d = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        d.map(|(at, reason)| Deadline {
-            at,
-            reason: end_reason(reason),
-        })
-    }
+/// The engine's deadline for the player protocol's next one (`PlayerSession::next_deadline`).
+fn deadline_of(next: Option<(Instant, player::EndReason)>) -> Option<Deadline> {
+    next.map(|(at, reason)| Deadline {
+        at,
+        reason: end_reason(reason),
+    })
 }
 
 /// The engine's reason for a protocol-level end.
@@ -331,7 +320,7 @@ mod tests {
         let link = PlayerLink::default();
         assert_eq!(link.deadline(), None);
         let at = t0 + Duration::from_secs(5);
-        link.publish(Some((at, player::EndReason::NeverPlayed)));
+        link.publish(deadline_of(Some((at, player::EndReason::NeverPlayed))));
         assert_eq!(
             link.deadline(),
             Some(Deadline {
@@ -339,12 +328,12 @@ mod tests {
                 reason: EndReason::NeverPlayed
             })
         );
-        link.publish(Some((t0, player::EndReason::KeepAliveTimeout)));
+        link.publish(deadline_of(Some((t0, player::EndReason::KeepAliveTimeout))));
         assert_eq!(
             link.deadline().map(|d| d.reason),
             Some(EndReason::KeepAliveTimeout)
         );
-        link.publish(None);
+        link.publish(deadline_of(None));
         assert_eq!(link.deadline(), None);
     }
 
