@@ -11,6 +11,7 @@ pub mod apps;
 pub mod clients;
 pub mod domain;
 pub mod encryption;
+pub mod nodes;
 pub mod pairing;
 pub mod routing;
 pub mod session;

@@ -58,6 +58,9 @@ pub enum EndReason {
     /// A browser vanished without leaving: ICE consent lapsed, or nothing arrived from it
     /// within its deadline (a killed tab, a lost network).
     BrowserGone,
+    /// The media node running its producer was lost (disconnected, or silent past its
+    /// heartbeat deadline).
+    NodeLost { node: String, detail: String },
 }
 
 impl fmt::Display for EndReason {
@@ -82,6 +85,7 @@ impl fmt::Display for EndReason {
             EndReason::NeverPlayed => f.write_str("player set up but never played"),
             EndReason::BrowserLeft => f.write_str("browser left"),
             EndReason::BrowserGone => f.write_str("browser stopped answering"),
+            EndReason::NodeLost { node, detail } => write!(f, "media node {node} lost: {detail}"),
         }
     }
 }
@@ -109,6 +113,7 @@ impl EndReason {
             EndReason::NeverPlayed => "never_played",
             EndReason::BrowserLeft => "browser_left",
             EndReason::BrowserGone => "browser_gone",
+            EndReason::NodeLost { .. } => "node_lost",
         }
     }
 

@@ -8,6 +8,9 @@
 //! - [`protocol`]: the versioned message schema and length-prefixed framing spoken over the unix
 //!   stream socket between the server and one worker. Both sides encode and decode every
 //!   message, so a test server and a test worker are built from the same code.
+//! - [`node`]: the framed control messages between the control plane and a media node
+//!   (`howl node`): join, heartbeats, worker start and kill; the worker protocol itself
+//!   crosses machines unchanged, one connection per worker.
 //! - [`testpattern`]: the cheap moving test picture with a machine-readable frame counter, and
 //!   the reader that recovers the counter from decoded frames (freshness tests).
 //! - [`annexb`]: small Annex-B helpers (NAL unit iteration, SEI stripping) used to check and
@@ -21,6 +24,7 @@
 pub mod annexb;
 pub mod caps;
 pub mod gamepad;
+pub mod node;
 pub mod protocol;
 pub mod testpattern;
 pub mod xinput;

@@ -147,6 +147,16 @@ pub struct Config {
     /// allows 8 NVENC sessions). Every producer holds one from its admission to its stop, so
     /// today the smaller of this and `max_producers` applies. 0: unlimited.
     pub max_encoder_sessions: u32,
+    /// The TLS endpoint media nodes (`howl node`) dial, e.g. `"0.0.0.0:47991"`. Unset (the
+    /// default): no node endpoint, every producer runs here. Off by default because it is a
+    /// listener reachable from other machines, which a single-box install does not need.
+    pub node_bind: Option<SocketAddr>,
+    /// Whether this machine (the built-in `local` node) runs producers too; false: only media
+    /// nodes do (a control plane without media).
+    pub local_node: bool,
+    /// How a new producer's node is chosen among those with room: `"spread"` (fewest
+    /// producers) or `"pack"` (fill the busiest node first).
+    pub placement: String,
     /// Apps besides the built-in "Test Pattern" (and "Desktop").
     pub apps: Vec<AppConfig>,
 }
@@ -200,6 +210,9 @@ impl Default for Config {
             encryption_wan: EncryptionMode::Preferred,
             max_producers: 0,
             max_encoder_sessions: 0,
+            node_bind: None,
+            local_node: true,
+            placement: "spread".into(),
             apps: Vec::new(),
         }
     }
@@ -288,6 +301,9 @@ const ENV_KEYS: &[&str] = &[
     "encryption_wan",
     "max_producers",
     "max_encoder_sessions",
+    "node_bind",
+    "local_node",
+    "placement",
 ];
 
 /// `HOWL_*` variables that are not configuration keys and still belong to howl or its own
@@ -390,6 +406,12 @@ impl Config {
             if ms == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be > 0")));
             }
+        }
+        if howl_core::domain::Placement::parse(&self.placement).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "placement must be \"spread\" or \"pack\", not {:?}",
+                self.placement
+            )));
         }
         if self.webrtc_silence_secs == 0 {
             return Err(ConfigError::Invalid(

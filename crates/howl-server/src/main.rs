@@ -7,6 +7,7 @@ mod data;
 mod domain;
 mod engine;
 mod heap;
+mod node;
 mod sdnotify;
 mod serve;
 mod statedir;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Lobbies(args)) => runtime.block_on(cli::commands::lobbies(args)),
         Some(cli::Command::Clients(args)) => runtime.block_on(cli::commands::clients(args)),
         Some(cli::Command::Nodes(args)) => runtime.block_on(cli::nodes::nodes(args)),
+        Some(cli::Command::Node(args)) => runtime.block_on(node::agent::run(args)),
     };
     // Never wait on stragglers at exit: shutdown already had its deadline.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));

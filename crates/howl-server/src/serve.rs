@@ -41,6 +41,8 @@ pub enum StartError {
     Apps(String),
     #[error("desktop isolation: {0}")]
     Isolation(String),
+    #[error("media nodes: {0}")]
+    Nodes(String),
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -124,10 +126,18 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
     )
     .map_err(|e| StartError::Identity(e.to_string()))?;
     let tls_cfg = tls::server_config(&identity.cert_pem, &identity.key_pem)?;
+    let node_tls = tls::node_server_config(&identity.cert_pem, &identity.key_pem)?;
 
     let shutdown = CancellationToken::new();
     let uniqueid = state.uniqueid.clone();
     let events = crate::domain::events::EventBus::new();
+    let cp_cert_der = {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        CertificateDer::from_pem_slice(identity.cert_pem.as_bytes())
+            .map_err(|e| StartError::Identity(e.to_string()))?
+    };
+    let nodes = crate::node::Nodes::open(state_dir, cp_cert_der.as_ref(), events.clone())
+        .map_err(|e| StartError::Nodes(e.to_string()))?;
     let (core, core_task) = domain::spawn(
         state,
         sd.path(crate::statedir::STATE_FILE),
@@ -236,6 +246,9 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             encryption: cfg.encryption_policy(),
             player_defaults: crate::viewer::rtsp_player::PlayerDefaults::default(),
             admission: cfg.admission(),
+            nodes: nodes.clone(),
+            local_node: cfg.local_node,
+            placement: howl_core::domain::Placement::parse(&cfg.placement).unwrap_or_default(),
         },
         enet_host.sender(),
         enet_events,
@@ -243,6 +256,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         audio_sock,
         shutdown.clone(),
     );
+    nodes.set_engine(engine.clone());
     if cfg.fault_drop_percent > 0.0 {
         tracing::warn!(
             percent = cfg.fault_drop_percent,
@@ -255,6 +269,10 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
     let http_l = bind("NVHTTP http", http_addr).await?;
     let https_l = bind("NVHTTP https", https_addr).await?;
     let api_l = bind("management API", cfg.api_bind).await?;
+    let node_l = match cfg.node_bind {
+        Some(addr) => Some(bind("node endpoint", addr).await?),
+        None => None,
+    };
     let https_port = https_l
         .local_addr()
         .map(|a| a.port())
@@ -343,6 +361,15 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
     let https_stats = metrics.listener_stats("nvhttps", true);
     let api_stats = metrics.listener_stats("api", false);
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(l) = node_l {
+        tracing::info!(addr = ?l.local_addr().ok(), "node endpoint listening (media nodes join with `howl nodes token`)");
+        tasks.spawn(crate::node::endpoint::serve(
+            l,
+            node_tls,
+            nodes.clone(),
+            shutdown.clone(),
+        ));
+    }
     {
         let nv = nv.clone();
         tasks.spawn(listener::serve(
@@ -399,6 +426,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
                 metrics: metrics.clone(),
                 health: health.clone(),
                 whep,
+                nodes: nodes.clone(),
             },
             cfg.max_body_bytes,
         );

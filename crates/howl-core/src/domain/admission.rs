@@ -100,32 +100,17 @@ impl Domain {
             .map(|p| (p, self.refused.get(&p).copied().unwrap_or(0)))
     }
 
-    /// Whether one more producer fits, `replacing` one that stops in the same input (a
-    /// client's new private launch replaces its old one). A refusal is counted under `path`;
-    /// nothing else changes.
-    pub(super) fn admit(&mut self, path: AdmissionPath, replacing: bool) -> Result<(), Refusal> {
-        let a = self.settings.admission;
-        let freed = u32::from(replacing);
-        let checks = [
-            (
-                Limit::Producers,
-                a.max_producers,
-                self.producers_in_use().saturating_sub(freed),
-            ),
-            (
-                Limit::EncoderSessions,
-                a.max_encoder_sessions,
-                self.encoder_sessions_in_use().saturating_sub(freed),
-            ),
-        ];
-        for (limit, max, in_use) in checks {
-            if let Some(max) = max
-                && in_use >= max
-            {
-                *self.refused.entry(path).or_insert(0) += 1;
-                return Err(Refusal::AtCapacity { limit, max });
-            }
-        }
-        Ok(())
+    /// The node one more producer goes to, `replacing` one that stops in the same input (a
+    /// client's new private launch replaces its old one, whose slot counts as free). A
+    /// refusal (no node has room: [`Refusal::AtCapacity`] with one node, as before nodes
+    /// existed) is counted under `path`; nothing else changes.
+    pub(super) fn admit(
+        &mut self,
+        path: AdmissionPath,
+        replacing: Option<ProducerId>,
+    ) -> Result<String, Refusal> {
+        self.place(replacing).inspect_err(|_| {
+            *self.refused.entry(path).or_insert(0) += 1;
+        })
     }
 }

@@ -36,7 +36,7 @@ impl Domain {
         };
         params.validate()?;
         // After every check of the request itself: a malformed one is told what is wrong.
-        self.admit(AdmissionPath::Lobby, false)?;
+        let node = self.admit(AdmissionPath::Lobby, None)?;
         let idle_timeout = req.idle_timeout.max(MIN_LOBBY_IDLE);
         let policy = if req.stop_when_everyone_leaves {
             StopPolicy::WhenEmpty {
@@ -71,6 +71,7 @@ impl Domain {
                 policy,
                 worker: WorkerState::None,
                 params: None,
+                node,
                 viewers: Default::default(),
                 // Nobody has joined yet: a lobby that should stop when empty counts its idle
                 // time from its creation.

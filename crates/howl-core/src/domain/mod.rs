@@ -93,6 +93,7 @@ mod admission;
 mod browsers;
 mod lobbies;
 mod moonlight;
+mod nodes;
 mod permissions;
 mod players;
 mod producer;
@@ -106,6 +107,7 @@ mod viewer;
 mod workers;
 
 pub use admission::{Admission, AdmissionPath, Limit};
+pub use nodes::{LOCAL_NODE, NodeSlot, Placement};
 pub use permissions::{LobbyPermissions, Permission, permission_of};
 pub use producer::{Lobby, Producer, ProducerKind, StopPolicy, WorkerState, source_of};
 pub use refusal::{Fault, Refusal};
@@ -204,6 +206,8 @@ pub enum Action {
         producer: ProducerId,
         worker: WorkerId,
         params: StreamParams,
+        /// The node it runs on ([`LOCAL_NODE`] or a media node's name).
+        node: String,
     },
     /// Stop this worker (it may still be starting: stop it once it is ready). Idempotent: a
     /// worker stopped while starting is named again when its late ready report arrives.
@@ -313,11 +317,20 @@ pub struct Domain {
     shutting_down: bool,
     /// Requests refused by admission control since start, by path.
     refused: BTreeMap<AdmissionPath, u64>,
+    /// The nodes producers are placed on, by name (the built-in [`LOCAL_NODE`] first).
+    nodes: BTreeMap<String, NodeSlot>,
+    placement: Placement,
 }
 
 impl Domain {
     pub fn new(settings: Settings) -> Self {
+        let local = NodeSlot {
+            limits: settings.admission,
+            draining: false,
+        };
         Self {
+            nodes: BTreeMap::from([(LOCAL_NODE.to_owned(), local)]),
+            placement: Placement::default(),
             settings,
             producers: BTreeMap::new(),
             viewers: BTreeMap::new(),

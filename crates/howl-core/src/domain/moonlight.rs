@@ -22,7 +22,7 @@ impl Domain {
         streamable(&app)?;
         let old = self.private_of(&req.client);
         // Decided before the old app stops: a refused launch leaves everything as it was.
-        self.admit(AdmissionPath::Launch, old.is_some())?;
+        let node = self.admit(AdmissionPath::Launch, old)?;
         if let Some(old) = old {
             self.stop_producer(old, EndReason::ClientQuit);
         }
@@ -41,6 +41,7 @@ impl Domain {
                 // The worker starts at ANNOUNCE, in the mode the client negotiates.
                 worker: WorkerState::None,
                 params: None,
+                node,
                 viewers: Default::default(),
                 stop_at: None,
                 created_at: now,

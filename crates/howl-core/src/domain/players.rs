@@ -49,8 +49,8 @@ impl Domain {
                         let params = self.app_share_params(app, video);
                         params.validate()?;
                         check_carries(&kind(params.codec), params.codec)?;
-                        self.admit(AdmissionPath::Player, false)?;
-                        self.start_app_share(now, app.clone(), params)
+                        let node = self.admit(AdmissionPath::Player, None)?;
+                        self.start_app_share(now, app.clone(), params, node)
                     }
                 };
                 (id, format!("/app/{name}"))
@@ -109,7 +109,13 @@ impl Domain {
         }
     }
 
-    fn start_app_share(&mut self, now: Instant, app: App, params: StreamParams) -> ProducerId {
+    fn start_app_share(
+        &mut self,
+        now: Instant,
+        app: App,
+        params: StreamParams,
+        node: String,
+    ) -> ProducerId {
         let id = self.producer_id();
         self.producers.insert(
             id,
@@ -123,6 +129,7 @@ impl Domain {
                 },
                 worker: WorkerState::None,
                 params: None,
+                node,
                 viewers: Default::default(),
                 // Its first player attaches in the same input.
                 stop_at: None,

@@ -19,6 +19,8 @@ pub struct Producer {
     /// What the worker encodes (or will, once started); `None` until a private producer's
     /// first ANNOUNCE.
     pub params: Option<StreamParams>,
+    /// The node it runs on (placement: [`super::Domain`]'s nodes), fixed at admission.
+    pub node: String,
     pub viewers: BTreeSet<ViewerId>,
     /// When it stops for want of viewers (linger for `/resume`, a lobby's idle timeout, an
     /// app share's linger). Set only while it has no viewer.

@@ -82,9 +82,26 @@ pub enum Refusal {
         .limit.counts(), .limit.key()
     )]
     AtCapacity { limit: Limit, max: u32 },
+    /// Placement: several nodes, none with a free producer slot and encoder session.
+    #[error(
+        "every media node is at capacity ({nodes} nodes, no free producer slot or encoder session); try again when a stream ends"
+    )]
+    NodesFull { nodes: u32 },
+    /// Placement: no node takes producers (none connected, or all draining).
+    #[error("no media node can take a new stream (none connected, or all draining)")]
+    NoNode,
 }
 
 impl Refusal {
+    /// Whether admission control refused it (no node had room): the edges answer these
+    /// like a full host (503, API 409) and count them.
+    pub fn is_capacity(&self) -> bool {
+        matches!(
+            self,
+            Refusal::AtCapacity { .. } | Refusal::NodesFull { .. } | Refusal::NoNode
+        )
+    }
+
     pub fn fault(&self) -> Fault {
         match self {
             Refusal::UnknownApp(_)
@@ -106,7 +123,9 @@ impl Refusal {
             | Refusal::CodecNotCarried { .. }
             | Refusal::NotStarted
             | Refusal::ShuttingDown
-            | Refusal::AtCapacity { .. } => Fault::Unavailable,
+            | Refusal::AtCapacity { .. }
+            | Refusal::NodesFull { .. }
+            | Refusal::NoNode => Fault::Unavailable,
         }
     }
 }

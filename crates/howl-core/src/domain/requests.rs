@@ -86,4 +86,6 @@ pub enum WorkerEnd {
     Died(String),
     /// The desktop's app ended by itself.
     AppExited(String),
+    /// The node it ran on was lost (disconnected or silent past its deadline).
+    NodeLost { node: String, detail: String },
 }

@@ -53,6 +53,10 @@ impl Domain {
                     self.stop_producer(id, EndReason::AppExited { detail });
                 }
             }
+            WorkerEnd::NodeLost { node, detail } => {
+                let why = format!("node {node} lost: {detail}");
+                self.worker_gone(worker, why, EndReason::NodeLost { node, detail });
+            }
             WorkerEnd::Died(detail) => {
                 self.worker_gone(worker, detail.clone(), EndReason::WorkerDied { detail });
             }
@@ -103,10 +107,12 @@ impl Domain {
         }
         p.worker = WorkerState::Starting(worker);
         p.params = Some(params.clone());
+        let node = p.node.clone();
         self.outbox.push_back(Action::StartWorker {
             producer: id,
             worker,
             params,
+            node,
         });
     }
 }

@@ -60,10 +60,51 @@ pub enum Command {
         after_help = "Example:\n  howl clients\n  howl clients --json\n  howl clients unpair 3f2a9c41"
     )]
     Clients(ClientsArgs),
-    /// List the nodes that run producers (today the built-in local one), with their use
-    /// against `max_producers` and `max_encoder_sessions`.
-    #[command(after_help = "Example:\n  howl nodes\n  howl nodes --json")]
+    /// List the nodes that run producers (the built-in local one and media nodes that
+    /// joined), with their use against their limits; create join tokens, drain or remove a
+    /// node.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Example:\n  howl nodes\n  howl nodes --json\n  howl nodes token --ttl 600 > join-token\n  howl nodes drain gpu-1\n  howl nodes remove gpu-1"
+    )]
     Nodes(NodesArgs),
+    /// Run a media node: dial out to the control plane (works from behind NAT), join with a
+    /// token from `howl nodes token` (later joins use the certificate pinned at the first),
+    /// report this machine's capacity and run the media workers the control plane places
+    /// here. See docs/nodes.md.
+    #[command(
+        after_help = "Example:\n  howl node --control-plane cp.example:47991 --token-file /run/secrets/howl-join-token \\\n    --state-dir /var/lib/howl-node --label gpu=nvidia --max-producers 8"
+    )]
+    Node(NodeArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NodeArgs {
+    /// The control plane's node endpoint (its `node_bind`).
+    #[arg(long, env = "HOWL_NODE_CONTROL_PLANE", value_name = "HOST:PORT")]
+    pub control_plane: String,
+    /// File holding the join token (needed for the first join; later joins use the pinned
+    /// certificate, and a token that was spent is then ignored).
+    #[arg(long, env = "HOWL_NODE_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Where the node keeps its key, certificate, pinned control plane and workers' sockets.
+    /// [default: $XDG_STATE_HOME/howl, else ~/.local/state/howl]
+    #[arg(long, env = "HOWL_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The node's name (1 to 63 of A-Za-z0-9._-). [default: the host name]
+    #[arg(long, env = "HOWL_NODE_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+    /// An operator label, KEY=VALUE (repeat it; in the environment, comma-separated).
+    #[arg(
+        long = "label",
+        env = "HOWL_NODE_LABELS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    pub labels: Vec<String>,
+    /// The most producers this node runs at once. [default: unlimited]
+    #[arg(long, env = "HOWL_MAX_PRODUCERS", value_name = "N")]
+    pub max_producers: Option<u32>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -351,8 +392,50 @@ pub struct LobbyCreateArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct NodesArgs {
+    #[command(subcommand)]
+    pub action: Option<NodesAction>,
     #[command(flatten)]
     pub list: ListArgs,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum NodesAction {
+    /// Create a join token for `howl node --token-file` (printed once, on stdout; only its
+    /// digest is kept). Single-use and valid for an hour unless told otherwise.
+    #[command(
+        after_help = "Example:\n  howl nodes token > join-token\n  howl nodes token --ttl 86400 --reusable   # one token for a whole DaemonSet"
+    )]
+    Token(NodeTokenArgs),
+    /// Place no new producer on NODE; the ones it runs go on to their end.
+    #[command(after_help = "Example:\n  howl nodes drain gpu-1")]
+    Drain(NodeNameArgs),
+    /// Forget NODE: its pinned certificate (it must join with a token again) and, if it is
+    /// connected, its producers (they end with `node_lost`).
+    #[command(after_help = "Example:\n  howl nodes remove gpu-1")]
+    Remove(NodeNameArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NodeTokenArgs {
+    /// Seconds the token stays valid (at most a year). [default: 3600]
+    #[arg(long, value_name = "SECS")]
+    pub ttl: Option<u64>,
+    /// Let any number of nodes join with it until it expires (default: one node).
+    #[arg(long)]
+    pub reusable: bool,
+    /// Print the API's JSON (with the token's id and expiry).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: ClientArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NodeNameArgs {
+    /// The node's name, as `howl nodes` shows it.
+    pub node: String,
+    #[command(flatten)]
+    pub conn: ClientArgs,
 }
 
 #[derive(Debug, Args, Clone)]

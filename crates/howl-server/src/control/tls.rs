@@ -17,6 +17,8 @@ use std::sync::Arc;
 #[derive(Debug)]
 struct AcceptAnyClientCert {
     algs: WebPkiSupportedAlgorithms,
+    /// Whether a client must present a certificate (the node endpoint: yes).
+    mandatory: bool,
 }
 
 impl ClientCertVerifier for AcceptAnyClientCert {
@@ -58,7 +60,7 @@ impl ClientCertVerifier for AcceptAnyClientCert {
     // Optional so that a certificate-less probe (curl, a load balancer) still gets the XML
     // 401 answer instead of a TLS alert; every Moonlight client sends its certificate.
     fn client_auth_mandatory(&self) -> bool {
-        false
+        self.mandatory
     }
 }
 
@@ -83,6 +85,7 @@ pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>,
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = Arc::new(AcceptAnyClientCert {
         algs: provider.signature_verification_algorithms,
+        mandatory: false,
     });
     let mut cfg = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -97,6 +100,30 @@ pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>,
     cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
     // HTTP/1.1 only: a GFE release broke with HTTP/2 and clients disable it.
     cfg.alpn_protocols = Vec::new();
+    Ok(Arc::new(cfg))
+}
+
+/// The node endpoint's configuration: the host's certificate, and a client certificate
+/// required from every node (authorised after the handshake by its pinned fingerprint or a
+/// join token, see `node`). TLS 1.3 only: both ends are howl.
+pub fn node_server_config(
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    use rustls::pki_types::pem::PemObject;
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| TlsSetupError::Cert(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| TlsSetupError::Key(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = Arc::new(AcceptAnyClientCert {
+        algs: provider.signature_verification_algorithms,
+        mandatory: true,
+    });
+    let cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert], key)?;
     Ok(Arc::new(cfg))
 }
 

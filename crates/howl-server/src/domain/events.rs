@@ -111,6 +111,22 @@ pub enum Event {
         app: String,
         lobby_id: Option<u64>,
     },
+    /// A media node joined (or rejoined) and takes producers.
+    NodeJoined {
+        node: String,
+        first_join: bool,
+    },
+    /// A media node was lost (connection closed, heartbeat deadline, removed); its producers
+    /// ended with `node_lost`.
+    NodeLost {
+        node: String,
+        reason: String,
+        producers: usize,
+    },
+    /// A node takes no new producers; its running ones go on to their end.
+    NodeDrained {
+        node: String,
+    },
 }
 
 /// Why a pairing failed, as a fixed set (the JSON `failure` field and the
@@ -174,6 +190,9 @@ impl Event {
             Event::AppChanged { .. } => "app_changed",
             Event::SourceLost { .. } => "source_lost",
             Event::SourceRestored { .. } => "source_restored",
+            Event::NodeJoined { .. } => "node_joined",
+            Event::NodeLost { .. } => "node_lost",
+            Event::NodeDrained { .. } => "node_drained",
         }
     }
 }

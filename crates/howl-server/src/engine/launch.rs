@@ -39,7 +39,7 @@ pub enum LaunchError {
 impl LaunchError {
     /// Refused by admission control (logged by the engine already).
     pub fn at_capacity(&self) -> bool {
-        matches!(self, LaunchError::Refused(Refusal::AtCapacity { .. }))
+        matches!(self, LaunchError::Refused(r) if r.is_capacity())
     }
 
     pub fn status_code(&self) -> i64 {

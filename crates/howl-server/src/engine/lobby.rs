@@ -98,7 +98,7 @@ impl From<Refusal> for LobbyError {
             Refusal::LobbyExists(name) => LobbyError::Exists(name),
             Refusal::NoLobby(id) => LobbyError::NotFound(id.0),
             Refusal::ShuttingDown => LobbyError::Unavailable,
-            r @ Refusal::AtCapacity { .. } => LobbyError::AtCapacity(r.to_string()),
+            r if r.is_capacity() => LobbyError::AtCapacity(r.to_string()),
             other => LobbyError::Invalid(other.to_string()),
         }
     }

@@ -101,6 +101,12 @@ pub struct EngineSettings {
     pub player_defaults: crate::viewer::rtsp_player::PlayerDefaults,
     /// How many producers may run at once (`max_producers`, `max_encoder_sessions`).
     pub admission: howl_core::domain::Admission,
+    /// Media nodes (workers placed on a node other than `local` start there).
+    pub nodes: Arc<crate::node::Nodes>,
+    /// Whether the built-in local node takes producers (`local_node`).
+    pub local_node: bool,
+    /// How a producer's node is chosen (`placement`).
+    pub placement: howl_core::domain::Placement,
 }
 
 /// One command: a closure the actor runs on the engine with its current time.
@@ -291,6 +297,44 @@ impl EngineHandle {
             .unwrap_or(false)
     }
 
+    /// A media node joined: placement may use it.
+    pub async fn node_joined(&self, name: &str, limits: howl_core::domain::Admission) {
+        let name = name.to_owned();
+        self.tell(move |e, now| {
+            e.domain.node_joined(now, &name, limits);
+            e.drain(now);
+        })
+        .await;
+    }
+
+    /// A media node was lost: its producers end with `node_lost`. How many ended.
+    pub async fn node_lost(&self, name: &str, detail: &str) -> Option<usize> {
+        let (name, detail) = (name.to_owned(), detail.to_owned());
+        self.ask(move |e, now| {
+            let n = e.domain.node_lost(now, &name, &detail);
+            e.drain(now);
+            n
+        })
+        .await
+    }
+
+    /// Stops placing producers on a node. `Some(false)`: no such node.
+    pub async fn drain_node(&self, name: &str) -> Option<bool> {
+        let name = name.to_owned();
+        self.ask(move |e, _| e.domain.drain_node(&name)).await
+    }
+
+    /// Every node placement knows, with its producers in use.
+    pub async fn node_use(&self) -> Option<Vec<(String, u32, howl_core::domain::NodeSlot)>> {
+        self.ask(|e, _| {
+            e.domain
+                .nodes()
+                .map(|(n, s)| (n.to_owned(), e.domain.producers_on(n), s.clone()))
+                .collect()
+        })
+        .await
+    }
+
     pub async fn counters(&self) -> Option<EngineCounters> {
         self.ask(|e, _| e.counters()).await
     }
@@ -451,7 +495,8 @@ impl Engine {
                     producer,
                     worker,
                     params,
-                } => self.start_worker(producer, worker, params),
+                    node,
+                } => self.start_worker(producer, worker, params, node),
                 Action::StopWorker { worker } => {
                     if let Some(w) = self.workers.remove(&worker) {
                         w.stop();
@@ -531,6 +576,12 @@ pub fn spawn(
         player_defaults: settings.player_defaults,
         admission: settings.admission,
     });
+    let mut domain = domain;
+    domain.set_placement(settings.placement);
+    if !settings.local_node {
+        // Before anything runs: only media nodes take producers.
+        domain.node_lost(Instant::now(), crate::node::LOCAL, "local_node = false");
+    }
     let mut engine = Engine {
         settings,
         domain,
@@ -600,6 +651,9 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 fn log_refusal(path: AdmissionPath, who: &str, refusal: &Refusal) {
     if let Refusal::AtCapacity { limit, max } = refusal {
         tracing::warn!(path = path.name(), who, limit = limit.key(), max, reason = %refusal,
+            "admission refused: no new producer");
+    } else if refusal.is_capacity() {
+        tracing::warn!(path = path.name(), who, reason = %refusal,
             "admission refused: no new producer");
     }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 impl From<Refusal> for PlayerRefusal {
     fn from(r: Refusal) -> Self {
-        if let Refusal::AtCapacity { .. } = r {
+        if r.is_capacity() {
             return PlayerRefusal::AtCapacity(r.to_string());
         }
         match r.fault() {

@@ -71,6 +71,7 @@ impl Engine {
         producer: ProducerId,
         worker_id: WorkerId,
         params: StreamParams,
+        node: String,
     ) {
         // send_replace: stored even while no viewer follows it yet.
         self.producers
@@ -80,11 +81,14 @@ impl Engine {
         let bin = self.settings.worker_bin.clone();
         let dir = self.settings.runtime_dir.clone();
         let engine = self.handle();
+        let nodes = self.settings.nodes.clone();
         tokio::spawn(async move {
-            let result = worker::spawn(&bin, &dir, params)
-                .await
-                .map(Arc::new)
-                .map_err(|e| e.to_string());
+            let result = if node == crate::node::LOCAL {
+                worker::spawn(&bin, &dir, params).await
+            } else {
+                worker::spawn_remote(&nodes, &node, worker_id.0, params).await
+            };
+            let result = result.map(Arc::new).map_err(|e| e.to_string());
             if let Some(engine) = engine {
                 engine
                     .tell(move |e, now| e.worker_started(worker_id, result, now))
@@ -157,6 +161,7 @@ impl Engine {
             WorkerExit::Stopped => WorkerEnd::Stopped,
             WorkerExit::Died(detail) => WorkerEnd::Died(detail),
             WorkerExit::AppExited(detail) => WorkerEnd::AppExited(detail),
+            WorkerExit::NodeLost { node, detail } => WorkerEnd::NodeLost { node, detail },
         };
         self.domain.worker_exited(now, id, end);
         // Drained here, while the worker is still known: its death event names its pid.

@@ -51,7 +51,10 @@ fn control() -> Permission {
 /// A media worker as the API shows it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct WorkerView {
+    /// Its process id on its node.
     pub pid: u32,
+    /// The node it runs on (`local`, or a media node's name).
+    pub node: String,
     pub instance: u64,
     pub lobby_id: Option<u64>,
     pub app: String,
@@ -430,6 +433,7 @@ impl Engine {
                 let age = now.saturating_duration_since(w.started_at + last);
                 Some(WorkerView {
                     pid: w.pid,
+                    node: w.node.clone(),
                     instance: p.id.0,
                     lobby_id: p.lobby_id(),
                     app: p.app.title.clone(),

@@ -22,7 +22,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -77,6 +77,62 @@ pub enum WorkerExit {
     Died(String),
     /// The desktop's app ended by itself (the worker was then stopped).
     AppExited(String),
+    /// The media node it ran on was lost (its connection closed or went silent).
+    NodeLost {
+        node: String,
+        detail: String,
+    },
+}
+
+/// How long a remote worker's supervisor waits, after its connection failed, for the node's
+/// control connection to say whether the node itself is gone (then the end is `node_lost`,
+/// not a worker death). Longer than the gap between the worker's heartbeat deadline and the
+/// node's, so a silent node is reported as lost.
+pub const NODE_LOSS_GRACE: Duration = Duration::from_secs(2);
+
+/// The process behind a worker: a child of this server, or one a media node runs for it
+/// (the supervision is the same; only waiting and killing go through the node).
+enum Proc {
+    Local(tokio::process::Child),
+    Remote(crate::node::RemoteProc),
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        match self {
+            Proc::Local(c) => c.id().unwrap_or(0),
+            Proc::Remote(r) => r.pid,
+        }
+    }
+
+    /// Waits until it ended; says how.
+    async fn wait(&mut self) -> String {
+        match self {
+            Proc::Local(c) => match c.wait().await {
+                Ok(s) => format!("exited: {s}"),
+                Err(e) => format!("wait failed: {e}"),
+            },
+            Proc::Remote(r) => r.ended().await.to_string(),
+        }
+    }
+
+    /// Whether it has ended (without waiting).
+    fn ended(&mut self) -> bool {
+        match self {
+            Proc::Local(c) => c.try_wait().ok().flatten().is_some(),
+            Proc::Remote(r) => r.has_ended(),
+        }
+    }
+
+    /// SIGKILL (through its node for a remote one); never waits.
+    fn start_kill(&mut self) {
+        match self {
+            Proc::Local(c) => {
+                let _ = c.start_kill();
+            }
+            Proc::Remote(r) => r.kill(),
+        }
+    }
 }
 
 /// Bytes of video a viewer has yet to take from the fan-out, found without looking into the
@@ -151,7 +207,10 @@ pub struct SourceStatus {
 /// A running worker. Dropping the handle stops it (Stop, grace, SIGKILL) in its own task.
 #[derive(Debug)]
 pub struct Worker {
+    /// Its process id, on its node.
     pub pid: u32,
+    /// The node it runs on (`local`, or a media node's name).
+    pub node: String,
     pub started_at: Instant,
     pub opus: OpusConfig,
     commands: mpsc::Sender<Message>,
@@ -229,6 +288,7 @@ impl Worker {
         let (exit_tx, exit) = watch::channel(WorkerExit::Running);
         let worker = Worker {
             pid: 0,
+            node: "local".into(),
             started_at: Instant::now(),
             opus: OpusConfig::for_channels(2).expect("stereo has a layout"),
             commands,
@@ -286,6 +346,127 @@ pub fn set_desktop_isolation(level: &str, uid_range: &str) {
     ]);
 }
 
+/// The desktop isolation arguments every worker gets (also sent to media nodes).
+pub fn desktop_isolation_args() -> Vec<String> {
+    DESKTOP_ISOLATION_ARGS
+        .get()
+        .map(|a| a.to_vec())
+        .unwrap_or_default()
+}
+
+/// Starts a worker on media node `node` (it spawns `howl-worker` and dials a connection of
+/// its own for it), hands it `params` and waits (bounded) until its pipeline runs. From then
+/// on it is supervised exactly like a local one: the worker protocol runs end to end.
+pub async fn spawn_remote(
+    nodes: &crate::node::Nodes,
+    node: &str,
+    worker: u64,
+    params: StreamParams,
+) -> Result<Worker, WorkerError> {
+    let started = async {
+        let (mut stream, rest, proc) = nodes.start_worker(node, worker).await?;
+        let mut dec = FrameDecoder::new();
+        dec.push(&rest);
+        let mut proc = Proc::Remote(proc);
+        match handshake(&mut stream, &mut dec, params).await {
+            Ok(opus) => Ok((stream, dec, opus, proc)),
+            Err(e) => {
+                proc.start_kill();
+                Err(e)
+            }
+        }
+    };
+    let (stream, dec, opus, proc) = tokio::time::timeout(START_DEADLINE, started)
+        .await
+        .map_err(|_| WorkerError::StartTimeout(START_DEADLINE))??;
+    let pid = proc.pid();
+    tracing::info!(pid, node, "media worker started on a node");
+    Ok(launch(proc, stream, dec, opus, None, None, node))
+}
+
+/// Hello (version check), Start, then waits for Started: a worker's first conversation.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    dec: &mut FrameDecoder,
+    params: StreamParams,
+) -> Result<OpusConfig, WorkerError> {
+    let hello = read_message(stream, dec).await?;
+    match hello {
+        Message::Hello { version, .. } if version == protocol::PROTOCOL_VERSION => {}
+        Message::Hello { version, .. } => {
+            return Err(WorkerError::Protocol(format!(
+                "worker speaks protocol {version}, server {}",
+                protocol::PROTOCOL_VERSION
+            )));
+        }
+        other => {
+            return Err(WorkerError::Protocol(format!(
+                "expected Hello, got {other:?}"
+            )));
+        }
+    }
+    write_message(stream, &Message::Start(params)).await?;
+    loop {
+        match read_message(stream, dec).await? {
+            Message::Started { opus_config, .. } => return Ok(opus_config),
+            Message::Error { message, .. } => return Err(WorkerError::Refused(message)),
+            Message::Heartbeat { .. } => continue,
+            other => {
+                return Err(WorkerError::Protocol(format!(
+                    "expected Started, got {}",
+                    other.name()
+                )));
+            }
+        }
+    }
+}
+
+/// Hands a started worker to its supervising task and returns its handle.
+fn launch<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
+    proc: Proc,
+    stream: S,
+    dec: FrameDecoder,
+    opus: OpusConfig,
+    desktop_marker: Option<PathBuf>,
+    container_reaper: Option<PathBuf>,
+    node: &str,
+) -> Worker {
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (input_tx, input_rx) = mpsc::channel(INPUT_CAPACITY);
+    let (video_tx, _) = broadcast::channel(VIDEO_FANOUT_CAPACITY);
+    let (audio_tx, _) = broadcast::channel(AUDIO_FANOUT_CAPACITY);
+    let (exit_tx, exit_rx) = watch::channel(WorkerExit::Running);
+    let stats = Arc::new(WorkerStats::default());
+    let started_at = Instant::now();
+    let pid = proc.pid();
+    tokio::spawn(supervise(
+        proc,
+        stream,
+        dec,
+        cmd_rx,
+        input_rx,
+        desktop_marker,
+        container_reaper,
+        video_tx.clone(),
+        audio_tx.clone(),
+        exit_tx,
+        stats.clone(),
+        started_at,
+    ));
+    Worker {
+        pid,
+        node: node.to_owned(),
+        started_at,
+        opus,
+        commands: cmd_tx,
+        input: input_tx,
+        video: video_tx,
+        audio: audio_tx,
+        exit: exit_rx,
+        stats,
+    }
+}
+
 /// Spawns a worker, hands it `params` and waits (bounded) until its pipeline runs.
 pub async fn spawn(
     bin: &Path,
@@ -331,35 +512,8 @@ pub async fn spawn(
         };
         let mut stream = stream;
         let mut dec = FrameDecoder::new();
-        let hello = read_message(&mut stream, &mut dec).await?;
-        match hello {
-            Message::Hello { version, .. } if version == protocol::PROTOCOL_VERSION => {}
-            Message::Hello { version, .. } => {
-                return Err(WorkerError::Protocol(format!(
-                    "worker speaks protocol {version}, server {}",
-                    protocol::PROTOCOL_VERSION
-                )));
-            }
-            other => {
-                return Err(WorkerError::Protocol(format!(
-                    "expected Hello, got {other:?}"
-                )));
-            }
-        }
-        write_message(&mut stream, &Message::Start(params)).await?;
-        loop {
-            match read_message(&mut stream, &mut dec).await? {
-                Message::Started { opus_config, .. } => return Ok((stream, dec, opus_config)),
-                Message::Error { message, .. } => return Err(WorkerError::Refused(message)),
-                Message::Heartbeat { .. } => continue,
-                other => {
-                    return Err(WorkerError::Protocol(format!(
-                        "expected Started, got {}",
-                        other.name()
-                    )));
-                }
-            }
-        }
+        let opus = handshake(&mut stream, &mut dec, params).await?;
+        Ok((stream, dec, opus))
     };
     let (stream, dec, opus) = match tokio::time::timeout(START_DEADLINE, handshake).await {
         Ok(Ok(x)) => x,
@@ -367,40 +521,16 @@ pub async fn spawn(
         Err(_) => return Err(WorkerError::StartTimeout(START_DEADLINE)),
     };
     drop(listener);
-
-    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
-    let (input_tx, input_rx) = mpsc::channel(INPUT_CAPACITY);
-    let (video_tx, _) = broadcast::channel(VIDEO_FANOUT_CAPACITY);
-    let (audio_tx, _) = broadcast::channel(AUDIO_FANOUT_CAPACITY);
-    let (exit_tx, exit_rx) = watch::channel(WorkerExit::Running);
-    let stats = Arc::new(WorkerStats::default());
-    let started_at = Instant::now();
-    tokio::spawn(supervise(
-        child,
+    tracing::info!(pid, "media worker started");
+    Ok(launch(
+        Proc::Local(child),
         stream,
         dec,
-        cmd_rx,
-        input_rx,
+        opus,
         is_desktop.then(|| sock_path.clone()),
         is_docker.then(|| bin.to_path_buf()),
-        video_tx.clone(),
-        audio_tx.clone(),
-        exit_tx,
-        stats.clone(),
-        started_at,
-    ));
-    tracing::info!(pid, "media worker started");
-    Ok(Worker {
-        pid,
-        started_at,
-        opus,
-        commands: cmd_tx,
-        input: input_tx,
-        video: video_tx,
-        audio: audio_tx,
-        exit: exit_rx,
-        stats,
-    })
+        crate::node::LOCAL,
+    ))
 }
 
 struct UnlinkOnDrop(PathBuf);
@@ -410,8 +540,8 @@ impl Drop for UnlinkOnDrop {
     }
 }
 
-async fn read_message(
-    stream: &mut tokio::net::UnixStream,
+async fn read_message<S: AsyncRead + Unpin>(
+    stream: &mut S,
     dec: &mut FrameDecoder,
 ) -> Result<Message, WorkerError> {
     let mut buf = vec![0u8; 64 * 1024];
@@ -432,8 +562,8 @@ async fn read_message(
     }
 }
 
-async fn write_message(
-    stream: &mut tokio::net::UnixStream,
+async fn write_message<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     msg: &Message,
 ) -> Result<(), WorkerError> {
     let mut out = Vec::new();
@@ -447,9 +577,9 @@ async fn write_message(
 /// Owns the child and its socket for the worker's whole life. Every exit path reaps the
 /// child (or SIGKILLs it) and publishes why.
 #[allow(clippy::too_many_arguments)]
-async fn supervise(
-    mut child: tokio::process::Child,
-    stream: tokio::net::UnixStream,
+async fn supervise<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
+    mut child: Proc,
+    stream: S,
     mut dec: FrameDecoder,
     mut commands: mpsc::Receiver<Message>,
     mut input: mpsc::Receiver<Message>,
@@ -461,8 +591,8 @@ async fn supervise(
     stats: Arc<WorkerStats>,
     started_at: Instant,
 ) {
-    let pid = child.id().unwrap_or(0);
-    let (mut rd, mut wr) = stream.into_split();
+    let pid = child.pid();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; 256 * 1024];
     let mut last_heartbeat = Instant::now();
     let mut watchdog = tokio::time::interval(HEARTBEAT_DEADLINE / 6);
@@ -572,12 +702,7 @@ async fn supervise(
                     }
                 }
             }
-            status = child.wait() => {
-                break 'run WorkerExit::Died(match status {
-                    Ok(s) => format!("exited: {s}"),
-                    Err(e) => format!("wait failed: {e}"),
-                });
-            }
+            detail = child.wait() => break 'run WorkerExit::Died(detail),
             _ = watchdog.tick() => {
                 if last_heartbeat.elapsed() > HEARTBEAT_DEADLINE {
                     break 'run WorkerExit::Died(format!(
@@ -587,9 +712,24 @@ async fn supervise(
             }
         }
     };
+    // A remote worker whose connection failed: was it the node that went? Its control
+    // connection says so within the grace (a node killed or silent), and the end is then
+    // `node_lost` for every producer on it, whichever report arrives first.
+    let outcome = match (outcome, &mut child) {
+        (WorkerExit::Died(detail), Proc::Remote(r)) => {
+            match tokio::time::timeout(NODE_LOSS_GRACE, r.ended()).await {
+                Ok(crate::node::RemoteEnd::NodeLost(why)) => WorkerExit::NodeLost {
+                    node: r.node.clone(),
+                    detail: why,
+                },
+                _ => WorkerExit::Died(detail),
+            }
+        }
+        (o, _) => o,
+    };
     // Whatever happened, the process must be gone before we report.
-    if child.try_wait().ok().flatten().is_none() {
-        let _ = child.start_kill();
+    if !child.ended() {
+        child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
     }
     // Then whatever its desktop started that outlived it (an app's own children escape the
@@ -624,10 +764,7 @@ async fn supervise(
 }
 
 /// Sends `Stop` to the worker (bounded), used when its app exited.
-async fn commands_stop_now(
-    wr: &mut tokio::net::unix::OwnedWriteHalf,
-    out: &mut Vec<u8>,
-) -> Result<(), ()> {
+async fn commands_stop_now<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Vec<u8>) -> Result<(), ()> {
     out.clear();
     protocol::encode(&Message::Stop, out).map_err(|_| ())?;
     match tokio::time::timeout(Duration::from_millis(500), wr.write_all(out)).await {

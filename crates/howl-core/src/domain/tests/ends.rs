@@ -98,6 +98,13 @@ fn end_with(reason: &EndReason) -> (H, ViewerId) {
             h.d.shutdown(h.now);
             v
         }
+        EndReason::NodeLost { node, detail } => {
+            h.d.node_joined(h.now, node, Admission::default());
+            assert!(h.d.drain_node(LOCAL_NODE));
+            let (v, _) = h.stream(FP_A, &a);
+            assert_eq!(h.d.node_lost(h.now, node, detail), 1);
+            v
+        }
         EndReason::ClientMisbehaved { .. } => {
             let v = h.launch(FP_A, &a);
             let e = h.d.rtsp_announced(h.now, v, stream(7, 7, Codec::H264));
@@ -178,6 +185,10 @@ fn every_end_reason_ends_its_viewer_exactly_once() {
         EndReason::NeverPlayed,
         EndReason::BrowserLeft,
         EndReason::BrowserGone,
+        EndReason::NodeLost {
+            node: "gpu-1".into(),
+            detail: detail(),
+        },
     ];
     for reason in &all {
         let (h, v) = end_with(reason);

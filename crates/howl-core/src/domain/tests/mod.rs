@@ -6,6 +6,7 @@ mod browsers;
 mod ends;
 mod lobbies;
 mod moonlight;
+mod nodes;
 mod permissions;
 mod players;
 mod workers;
@@ -184,6 +185,7 @@ impl H {
                     producer,
                     worker,
                     params,
+                    ..
                 } => Some((*producer, *worker, params.clone())),
                 _ => None,
             })

@@ -41,7 +41,7 @@ mod whep;
 
 pub use clients::{ClientView, PinAccepted};
 pub use events::EVENT_STREAM_LIFETIME;
-pub use nodes::NodeView;
+pub use nodes::{NodeTokenView, NodeView};
 
 /// Shared state of the API handlers.
 #[derive(Clone)]
@@ -64,6 +64,8 @@ pub struct ApiState {
     pub health: crate::control::health::Health,
     /// WHEP signalling for browser viewers; `None` with `webrtc = false`.
     pub whep: Option<Arc<crate::viewer::browser::Whep>>,
+    /// Media nodes: join tokens, connections, drain and remove.
+    pub nodes: Arc<crate::node::Nodes>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -227,6 +229,9 @@ fn authed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(streams::set_lobby_client_permission))
         .routes(routes!(streams::workers))
         .routes(routes!(nodes::nodes))
+        .routes(routes!(nodes::create_token))
+        .routes(routes!(nodes::drain))
+        .routes(routes!(nodes::remove))
         .routes(routes!(apps::list_apps, apps::create_app))
         .routes(routes!(apps::get_app, apps::update_app, apps::delete_app))
         .routes(routes!(tenants::list_tokens, tenants::create_token))

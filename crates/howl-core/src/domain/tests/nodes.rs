@@ -1,0 +1,195 @@
+//! Placement: producers go to a node with room, by the spread or pack policy; with no room
+//! anywhere the request is an admission refusal; a lost node ends its producers with
+//! `node_lost` and no other.
+
+use super::*;
+use proptest::prelude::*;
+
+fn limits(max: u32) -> Admission {
+    Admission {
+        max_producers: Some(max),
+        max_encoder_sessions: None,
+    }
+}
+
+/// The node of the producer `v` watches.
+fn node_of(h: &H, v: ViewerId) -> String {
+    let p = h.d.viewers().find(|x| x.id == v).expect("viewer").producer;
+    h.d.producers()
+        .find(|x| x.id == p)
+        .expect("producer")
+        .node
+        .clone()
+}
+
+fn two_nodes(placement: Placement) -> H {
+    let mut h = H::new();
+    h.d.set_placement(placement);
+    assert!(h.d.drain_node(LOCAL_NODE));
+    h.d.node_joined(h.now, "b", limits(2));
+    h.d.node_joined(h.now, "c", limits(2));
+    h
+}
+
+const CLIENTS: [&str; 5] = [
+    "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0",
+    "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1",
+    "c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2",
+    "d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3",
+    "e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4",
+];
+
+#[test]
+fn with_only_the_local_node_nothing_changes() {
+    let mut h = H::new();
+    let (v, _) = h.stream(FP_A, &app(1, "Pattern"));
+    assert_eq!(node_of(&h, v), LOCAL_NODE);
+    assert!(h.log.iter().any(|a| matches!(a,
+        Action::StartWorker { node, .. } if node == LOCAL_NODE)));
+}
+
+#[test]
+fn spread_alternates_and_the_fifth_of_four_slots_is_refused() {
+    let mut h = two_nodes(Placement::Spread);
+    let a = app(1, "Pattern");
+    let nodes: Vec<String> = CLIENTS[..4]
+        .iter()
+        .map(|c| {
+            let (v, _) = h.stream(c, &a);
+            node_of(&h, v)
+        })
+        .collect();
+    assert_eq!(nodes, ["b", "c", "b", "c"]);
+    let r = h.d.launch(
+        h.now,
+        LaunchRequest {
+            client: CLIENTS[4].into(),
+            app_id: 1,
+            app: Some(a.clone()),
+            mode: None,
+        },
+    );
+    let refusal = r.unwrap_err();
+    assert_eq!(refusal, Refusal::NodesFull { nodes: 2 });
+    assert!(refusal.is_capacity());
+    assert_eq!(refusal.fault(), Fault::Unavailable);
+    // One ends: the next fits, on the node that has room.
+    h.d.cancel(h.now, CLIENTS[1]);
+    h.drain();
+    let (v, _) = h.stream(CLIENTS[4], &a);
+    assert_eq!(node_of(&h, v), "c");
+}
+
+#[test]
+fn pack_fills_one_node_first() {
+    let mut h = two_nodes(Placement::Pack);
+    let a = app(1, "Pattern");
+    let nodes: Vec<String> = CLIENTS[..3]
+        .iter()
+        .map(|c| {
+            let (v, _) = h.stream(c, &a);
+            node_of(&h, v)
+        })
+        .collect();
+    assert_eq!(nodes, ["b", "b", "c"]);
+}
+
+#[test]
+fn a_draining_node_takes_nothing_new_and_keeps_what_runs() {
+    let mut h = two_nodes(Placement::Spread);
+    let a = app(1, "Pattern");
+    let (v1, _) = h.stream(CLIENTS[0], &a);
+    assert_eq!(node_of(&h, v1), "b");
+    assert!(h.d.drain_node("b"));
+    assert!(!h.d.drain_node("nope"));
+    for c in &CLIENTS[1..3] {
+        let (v, _) = h.stream(c, &a);
+        assert_eq!(node_of(&h, v), "c");
+    }
+    assert_eq!(node_of(&h, v1), "b", "still running");
+    assert!(h.ends(v1).is_empty());
+    assert!(h.d.drain_node("c"));
+    let r = h.d.create_lobby(h.now, lobby_req("x"));
+    assert_eq!(r.unwrap_err(), Refusal::NoNode);
+}
+
+#[test]
+fn a_lost_node_ends_its_producers_with_node_lost_and_no_other() {
+    let mut h = two_nodes(Placement::Spread);
+    let a = app(1, "Pattern");
+    let (vb, _) = h.stream(CLIENTS[0], &a);
+    let (vc, _) = h.stream(CLIENTS[1], &a);
+    assert_eq!(
+        (node_of(&h, vb).as_str(), node_of(&h, vc).as_str()),
+        ("b", "c")
+    );
+    assert_eq!(h.d.node_lost(h.now, "b", "heartbeat"), 1);
+    h.drain();
+    assert_eq!(
+        h.ends(vb),
+        vec![EndReason::NodeLost {
+            node: "b".into(),
+            detail: "heartbeat".into()
+        }]
+    );
+    assert!(h.ends(vc).is_empty(), "the other node's session goes on");
+    // Its worker's late report changes nothing more.
+    assert_eq!(h.d.nodes().count(), 2, "local (draining) and c");
+    // A replacement launch of the same client goes to a node that exists.
+    let (v, _) = h.stream(CLIENTS[0], &a);
+    assert_eq!(node_of(&h, v), "c");
+}
+
+#[test]
+fn a_replaced_launch_counts_its_own_slot_as_free() {
+    let mut h = H::new();
+    assert!(h.d.drain_node(LOCAL_NODE));
+    h.d.node_joined(h.now, "b", limits(1));
+    let a = app(1, "Pattern");
+    h.stream(FP_A, &a);
+    // The same client launches again: its old app stops, so the one slot suffices.
+    let (v, _) = h.stream(FP_A, &a);
+    assert_eq!(node_of(&h, v), "b");
+}
+
+proptest! {
+    /// Whatever the joins, losses, drains and launches: a placement never takes a node past
+    /// its limit, nothing is placed on a draining or unknown node, and a refusal is an
+    /// admission refusal.
+    #[test]
+    fn placement_never_oversubscribes(ops in proptest::collection::vec((0u8..5, 0usize..3, 0usize..5), 1..60),
+                                      pack in any::<bool>()) {
+        let mut h = H::new();
+        h.d.set_placement(if pack { Placement::Pack } else { Placement::Spread });
+        let names = ["local", "b", "c"];
+        let a = app(1, "Pattern");
+        for (op, n, c) in ops {
+            let name = names[n];
+            match op {
+                0 => h.d.node_joined(h.now, name, limits(1 + n as u32)),
+                1 => { h.d.node_lost(h.now, name, "lost"); }
+                2 => { h.d.drain_node(name); }
+                3 => {
+                    let draining: Vec<String> = h.d.nodes().filter(|(_, s)| s.draining).map(|(n, _)| n.to_owned()).collect();
+                    match h.d.launch(h.now, LaunchRequest { client: CLIENTS[c].into(), app_id: 1, app: Some(a.clone()), mode: None }) {
+                        Ok(v) => {
+                            let node = node_of(&h, v);
+                            prop_assert!(!draining.contains(&node), "placed on draining {node}");
+                            let slot = h.d.nodes().find(|(n, _)| *n == node).map(|(_, s)| s.clone());
+                            prop_assert!(slot.is_some(), "placed on unknown {node}");
+                            if let Some(max) = slot.and_then(|s| s.limits.max_producers) {
+                                prop_assert!(h.d.producers_on(&node) <= max, "{node} over its limit");
+                            }
+                        }
+                        Err(r) => prop_assert!(r.is_capacity(), "{r:?}"),
+                    }
+                }
+                _ => { h.d.cancel(h.now, CLIENTS[c]); }
+            }
+            h.drain();
+            for p in h.d.producers() {
+                prop_assert!(h.d.nodes().any(|(n, _)| n == p.node), "producer on a lost node");
+            }
+        }
+    }
+}
