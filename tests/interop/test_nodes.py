@@ -1,0 +1,189 @@
+"""Issue 19, media nodes: a control plane and a media node in separate network namespaces,
+joined by a veth pair (real TCP between them). The node joins with a single-use token, the
+real client streams the Test Pattern placed on the node (increasing counter, 440 Hz), a second
+node with the spent token is refused without the token in any log, SIGKILL of the node ends the
+session with `node_lost` while the control plane's HTTPS keeps answering, the killed node's
+worker does not outlive it, and the node restarted without its token file rejoins by its pinned
+certificate and streams again."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (finish_client, howl_bin, run_client, start_streaming, stop_client,
+                      wait_for, workers_of)
+
+CP_IP = "10.231.{n}.1"
+NODE_IP = "10.231.{n}.2"
+
+
+def sh(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def netns():
+    """A network namespace for the node and a veth pair to it; skips where namespaces cannot
+    be made (not root, no `ip`, a container without CAP_SYS_ADMIN)."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    n = os.getpid() % 200 + 20
+    ns, host_if, ns_if = f"howl-node-{n}", f"hwn{n}a", f"hwn{n}b"
+    cp_ip, node_ip = CP_IP.format(n=n), NODE_IP.format(n=n)
+    sh("ip", "netns", "del", ns)
+    sh("ip", "link", "del", host_if)
+    steps = [
+        ("ip", "netns", "add", ns),
+        ("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if),
+        ("ip", "link", "set", ns_if, "netns", ns),
+        ("ip", "addr", "add", f"{cp_ip}/30", "dev", host_if),
+        ("ip", "link", "set", host_if, "up"),
+        ("ip", "netns", "exec", ns, "ip", "addr", "add", f"{node_ip}/30", "dev", ns_if),
+        ("ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up"),
+        ("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"),
+    ]
+    for step in steps:
+        try:
+            r = sh(*step)
+        except FileNotFoundError:
+            pytest.skip("no `ip` command (iproute2)")
+        if r.returncode != 0:
+            sh("ip", "netns", "del", ns)
+            sh("ip", "link", "del", host_if)
+            pytest.skip(f"cannot set up a network namespace: {' '.join(step)}: {r.stderr.strip()}")
+    yield ns, cp_ip
+    sh("ip", "netns", "del", ns)
+    sh("ip", "link", "del", host_if)
+
+
+class Node:
+    """`howl node` running inside the namespace."""
+
+    def __init__(self, ns: str, control_plane: str, state_dir: Path, token_file: Path | None,
+                 name: str, log: Path):
+        args = ["ip", "netns", "exec", ns, howl_bin(), "node", "--control-plane", control_plane,
+                "--state-dir", str(state_dir), "--name", name, "--label", "zone=b",
+                "--max-producers", "2"]
+        if token_file is not None:
+            args += ["--token-file", str(token_file)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOWL_")}
+        env["HOWL_LOG"] = "info"
+        self.log_path = log
+        with open(log, "ab") as f:
+            # `ip netns exec` execs the command: this pid is the node's own.
+            self.proc = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=env)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def nodes_of(h) -> dict:
+    status, nodes = h.api("GET", "/api/v1/nodes")
+    assert status == 200, nodes
+    return {n["name"]: n for n in nodes}
+
+
+def https_answers(h) -> bool:
+    """The control plane's NVHTTP HTTPS port completes a TLS handshake and answers."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", h.https_port), timeout=5) as raw:
+        with ctx.wrap_socket(raw) as s:
+            s.sendall(b"GET /serverinfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return s.recv(64).startswith(b"HTTP/1.1 ")
+
+
+def test_a_remote_node_streams_and_its_loss_ends_its_session_with_node_lost(
+        howl_factory, netns, tmp_path):
+    ns, cp_ip = netns
+    port = 47000 + os.getpid() % 900
+    h = howl_factory(env={"HOWL_NODE_BIND": f"{cp_ip}:{port}", "HOWL_LOCAL_NODE": "false"})
+    status, tok = h.api("POST", "/api/v1/nodes/tokens", {"ttl_secs": 600})
+    assert status == 201 and tok["token"].startswith("howl-node1.") and not tok["reusable"], tok
+    secret = tok["token"].split(".")[1]
+    token_file = tmp_path / "join-token"
+    token_file.write_text(tok["token"] + "\n")
+    node_state = tmp_path / "node-b"
+    node = Node(ns, f"{cp_ip}:{port}", node_state, token_file, "node-b", tmp_path / "node-b.log")
+    intruder = None
+    p = None
+    try:
+        wait_for(lambda: "node-b" in nodes_of(h), 30,
+                 lambda: f"node-b to join\nnode log:\n{node.log()[-3000:]}\nhowl:\n{h.log()[-3000:]}")
+        b = nodes_of(h)["node-b"]
+        assert (b["state"], b["max_producers"], b["labels"]) == ("ready", 2, {"zone": "b"}), b
+        assert b["address"].startswith(NODE_IP.format(n=cp_ip.split(".")[2])), b
+        assert "h264" in b["encoders"] and "local" not in nodes_of(h), nodes_of(h)
+
+        # The real client streams the Test Pattern, encoded on the node.
+        res = run_client(h, tmp_path / "c", "--frames", 60, "--audio-seconds", 1)
+        assert res["ok"], res
+        c = res["counters"]
+        assert len(c) == 60 and all(b2 > a2 for a2, b2 in zip(c, c[1:])), c
+        assert res["audio_frequency"] == pytest.approx(440, abs=5), res
+        assert "media worker started on a node" in h.log()
+
+        # A second node with the spent single-use token: refused, and no log has the secret.
+        intruder = Node(ns, f"{cp_ip}:{port}", tmp_path / "node-c", token_file, "node-c",
+                        tmp_path / "node-c.log")
+        wait_for(lambda: "join token was used already" in h.log(), 20,
+                 lambda: f"the refusal\nhowl:\n{h.log()[-3000:]}")
+        intruder.stop()
+        assert "node-c" not in nodes_of(h)
+        for text in (h.log(), node.log(), intruder.log()):
+            assert secret not in text
+
+        # Streaming from the node; SIGKILL it.
+        p = start_streaming(h, tmp_path / "c", "--frames", 30, "--wait-termination", 30)
+        status, workers = h.api("GET", "/api/v1/workers")
+        assert status == 200 and [w["node"] for w in workers] == ["node-b"], workers
+        assert len(workers_of(node_state)) == 1
+        node.proc.kill()
+        killed_at = time.monotonic()
+        assert https_answers(h)
+        res = finish_client(p, h)
+        assert res.get("terminated_after") is not None, res
+        ended_within = time.monotonic() - killed_at
+        assert ended_within < 6, ended_within
+        engine = h.api("GET", "/api/v1/status")[1]["engine"]
+        assert engine["sessions_ended"].get("node_lost") == 1, engine["sessions_ended"]
+        assert "node-b" not in nodes_of(h)
+        assert https_answers(h)
+        # The killed node's worker does not outlive it (its connection closed under it).
+        wait_for(lambda: not workers_of(node_state), 10,
+                 lambda: f"no worker left on the node: {workers_of(node_state)}")
+        # Nothing can be placed now: refused with the reason, nothing started.
+        res = run_client(h, tmp_path / "c", "--frames", 10)
+        assert not res["ok"] and "no media node" in res["error"], res
+
+        # Restarted without its token file: it rejoins by its pinned certificate.
+        token_file.unlink()
+        node = Node(ns, f"{cp_ip}:{port}", node_state, None, "node-b", tmp_path / "node-b.log")
+        wait_for(lambda: "node-b" in nodes_of(h), 30,
+                 lambda: f"node-b to rejoin\nnode log:\n{node.log()[-3000:]}")
+        res = run_client(h, tmp_path / "c", "--frames", 30)
+        assert res["ok"], res
+        wait_for(lambda: not workers_of(node_state), 10, "the worker to stop with its stream")
+    finally:
+        if p is not None:
+            stop_client(p)
+        if intruder is not None:
+            intruder.stop()
+        node.stop()
