@@ -9,6 +9,7 @@ certificate and streams again."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -186,4 +187,74 @@ def test_a_remote_node_streams_and_its_loss_ends_its_session_with_node_lost(
             stop_client(p)
         if intruder is not None:
             intruder.stop()
+        node.stop()
+
+
+def joined(howl_factory, ns, cp_ip, tmp_path, name="node-b"):
+    """A control plane without a local node, and `name` joined to it."""
+    port = 47000 + os.getpid() % 900
+    h = howl_factory(env={"HOWL_NODE_BIND": f"{cp_ip}:{port}", "HOWL_LOCAL_NODE": "false"})
+    status, tok = h.api("POST", "/api/v1/nodes/tokens", {"ttl_secs": 600})
+    assert status == 201, tok
+    token_file = tmp_path / "join-token"
+    token_file.write_text(tok["token"] + "\n")
+    state = tmp_path / name
+    node = Node(ns, f"{cp_ip}:{port}", state, token_file, name, tmp_path / f"{name}.log")
+    wait_for(lambda: name in nodes_of(h), 30,
+             lambda: f"{name} to join\nnode log:\n{node.log()[-3000:]}\nhowl:\n{h.log()[-3000:]}")
+    return h, node, state, f"{cp_ip}:{port}"
+
+
+def test_a_silent_node_is_lost_by_its_heartbeat_deadline_and_rejoins_when_it_wakes(
+        howl_factory, netns, tmp_path):
+    ns, cp_ip = netns
+    h, node, state, _ = joined(howl_factory, ns, cp_ip, tmp_path)
+    p = start_streaming(h, tmp_path / "c", "--frames", 30, "--wait-termination", 30)
+    try:
+        node.proc.send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        res = finish_client(p, h)
+        assert res.get("terminated_after") is not None, res
+        # The node heartbeat deadline is 3 s; the end follows it at once.
+        assert time.monotonic() - stopped_at < 8
+        engine = h.api("GET", "/api/v1/status")[1]["engine"]
+        assert engine["sessions_ended"].get("node_lost") == 1, engine["sessions_ended"]
+        assert "no heartbeat" in h.log()
+        assert https_answers(h)
+        node.proc.send_signal(signal.SIGCONT)
+        # Awake, it finds its connection gone, kills its worker and rejoins.
+        wait_for(lambda: "node-b" in nodes_of(h), 30,
+                 lambda: f"node-b to rejoin\nnode log:\n{node.log()[-3000:]}")
+        wait_for(lambda: not workers_of(state), 10,
+                 lambda: f"no worker left on the node: {workers_of(state)}")
+        res = run_client(h, tmp_path / "c", "--frames", 20)
+        assert res["ok"], res
+    finally:
+        node.proc.send_signal(signal.SIGCONT)
+        stop_client(p)
+        node.stop()
+
+
+def test_nodes_rejoin_a_restarted_control_plane_and_leave_no_orphan(
+        howl_factory, netns, tmp_path):
+    ns, cp_ip = netns
+    h, node, state, _ = joined(howl_factory, ns, cp_ip, tmp_path)
+    p = start_streaming(h, tmp_path / "c", "--frames", 30, "--wait-termination", 30)
+    try:
+        assert len(workers_of(state)) == 1
+        h.proc.kill()
+        h.proc.wait()
+        # The control plane's death closes the worker's connection: the node kills it.
+        wait_for(lambda: not workers_of(state), 10,
+                 lambda: f"no orphan worker on the node: {workers_of(state)}")
+        stop_client(p)
+        h.start()
+        # Back within its backoff (at most 10 s plus a little spread).
+        wait_for(lambda: "node-b" in nodes_of(h), 20,
+                 lambda: f"node-b to rejoin\nnode log:\n{node.log()[-3000:]}")
+        res = run_client(h, tmp_path / "c", "--frames", 20)
+        assert res["ok"], res
+        assert not h.workers(), "no worker ran on the control plane"
+    finally:
+        stop_client(p)
         node.stop()

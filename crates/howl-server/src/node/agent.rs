@@ -235,6 +235,14 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         .clone()
         .unwrap_or_else(crate::statedir::default_state_dir);
     crate::statedir::StateDir::open(&state_dir).map_err(|e| e.to_string())?;
+    // The node reaps `<state dir>/run` at start: a server's state directory there would lose
+    // its running workers.
+    if state_dir.join(crate::statedir::TOKEN_FILE).exists() {
+        return Err(format!(
+            "{} is a howl server's state directory; give the node its own (--state-dir)",
+            state_dir.display()
+        ));
+    }
     let identity = load_or_create_identity(&state_dir)?;
     let token = match &args.token_file {
         Some(p) => std::fs::read_to_string(p)

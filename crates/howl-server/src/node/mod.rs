@@ -131,6 +131,30 @@ fn start_error(msg: String) -> crate::worker::WorkerError {
     crate::worker::WorkerError::ExitedEarly(msg)
 }
 
+/// Removes a worker that never connected from the registry's maps.
+struct StartGuard<'a> {
+    nodes: &'a Nodes,
+    node: &'a str,
+    worker: u64,
+    armed: bool,
+}
+
+impl Drop for StartGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.nodes.lock_pending().remove(&self.worker);
+        if let Some(n) = self.nodes.lock_connected().get_mut(self.node) {
+            n.workers.remove(&self.worker);
+            // The node may still start it: tell it not to bother.
+            let _ = n.outbox.try_send(NodeMessage::KillWorker {
+                worker: self.worker,
+            });
+        }
+    }
+}
+
 /// Per-node counters (`/metrics`).
 #[derive(Debug, Default)]
 pub struct NodeCounters {
@@ -335,8 +359,9 @@ impl Nodes {
         );
     }
 
-    /// A worker ended on its node.
+    /// A worker ended on its node (one still starting fails its start at once).
     fn worker_exited(&self, name: &str, worker: u64, detail: String) {
+        self.lock_pending().remove(&worker);
         if let Some(n) = self.lock_connected().get_mut(name)
             && let Some(w) = n.workers.remove(&worker)
         {
@@ -375,17 +400,27 @@ impl Nodes {
                 reply,
             },
         );
+        // Until the worker's connection arrives, a failed or abandoned start (the caller's
+        // deadline drops this future) leaves nothing behind in either map.
+        let mut guard = StartGuard {
+            nodes: self,
+            node,
+            worker,
+            armed: true,
+        };
         let args = crate::worker::desktop_isolation_args();
         if outbox
             .try_send(NodeMessage::SpawnWorker { worker, args })
             .is_err()
         {
-            self.lock_pending().remove(&worker);
             return Err(start_error(format!("media node {node} is not keeping up")));
         }
-        let (stream, rest, pid) = rx
-            .await
-            .map_err(|_| start_error(format!("media node {node} went away")))?;
+        let (stream, rest, pid) = rx.await.map_err(|_| {
+            start_error(format!(
+                "media node {node} went away or its worker ended during start-up"
+            ))
+        })?;
+        guard.armed = false;
         self.counters
             .workers_started
             .fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,16 @@ pub fn sample(pid: u32) -> (Option<u64>, Option<f64>) {
     (rss_kb(pid), cpu_seconds(pid))
 }
 
+/// [`sample`] for a worker on `node`: a media node's pid means nothing in this machine's
+/// `/proc` (it could name an unrelated process), so only local workers are sampled.
+pub fn sample_on(node: &str, pid: u32) -> (Option<u64>, Option<f64>) {
+    if node == crate::node::LOCAL {
+        sample(pid)
+    } else {
+        (None, None)
+    }
+}
+
 fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status

@@ -2,27 +2,37 @@
 //! workers into a [`Snapshot`] and renders it with the registry's instruments.
 
 use super::{ApiError, ApiState};
-use crate::control::metrics::{CONTENT_TYPE, EnetSample, Snapshot, WorkerSample};
+use crate::control::metrics::{CONTENT_TYPE, EnetSample, NodeSample, Snapshot, WorkerSample};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Reads everything from the API state. `None` when the engine does not answer in time.
 async fn gather(st: &ApiState) -> Option<Snapshot> {
     let engine = st.engine.counters().await?;
     let sessions = st.engine.sessions().await;
+    let placed = st.engine.node_use().await.unwrap_or_default();
+    let workers = st.engine.workers().await.unwrap_or_default();
+    let nodes = placed
+        .into_iter()
+        .map(|(name, producers, slot)| NodeSample {
+            workers: workers.iter().filter(|w| w.node == name).count(),
+            name,
+            producers,
+            max_producers: slot.limits.max_producers.unwrap_or(0),
+            draining: slot.draining,
+        })
+        .collect();
+    let c = &st.nodes.counters;
     Some(Snapshot {
         process: crate::control::metrics::ProcessSample::read(),
         engine,
         sessions,
         // Filled by the worker supervisor's sampling (heartbeat, /proc RSS and CPU).
-        workers: st
-            .engine
-            .workers()
-            .await
-            .unwrap_or_default()
+        workers: workers
             .into_iter()
             .map(|w| {
-                let (rss_kb, cpu) = crate::worker::procinfo::sample(w.pid);
+                let (rss_kb, cpu) = crate::worker::procinfo::sample_on(&w.node, w.pid);
                 WorkerSample {
                     pid: w.pid,
                     app: w.app,
@@ -38,6 +48,10 @@ async fn gather(st: &ApiState) -> Option<Snapshot> {
             .map(|(name, s)| (*name, s.sample()))
             .collect(),
         enet: EnetSample::read(&st.enet),
+        nodes,
+        node_joins: c.joins.load(Relaxed),
+        node_refused: c.refused.load(Relaxed),
+        node_lost: c.lost.load(Relaxed),
     })
 }
 

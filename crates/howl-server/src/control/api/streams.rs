@@ -298,7 +298,7 @@ pub async fn workers(
         list.into_iter()
             .filter(|w| p.may_access(w.tenant))
             .map(|w| {
-                let (rss_kb, cpu_seconds) = crate::worker::procinfo::sample(w.pid);
+                let (rss_kb, cpu_seconds) = crate::worker::procinfo::sample_on(&w.node, w.pid);
                 WorkerProcessView {
                     worker: w,
                     rss_kb,

@@ -202,6 +202,23 @@ pub struct Snapshot {
     pub workers: Vec<WorkerSample>,
     pub listeners: Vec<(&'static str, ListenerSample)>,
     pub enet: EnetSample,
+    /// Every node placement knows (the built-in `local` one and media nodes).
+    pub nodes: Vec<NodeSample>,
+    /// Media node connections since start: joins, refusals, losses.
+    pub node_joins: u64,
+    pub node_refused: u64,
+    pub node_lost: u64,
+}
+
+/// One node's figures, read at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSample {
+    pub name: String,
+    pub producers: u32,
+    /// 0: unlimited.
+    pub max_producers: u32,
+    pub workers: usize,
+    pub draining: bool,
 }
 
 /// Counts pairing outcomes from the event bus, so the pairing code reports once (as events)
@@ -319,6 +336,16 @@ mod tests {
                 connects: 2,
                 ..EnetSample::default()
             },
+            nodes: vec![NodeSample {
+                name: "gpu-1".into(),
+                producers: 2,
+                max_producers: 8,
+                workers: 2,
+                draining: true,
+            }],
+            node_joins: 3,
+            node_refused: 1,
+            node_lost: 1,
         }
     }
 
@@ -347,6 +374,13 @@ mod tests {
             "howl_sessions_ended_total{reason=\"client_quit\"} 4",
             "howl_admission_refused_total{path=\"launch\"} 3",
             "howl_admission_refused_total{path=\"player\"} 0",
+            "howl_node_producers{node=\"gpu-1\"} 2",
+            "howl_node_max_producers{node=\"gpu-1\"} 8",
+            "howl_node_workers{node=\"gpu-1\"} 2",
+            "howl_node_draining{node=\"gpu-1\"} 1",
+            "howl_node_joins_total 3",
+            "howl_node_refused_total 1",
+            "howl_node_lost_total 1",
             "howl_rtsp_players 2",
             "howl_rtsp_players_by_path{path=\"/app/Test Pattern\"} 2",
             "howl_rtsp_packets_sent_total 77",

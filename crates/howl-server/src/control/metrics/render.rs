@@ -233,6 +233,57 @@ impl Collector for Snapshot {
                 .iter()
                 .map(|(p, n)| ([("path", Esc(p))], ConstCounter::new(*n))),
         )?;
+        for (name, help, value) in [
+            (
+                "howl_node_producers",
+                "Producers placed on a node",
+                (|n: &super::NodeSample| i64::from(n.producers)) as fn(&super::NodeSample) -> i64,
+            ),
+            (
+                "howl_node_max_producers",
+                "A node's producer slots (0: unlimited)",
+                |n| i64::from(n.max_producers),
+            ),
+            (
+                "howl_node_workers",
+                "Media workers running or starting on a node",
+                |n| i64::try_from(n.workers).unwrap_or(i64::MAX),
+            ),
+            (
+                "howl_node_draining",
+                "1 while a node takes no new producers",
+                |n| i64::from(n.draining),
+            ),
+        ] {
+            family(
+                enc,
+                name,
+                help,
+                None,
+                MetricType::Gauge,
+                self.nodes
+                    .iter()
+                    .map(|n| ([("node", Esc(&n.name))], ConstGauge::new(value(n)))),
+            )?;
+        }
+        counter(
+            enc,
+            "howl_node_joins",
+            "Media node joins accepted (rejoins included)",
+            self.node_joins,
+        )?;
+        counter(
+            enc,
+            "howl_node_refused",
+            "Node endpoint connections refused (token, certificate, protocol, deadline)",
+            self.node_refused,
+        )?;
+        counter(
+            enc,
+            "howl_node_lost",
+            "Media nodes lost (connection closed, heartbeat deadline, removed)",
+            self.node_lost,
+        )?;
         family(
             enc,
             "howl_sessions_ended",
