@@ -85,8 +85,6 @@ pub enum JoinRefusal {
         "the join token was used already (single-use; create one with --reusable for many nodes)"
     )]
     TokenUsed,
-    #[error("node name {0:?} is pinned to another certificate (`howl nodes remove` it first)")]
-    NameTaken(String),
     #[error("node name must be 1 to {MAX_NODE_NAME} of [A-Za-z0-9._-]")]
     BadName,
     #[error("the token's ttl must be 1 to {MAX_TOKEN_TTL_SECS} seconds")]
@@ -140,6 +138,9 @@ pub struct Admitted {
     pub name: String,
     /// True when this join pinned its certificate (the token was spent).
     pub first_join: bool,
+    /// True when the name was pinned to another certificate before (a node that lost its
+    /// state directory, e.g. a pod on an emptyDir, joined again with a token).
+    pub repinned: bool,
 }
 
 impl NodeBook {
@@ -211,6 +212,7 @@ impl NodeBook {
             return Ok(Admitted {
                 name: n.name.clone(),
                 first_join: false,
+                repinned: false,
             });
         }
         if token.is_empty() {
@@ -230,9 +232,12 @@ impl NodeBook {
             return Err(JoinRefusal::TokenUsed);
         }
         validate_node_name(name)?;
-        if self.nodes.iter().any(|n| n.name == name) {
-            return Err(JoinRefusal::NameTaken(name.to_owned()));
-        }
+        // A valid token is the operator's word that this node may join under this name: a
+        // node that lost its key (a fresh state directory) takes its name back, and the old
+        // certificate stops working.
+        let before = self.nodes.len();
+        self.nodes.retain(|n| n.name != name);
+        let repinned = self.nodes.len() != before;
         self.tokens[t].uses += 1;
         self.nodes.push(PinnedNode {
             name: name.to_owned(),
@@ -242,6 +247,7 @@ impl NodeBook {
         Ok(Admitted {
             name: name.to_owned(),
             first_join: true,
+            repinned,
         })
     }
 
@@ -320,12 +326,16 @@ mod tests {
         let (_, tok) = b.issue(0, &secret(3), CP, 100, true).expect("issued");
         assert!(b.authenticate(1, "c1", "n1", &tok).is_ok());
         assert!(b.authenticate(2, "c2", "n2", &tok).is_ok());
+        // n1 again with a new key (its state was lost) and a valid token: re-pinned, and its
+        // old certificate is worthless.
+        let a = b.authenticate(3, "c3", "n1", &tok).expect("re-pinned");
+        assert!(a.first_join && a.repinned);
         assert_eq!(
-            b.authenticate(3, "c3", "n1", &tok),
-            Err(JoinRefusal::NameTaken("n1".into()))
+            b.authenticate(4, "c1", "n1", ""),
+            Err(JoinRefusal::UnknownCertificate)
         );
         assert_eq!(
-            b.authenticate(3, "c3", "bad name", &tok),
+            b.authenticate(3, "c5", "bad name", &tok),
             Err(JoinRefusal::BadName)
         );
         assert_eq!(
@@ -334,7 +344,7 @@ mod tests {
         );
         assert!(b.remove("n1"));
         assert_eq!(
-            b.authenticate(5, "c1", "x", ""),
+            b.authenticate(5, "c3", "x", ""),
             Err(JoinRefusal::UnknownCertificate),
             "a removed node needs a token again"
         );

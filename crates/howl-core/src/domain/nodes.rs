@@ -97,10 +97,8 @@ impl Domain {
             .map(|p| p.id)
             .collect();
         for id in &on {
-            // Its worker is gone with the node: nothing to stop.
-            if let Some(p) = self.producers.get_mut(id) {
-                p.worker = WorkerState::None;
-            }
+            // Its worker is stopped as usual: the driver's handle goes at once (the process
+            // went with its node; a stop of a lost worker finishes without waiting on it).
             self.stop_producer(
                 *id,
                 EndReason::NodeLost {

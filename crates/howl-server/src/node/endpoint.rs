@@ -269,10 +269,16 @@ async fn control(
                 if last_heard.elapsed() > NODE_HEARTBEAT_DEADLINE {
                     break 'conn format!("no heartbeat for {NODE_HEARTBEAT_DEADLINE:?}");
                 }
-                let still = nodes.lock_connected().get(&name).is_some_and(|n| n.epoch == epoch);
-                if !still {
-                    let _ = tokio::time::timeout(NODE_HEARTBEAT_INTERVAL, write_node(&mut wr, &NodeMessage::Refused { reason: "removed by the operator".into() })).await;
-                    break 'conn "removed by the operator".to_owned();
+                let now_epoch = nodes.lock_connected().get(&name).map(|n| n.epoch);
+                if now_epoch != Some(epoch) {
+                    let why = if now_epoch.is_some() {
+                        "replaced by a newer connection of the same node"
+                    } else {
+                        "removed by the operator"
+                    };
+                    let bye = NodeMessage::Refused { reason: why.into() };
+                    let _ = tokio::time::timeout(NODE_HEARTBEAT_INTERVAL, write_node(&mut wr, &bye)).await;
+                    break 'conn why.to_owned();
                 }
                 if let Ok(Err(_)) | Err(_) = tokio::time::timeout(NODE_HEARTBEAT_DEADLINE, write_node(&mut wr, &NodeMessage::Heartbeat)).await {
                     break 'conn "node stopped reading its connection".to_owned();

@@ -279,6 +279,9 @@ impl Nodes {
     ) -> Result<(String, bool), JoinRefusal> {
         let mut book = self.lock_book();
         let a = book.authenticate(now_unix(), cert_sha256, name, token)?;
+        if a.repinned {
+            tracing::warn!(node = %a.name, "node name re-pinned to a new certificate (joined with a token); its old certificate no longer works");
+        }
         if a.first_join
             && let Err(e) = book.save(&self.book_path)
         {
