@@ -29,17 +29,17 @@ def sh(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=30)
 
 
-@pytest.fixture
-def netns():
-    """A network namespace for the node and a veth pair to it; skips where namespaces cannot
-    be made (not root, no `ip`, a container without CAP_SYS_ADMIN)."""
+def make_netns(i: int, made: list):
+    """Network namespace `i` with a veth pair to it (`made` collects what to delete); skips
+    where namespaces cannot be made (not root, no `ip`, a container without CAP_SYS_ADMIN)."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
-    n = os.getpid() % 200 + 20
+    n = (os.getpid() + 7 * i) % 200 + 20
     ns, host_if, ns_if = f"howl-node-{n}", f"hwn{n}a", f"hwn{n}b"
     cp_ip, node_ip = CP_IP.format(n=n), NODE_IP.format(n=n)
     sh("ip", "netns", "del", ns)
     sh("ip", "link", "del", host_if)
+    made.append((ns, host_if))
     steps = [
         ("ip", "netns", "add", ns),
         ("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if),
@@ -56,12 +56,24 @@ def netns():
         except FileNotFoundError:
             pytest.skip("no `ip` command (iproute2)")
         if r.returncode != 0:
-            sh("ip", "netns", "del", ns)
-            sh("ip", "link", "del", host_if)
             pytest.skip(f"cannot set up a network namespace: {' '.join(step)}: {r.stderr.strip()}")
-    yield ns, cp_ip
-    sh("ip", "netns", "del", ns)
-    sh("ip", "link", "del", host_if)
+    return ns, cp_ip
+
+
+@pytest.fixture
+def netns_factory():
+    made: list = []
+    count = iter(range(100))
+    yield lambda: make_netns(next(count), made)
+    for ns, host_if in made:
+        sh("ip", "netns", "del", ns)
+        sh("ip", "link", "del", host_if)
+
+
+@pytest.fixture
+def netns(netns_factory):
+    """One namespace for a node: (name, the control plane's address on its veth link)."""
+    return netns_factory()
 
 
 class Node:
@@ -258,3 +270,56 @@ def test_nodes_rejoin_a_restarted_control_plane_and_leave_no_orphan(
     finally:
         stop_client(p)
         node.stop()
+
+
+def test_losing_one_node_leaves_the_other_nodes_sessions_streaming(
+        howl_factory, netns_factory, tmp_path):
+    (ns_b, cp_b), (ns_c, cp_c) = netns_factory(), netns_factory()
+    port = 47000 + os.getpid() % 900
+    # The endpoint on every address, so each namespace reaches it over its own link.
+    h = howl_factory(env={"HOWL_NODE_BIND": f"0.0.0.0:{port}", "HOWL_LOCAL_NODE": "false"})
+    status, tok = h.api("POST", "/api/v1/nodes/tokens", {"ttl_secs": 600, "reusable": True})
+    assert status == 201 and tok["reusable"], tok
+    token_file = tmp_path / "join-token"
+    token_file.write_text(tok["token"] + "\n")
+    b = Node(ns_b, f"{cp_b}:{port}", tmp_path / "node-b", token_file, "node-b",
+             tmp_path / "node-b.log")
+    c = Node(ns_c, f"{cp_c}:{port}", tmp_path / "node-c", token_file, "node-c",
+             tmp_path / "node-c.log")
+    p1 = p2 = None
+    try:
+        wait_for(lambda: {"node-b", "node-c"} <= set(nodes_of(h)), 30,
+                 lambda: f"both nodes to join\nhowl:\n{h.log()[-3000:]}")
+        small = ("--width", 640, "--height", 360, "--fps", 30, "--bitrate", 1500)
+        p1 = start_streaming(h, tmp_path / "c1", "--frames", 20, "--wait-termination", 60, *small)
+        p2 = start_streaming(h, tmp_path / "c2", "--frames", 20, "--wait-termination", 60, *small)
+        status, workers = h.api("GET", "/api/v1/workers")
+        assert sorted(w["node"] for w in workers) == ["node-b", "node-c"], workers  # spread
+
+        c_streams = [w for w in workers if w["node"] == "node-c"]
+        b.proc.kill()
+        # node-b's client is told; node-c's goes on.
+        wait_for(lambda: (p1.poll() is None) != (p2.poll() is None), 10,
+                 lambda: f"exactly one client to end\nhowl:\n{h.log()[-3000:]}")
+        gone, kept = (p1, p2) if p1.poll() is not None else (p2, p1)
+        res = finish_client(gone, h)
+        assert res.get("terminated_after") is not None, res
+        assert h.api("GET", "/api/v1/status")[1]["engine"]["sessions_ended"].get("node_lost") == 1
+        status, workers = h.api("GET", "/api/v1/workers")
+        assert [w["node"] for w in workers] == ["node-c"] and workers[0]["pid"] == c_streams[0]["pid"]
+        before = workers[0]["video_frames"]
+        wait_for(lambda: h.api("GET", "/api/v1/workers")[1][0]["video_frames"] > before + 30, 10,
+                 "node-c's worker to keep producing")
+        sessions = h.api("GET", "/api/v1/sessions")[1]
+        assert len(sessions) == 1, sessions
+        sent = sessions[0]["frames_sent"]
+        wait_for(lambda: h.api("GET", "/api/v1/sessions")[1][0]["frames_sent"] > sent + 30, 10,
+                 "node-c's client to keep receiving")
+        assert set(nodes_of(h)) == {"node-c"}
+        assert kept.poll() is None, "node-c's client still streams"
+    finally:
+        for p in (p1, p2):
+            if p is not None:
+                stop_client(p)
+        b.stop()
+        c.stop()
