@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (finish_client, howl_bin, run_client, start_streaming, stop_client,
-                      wait_for, workers_of)
+from conftest import (fds_of, finish_client, howl_bin, rss_kb, run_client, start_streaming,
+                      stop_client, threads_of, wait_for, workers_of)
 
 CP_IP = "10.231.{n}.1"
 NODE_IP = "10.231.{n}.2"
@@ -323,3 +323,38 @@ def test_losing_one_node_leaves_the_other_nodes_sessions_streaming(
                 stop_client(p)
         b.stop()
         c.stop()
+
+
+def test_fifty_producers_on_a_node_leak_nothing(howl_factory, netns, tmp_path):
+    """50 lobby start/stop cycles placed on the node: fds and threads of the control plane
+    and the node back to their baseline, RSS within 5 %, no worker left."""
+    ns, cp_ip = netns
+    h, node, state, _ = joined(howl_factory, ns, cp_ip, tmp_path)
+    try:
+        def cycle(i: int):
+            status, lobby = h.api("POST", "/api/v1/lobbies", {
+                "name": f"cycle {i}", "app": "Test Pattern", "width": 320, "height": 240,
+                "fps": 30, "bitrate_kbps": 500})
+            assert status == 201, lobby
+            wait_for(lambda: h.api("GET", "/api/v1/workers")[1], 20, "the lobby's worker")
+            h.api("DELETE", f"/api/v1/lobbies/{lobby['id']}")
+            wait_for(lambda: not h.api("GET", "/api/v1/workers")[1]
+                     and nodes_of(h)["node-b"]["producers"] == 0, 20, "the lobby to stop")
+
+        def figures():
+            wait_for(lambda: not workers_of(state), 10, "no worker on the node")
+            return [(fds_of(pid), threads_of(pid), rss_kb(pid))
+                    for pid in (h.proc.pid, node.proc.pid)]
+
+        for i in range(3):  # warm up: first-use allocations are not leaks
+            cycle(i)
+        base = figures()
+        for i in range(3, 53):
+            cycle(i)
+        after = figures()
+        for (fds0, thr0, rss0), (fds1, thr1, rss1) in zip(base, after):
+            assert fds1 <= fds0 and thr1 <= thr0, (base, after)
+            assert rss1 <= rss0 * 1.05, (base, after)
+        assert nodes_of(h)["node-b"]["workers"] == 0
+    finally:
+        node.stop()
