@@ -122,7 +122,7 @@ pub struct NodeTokenView {
 #[utoipa::path(post, path = "/api/v1/nodes/tokens", request_body = NewNodeToken,
     responses((status = 201, body = NodeTokenView), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
-pub async fn create_token(
+pub async fn create_node_token(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
     b: Result<Json<NewNodeToken>, axum::extract::rejection::JsonRejection>,
@@ -168,7 +168,7 @@ pub struct NodeDrained {
 /// Places no new producer on the node; its running producers go on to their end.
 #[utoipa::path(post, path = "/api/v1/nodes/{name}/drain", params(("name" = String, Path)),
     responses((status = 200, body = NodeDrained), (status = 404, body = ErrorBody)))]
-pub async fn drain(
+pub async fn drain_node(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
@@ -188,7 +188,7 @@ pub async fn drain(
 /// connected, the node (its producers end with `node_lost`).
 #[utoipa::path(delete, path = "/api/v1/nodes/{name}", params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn remove(
+pub async fn remove_node(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
