@@ -41,7 +41,16 @@ fn main() -> ExitCode {
         Some(cli::Command::Lobbies(args)) => runtime.block_on(cli::commands::lobbies(args)),
         Some(cli::Command::Clients(args)) => runtime.block_on(cli::commands::clients(args)),
         Some(cli::Command::Nodes(args)) => runtime.block_on(cli::nodes::nodes(args)),
-        Some(cli::Command::Node(args)) => runtime.block_on(node::agent::run(args)),
+        Some(cli::Command::Node(a)) => {
+            runtime.block_on(node::agent::run(node::agent::AgentConfig {
+                control_plane: a.control_plane,
+                token_file: a.token_file,
+                state_dir: a.state_dir,
+                name: a.name,
+                labels: a.labels,
+                max_producers: a.max_producers,
+            }))
+        }
     };
     // Never wait on stragglers at exit: shutdown already had its deadline.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));

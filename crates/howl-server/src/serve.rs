@@ -256,7 +256,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
         audio_sock,
         shutdown.clone(),
     );
-    nodes.set_engine(engine.clone());
+    nodes.set_engine(Arc::new(engine.clone()));
     if cfg.fault_drop_percent > 0.0 {
         tracing::warn!(
             percent = cfg.fault_drop_percent,

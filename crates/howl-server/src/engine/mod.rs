@@ -298,7 +298,7 @@ impl EngineHandle {
     }
 
     /// A media node joined: placement may use it.
-    pub async fn node_joined(&self, name: &str, limits: howl_core::domain::Admission) {
+    async fn node_joined(&self, name: &str, limits: howl_core::domain::Admission) {
         let name = name.to_owned();
         self.tell(move |e, now| {
             e.domain.node_joined(now, &name, limits);
@@ -308,7 +308,7 @@ impl EngineHandle {
     }
 
     /// A media node was lost: its producers end with `node_lost`. How many ended.
-    pub async fn node_lost(&self, name: &str, detail: &str) -> Option<usize> {
+    async fn node_lost(&self, name: &str, detail: &str) -> Option<usize> {
         let (name, detail) = (name.to_owned(), detail.to_owned());
         self.ask(move |e, now| {
             let n = e.domain.node_lost(now, &name, &detail);
@@ -319,7 +319,7 @@ impl EngineHandle {
     }
 
     /// Stops placing producers on a node. `Some(false)`: no such node.
-    pub async fn drain_node(&self, name: &str) -> Option<bool> {
+    async fn drain_node(&self, name: &str) -> Option<bool> {
         let name = name.to_owned();
         self.ask(move |e, _| e.domain.drain_node(&name)).await
     }
@@ -526,6 +526,25 @@ impl Engine {
                 Action::Publish { owner, event } => self.publish(owner, event),
             }
         }
+    }
+}
+
+/// Placement learns of media nodes through the engine (the node registry's callbacks).
+impl crate::node::NodePlacement for EngineHandle {
+    fn joined(
+        &self,
+        name: String,
+        limits: howl_core::domain::Admission,
+    ) -> crate::node::BoxFuture<'_, ()> {
+        Box::pin(async move { self.node_joined(&name, limits).await })
+    }
+
+    fn lost(&self, name: String, reason: String) -> crate::node::BoxFuture<'_, Option<usize>> {
+        Box::pin(async move { self.node_lost(&name, &reason).await })
+    }
+
+    fn drain(&self, name: String) -> crate::node::BoxFuture<'_, Option<bool>> {
+        Box::pin(async move { self.drain_node(&name).await })
     }
 }
 

@@ -86,7 +86,16 @@ impl Engine {
             let result = if node == crate::node::LOCAL {
                 worker::spawn(&bin, &dir, params).await
             } else {
-                worker::spawn_remote(&nodes, &node, worker_id.0, params).await
+                // One start deadline for the node's part and the worker's own start-up.
+                let remote = async {
+                    let (stream, rest, proc) = nodes.start_worker(&node, worker_id.0).await?;
+                    worker::attach_remote(stream, rest, proc, params).await
+                };
+                tokio::time::timeout(worker::START_DEADLINE, remote)
+                    .await
+                    .unwrap_or(Err(worker::WorkerError::StartTimeout(
+                        worker::START_DEADLINE,
+                    )))
             };
             let result = result.map(Arc::new).map_err(|e| e.to_string());
             if let Some(engine) = engine {

@@ -10,7 +10,6 @@
 
 use super::endpoint::{read_node, write_node};
 use super::*;
-use crate::cli::NodeArgs;
 use crate::worker::{self, STOP_GRACE};
 use howl_core::nodes::parse_token;
 use howl_media::node::{NODE_PROTOCOL_VERSION, NodeDecoder};
@@ -227,9 +226,22 @@ impl Ctx {
     }
 }
 
+/// What `howl node` was told (its command line, see `cli::NodeArgs`).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub control_plane: String,
+    pub token_file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub name: Option<String>,
+    pub labels: Vec<String>,
+    pub max_producers: Option<u32>,
+}
+
 /// `howl node`: joins and serves until SIGTERM/SIGINT.
-pub async fn run(args: NodeArgs) -> Result<(), String> {
-    crate::control::tls::install_default_provider();
+pub async fn run(args: AgentConfig) -> Result<(), String> {
+    let _ = rustls::crypto::CryptoProvider::install_default(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    );
     let state_dir = args
         .state_dir
         .clone()

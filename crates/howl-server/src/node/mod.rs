@@ -12,6 +12,7 @@ pub mod agent;
 pub mod endpoint;
 
 use crate::domain::events::{Audience, Event, EventBus};
+pub use crate::worker::{RemoteEnd, RemoteProc};
 use howl_core::nodes::{JoinRefusal, NodeBook};
 use howl_media::node::{Capacity, NodeMessage};
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +39,20 @@ pub const NODE_OUTBOX_CAPACITY: usize = 64;
 /// Connections accepted and not yet authenticated at once; more wait in the kernel backlog.
 pub const MAX_NODE_HANDSHAKES: usize = 64;
 
+/// A future the placement side answers with.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Where joins and losses go: the streaming engine's placement (implemented by its handle;
+/// a trait so the registry needs nothing of the engine, which uses the registry).
+pub trait NodePlacement: Send + Sync {
+    /// A node joined with these limits.
+    fn joined(&self, name: String, limits: howl_core::domain::Admission) -> BoxFuture<'_, ()>;
+    /// A node is lost: its producers end with `node_lost`; how many did.
+    fn lost(&self, name: String, reason: String) -> BoxFuture<'_, Option<usize>>;
+    /// No new producers on the node; `Some(false)`: no such node; `None`: no answer.
+    fn drain(&self, name: String) -> BoxFuture<'_, Option<bool>>;
+}
+
 /// Lower-case hex SHA-256 of a DER certificate (the pinned form).
 pub fn cert_fingerprint(der: &[u8]) -> String {
     howl_core::nodes::sha256_hex(der)
@@ -48,57 +63,6 @@ pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// How a remote worker's process ended, as its node's control connection tells it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteEnd {
-    /// The node reported it ended.
-    Exited(String),
-    /// The node itself is gone: whatever it ran is lost with it.
-    NodeLost(String),
-}
-
-impl std::fmt::Display for RemoteEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RemoteEnd::Exited(d) => f.write_str(d),
-            RemoteEnd::NodeLost(d) => write!(f, "node lost: {d}"),
-        }
-    }
-}
-
-/// A worker process on a media node, as its supervisor sees it.
-#[derive(Debug)]
-pub struct RemoteProc {
-    pub pid: u32,
-    pub node: String,
-    worker: u64,
-    end: watch::Receiver<Option<RemoteEnd>>,
-    outbox: mpsc::Sender<NodeMessage>,
-}
-
-impl RemoteProc {
-    /// Waits until the node reports its end (or is lost).
-    pub async fn ended(&mut self) -> RemoteEnd {
-        match self.end.wait_for(Option::is_some).await {
-            Ok(v) => v.clone().unwrap_or(RemoteEnd::NodeLost("gone".into())),
-            // The registry dropped the sender: the node's connection is gone.
-            Err(_) => RemoteEnd::NodeLost("connection closed".into()),
-        }
-    }
-
-    pub fn has_ended(&self) -> bool {
-        self.end.borrow().is_some() || self.end.has_changed().is_err()
-    }
-
-    /// Asks the node to SIGKILL it; never waits (a full queue drops the order: the worker's
-    /// connection, closed by its supervisor right after, kills it too).
-    pub fn kill(&self) {
-        let _ = self.outbox.try_send(NodeMessage::KillWorker {
-            worker: self.worker,
-        });
-    }
 }
 
 /// One connected node.
@@ -185,7 +149,7 @@ pub struct Nodes {
     pending: Mutex<HashMap<u64, Pending>>,
     next_epoch: AtomicU64,
     events: EventBus,
-    engine: OnceLock<crate::engine::EngineHandle>,
+    engine: OnceLock<Arc<dyn NodePlacement>>,
     pub counters: NodeCounters,
 }
 
@@ -227,7 +191,7 @@ impl Nodes {
     }
 
     /// Connects the registry to the engine (placement learns of joins and losses).
-    pub fn set_engine(&self, engine: crate::engine::EngineHandle) {
+    pub fn set_engine(&self, engine: Arc<dyn NodePlacement>) {
         let _ = self.engine.set(engine);
     }
 
@@ -349,7 +313,10 @@ impl Nodes {
         self.lock_pending().retain(|_, p| p.node != name);
         tracing::warn!(node = name, reason, "media node lost");
         let producers = match self.engine.get() {
-            Some(e) => e.node_lost(name, reason).await.unwrap_or(0),
+            Some(e) => e
+                .lost(name.to_owned(), reason.to_owned())
+                .await
+                .unwrap_or(0),
             None => 0,
         };
         self.events.publish(
@@ -430,13 +397,7 @@ impl Nodes {
         Ok((
             stream,
             rest,
-            RemoteProc {
-                pid,
-                node: node.to_owned(),
-                worker,
-                end: end_rx,
-                outbox,
-            },
+            RemoteProc::new(pid, node.to_owned(), worker, end_rx, outbox),
         ))
     }
 
@@ -480,7 +441,7 @@ impl Nodes {
         // ready again unless drained anew).
         let engine = self.engine.get().ok_or("the engine is not running")?;
         let ok = engine
-            .drain_node(name)
+            .drain(name.to_owned())
             .await
             .ok_or("the streaming engine did not answer in time")?;
         if ok {

@@ -8,8 +8,12 @@
 //! later viewer (seed 004), and a subscriber that falls behind learns how much it lost and
 //! waits for the next keyframe, while the others carry on.
 
+mod process;
 pub mod procinfo;
 mod reap;
+
+pub use process::{NODE_LOSS_GRACE, RemoteEnd, RemoteProc, attach_remote};
+use process::{Proc, handshake, launch};
 
 use reap::remove_desktop_dir;
 pub use reap::{reap_marked, reap_orphans};
@@ -82,57 +86,6 @@ pub enum WorkerExit {
         node: String,
         detail: String,
     },
-}
-
-/// How long a remote worker's supervisor waits, after its connection failed, for the node's
-/// control connection to say whether the node itself is gone (then the end is `node_lost`,
-/// not a worker death). Longer than the gap between the worker's heartbeat deadline and the
-/// node's, so a silent node is reported as lost.
-pub const NODE_LOSS_GRACE: Duration = Duration::from_secs(2);
-
-/// The process behind a worker: a child of this server, or one a media node runs for it
-/// (the supervision is the same; only waiting and killing go through the node).
-enum Proc {
-    Local(tokio::process::Child),
-    Remote(crate::node::RemoteProc),
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        match self {
-            Proc::Local(c) => c.id().unwrap_or(0),
-            Proc::Remote(r) => r.pid,
-        }
-    }
-
-    /// Waits until it ended; says how.
-    async fn wait(&mut self) -> String {
-        match self {
-            Proc::Local(c) => match c.wait().await {
-                Ok(s) => format!("exited: {s}"),
-                Err(e) => format!("wait failed: {e}"),
-            },
-            Proc::Remote(r) => r.ended().await.to_string(),
-        }
-    }
-
-    /// Whether it has ended (without waiting).
-    fn ended(&mut self) -> bool {
-        match self {
-            Proc::Local(c) => c.try_wait().ok().flatten().is_some(),
-            Proc::Remote(r) => r.has_ended(),
-        }
-    }
-
-    /// SIGKILL (through its node for a remote one); never waits.
-    fn start_kill(&mut self) {
-        match self {
-            Proc::Local(c) => {
-                let _ = c.start_kill();
-            }
-            Proc::Remote(r) => r.kill(),
-        }
-    }
 }
 
 /// Bytes of video a viewer has yet to take from the fan-out, found without looking into the
@@ -354,119 +307,6 @@ pub fn desktop_isolation_args() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Starts a worker on media node `node` (it spawns `howl-worker` and dials a connection of
-/// its own for it), hands it `params` and waits (bounded) until its pipeline runs. From then
-/// on it is supervised exactly like a local one: the worker protocol runs end to end.
-pub async fn spawn_remote(
-    nodes: &crate::node::Nodes,
-    node: &str,
-    worker: u64,
-    params: StreamParams,
-) -> Result<Worker, WorkerError> {
-    let started = async {
-        let (mut stream, rest, proc) = nodes.start_worker(node, worker).await?;
-        let mut dec = FrameDecoder::new();
-        dec.push(&rest);
-        let mut proc = Proc::Remote(proc);
-        match handshake(&mut stream, &mut dec, params).await {
-            Ok(opus) => Ok((stream, dec, opus, proc)),
-            Err(e) => {
-                proc.start_kill();
-                Err(e)
-            }
-        }
-    };
-    let (stream, dec, opus, proc) = tokio::time::timeout(START_DEADLINE, started)
-        .await
-        .map_err(|_| WorkerError::StartTimeout(START_DEADLINE))??;
-    let pid = proc.pid();
-    tracing::info!(pid, node, "media worker started on a node");
-    Ok(launch(proc, stream, dec, opus, None, None, node))
-}
-
-/// Hello (version check), Start, then waits for Started: a worker's first conversation.
-async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    dec: &mut FrameDecoder,
-    params: StreamParams,
-) -> Result<OpusConfig, WorkerError> {
-    let hello = read_message(stream, dec).await?;
-    match hello {
-        Message::Hello { version, .. } if version == protocol::PROTOCOL_VERSION => {}
-        Message::Hello { version, .. } => {
-            return Err(WorkerError::Protocol(format!(
-                "worker speaks protocol {version}, server {}",
-                protocol::PROTOCOL_VERSION
-            )));
-        }
-        other => {
-            return Err(WorkerError::Protocol(format!(
-                "expected Hello, got {other:?}"
-            )));
-        }
-    }
-    write_message(stream, &Message::Start(params)).await?;
-    loop {
-        match read_message(stream, dec).await? {
-            Message::Started { opus_config, .. } => return Ok(opus_config),
-            Message::Error { message, .. } => return Err(WorkerError::Refused(message)),
-            Message::Heartbeat { .. } => continue,
-            other => {
-                return Err(WorkerError::Protocol(format!(
-                    "expected Started, got {}",
-                    other.name()
-                )));
-            }
-        }
-    }
-}
-
-/// Hands a started worker to its supervising task and returns its handle.
-fn launch<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
-    proc: Proc,
-    stream: S,
-    dec: FrameDecoder,
-    opus: OpusConfig,
-    desktop_marker: Option<PathBuf>,
-    container_reaper: Option<PathBuf>,
-    node: &str,
-) -> Worker {
-    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
-    let (input_tx, input_rx) = mpsc::channel(INPUT_CAPACITY);
-    let (video_tx, _) = broadcast::channel(VIDEO_FANOUT_CAPACITY);
-    let (audio_tx, _) = broadcast::channel(AUDIO_FANOUT_CAPACITY);
-    let (exit_tx, exit_rx) = watch::channel(WorkerExit::Running);
-    let stats = Arc::new(WorkerStats::default());
-    let started_at = Instant::now();
-    let pid = proc.pid();
-    tokio::spawn(supervise(
-        proc,
-        stream,
-        dec,
-        cmd_rx,
-        input_rx,
-        desktop_marker,
-        container_reaper,
-        video_tx.clone(),
-        audio_tx.clone(),
-        exit_tx,
-        stats.clone(),
-        started_at,
-    ));
-    Worker {
-        pid,
-        node: node.to_owned(),
-        started_at,
-        opus,
-        commands: cmd_tx,
-        input: input_tx,
-        video: video_tx,
-        audio: audio_tx,
-        exit: exit_rx,
-        stats,
-    }
-}
-
 /// Spawns a worker, hands it `params` and waits (bounded) until its pipeline runs.
 pub async fn spawn(
     bin: &Path,
@@ -529,7 +369,7 @@ pub async fn spawn(
         opus,
         is_desktop.then(|| sock_path.clone()),
         is_docker.then(|| bin.to_path_buf()),
-        crate::node::LOCAL,
+        howl_core::domain::LOCAL_NODE,
     ))
 }
 
@@ -718,7 +558,7 @@ async fn supervise<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
     let outcome = match (outcome, &mut child) {
         (WorkerExit::Died(detail), Proc::Remote(r)) => {
             match tokio::time::timeout(NODE_LOSS_GRACE, r.ended()).await {
-                Ok(crate::node::RemoteEnd::NodeLost(why)) => WorkerExit::NodeLost {
+                Ok(RemoteEnd::NodeLost(why)) => WorkerExit::NodeLost {
                     node: r.node.clone(),
                     detail: why,
                 },

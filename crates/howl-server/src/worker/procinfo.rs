@@ -10,7 +10,7 @@ pub fn sample(pid: u32) -> (Option<u64>, Option<f64>) {
 /// [`sample`] for a worker on `node`: a media node's pid means nothing in this machine's
 /// `/proc` (it could name an unrelated process), so only local workers are sampled.
 pub fn sample_on(node: &str, pid: u32) -> (Option<u64>, Option<f64>) {
-    if node == crate::node::LOCAL {
+    if node == howl_core::domain::LOCAL_NODE {
         sample(pid)
     } else {
         (None, None)
