@@ -33,6 +33,7 @@ pub enum State {
     Video(VideoDepacketizer),
     Audio(AudioDepacketizer),
     Worker(wp::FrameDecoder),
+    Node(howl_media::node::NodeDecoder),
 }
 
 pub struct Target {
@@ -143,6 +144,14 @@ pub fn all() -> Vec<Target> {
             seeds: worker_seeds,
             fresh: || State::Worker(wp::FrameDecoder::new()),
             run: run_worker,
+        },
+        Target {
+            name: "node_protocol",
+            text: false,
+            max_len: 512,
+            seeds: node_seeds,
+            fresh: || State::Node(howl_media::node::NodeDecoder::new()),
+            run: run_node,
         },
     ]
 }
@@ -646,6 +655,74 @@ fn run_worker(state: &mut State, input: &[u8]) {
                 *dec = wp::FrameDecoder::new();
                 break;
             }
+        }
+    }
+}
+
+// ---- Node protocol (the node endpoint's first bytes come from anyone) ----------------------
+
+fn node_seeds() -> Vec<Vec<u8>> {
+    use howl_media::node::{Capacity, NodeMessage};
+    let messages = [
+        NodeMessage::JoinControl {
+            version: 1,
+            name: "gpu-1".into(),
+            token: "howl-node1.ab.cd".into(),
+            labels: vec![("gpu".into(), "nvidia".into())],
+            capacity: Capacity {
+                max_producers: 2,
+                max_encoder_sessions: 8,
+                cores: 16,
+                gpus: 1,
+                encoders: vec![("h264".into(), 8)],
+            },
+        },
+        NodeMessage::JoinWorker {
+            version: 1,
+            worker: 7,
+            pid: 42,
+        },
+        NodeMessage::Welcome {
+            name: "gpu-1".into(),
+            heartbeat_ms: 500,
+        },
+        NodeMessage::Refused {
+            reason: "token expired".into(),
+        },
+        NodeMessage::Heartbeat,
+        NodeMessage::SpawnWorker {
+            worker: 7,
+            args: vec!["--desktop-isolation".into(), "cookie".into()],
+        },
+        NodeMessage::KillWorker { worker: 7 },
+        NodeMessage::WorkerExited {
+            worker: 7,
+            detail: "exited: 0".into(),
+        },
+    ];
+    messages
+        .iter()
+        .filter_map(|m| {
+            let mut out = Vec::new();
+            howl_media::node::encode_node(m, &mut out)
+                .ok()
+                .map(|()| out)
+        })
+        .collect()
+}
+
+fn run_node(state: &mut State, input: &[u8]) {
+    let State::Node(dec) = state else { return };
+    dec.push(input);
+    loop {
+        match dec.next() {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(howl_media::node::NodeProtocolError::Framing(_)) => {
+                *dec = howl_media::node::NodeDecoder::new();
+                break;
+            }
+            Err(_) => {}
         }
     }
 }
