@@ -1,10 +1,17 @@
-"""Issue 19, media nodes: a control plane and a media node in separate network namespaces,
-joined by a veth pair (real TCP between them). The node joins with a single-use token, the
-real client streams the Test Pattern placed on the node (increasing counter, 440 Hz), a second
-node with the spent token is refused without the token in any log, SIGKILL of the node ends the
-session with `node_lost` while the control plane's HTTPS keeps answering, the killed node's
-worker does not outlive it, and the node restarted without its token file rejoins by its pinned
-certificate and streams again."""
+"""Issue 19, media nodes: a control plane and media nodes in separate network namespaces,
+each joined to it by a veth pair (real TCP between them).
+
+- A node joins with a single-use token; the real client streams the Test Pattern placed on it
+  (increasing counter, 440 Hz); garbage and a certificate-less TLS client at the endpoint and
+  a second node with the spent token are refused (no secret in any log); SIGKILL of the node
+  ends the session with `node_lost` while the control plane's HTTPS answers, its worker does
+  not outlive it, and restarted without its token file it rejoins by its pinned certificate.
+- SIGSTOP: lost by the heartbeat deadline; SIGCONT: it rejoins with no worker left.
+- SIGKILL and restart of the control plane: no orphan worker, the node rejoins in its backoff.
+- Two nodes: losing one leaves the other's session streaming.
+- 50 producer cycles on a node: fds, threads and RSS of both processes back to baseline.
+
+Skipped (with the reason) where network namespaces cannot be made."""
 
 from __future__ import annotations
 
@@ -112,6 +119,15 @@ def nodes_of(h) -> dict:
     return {n["name"]: n for n in nodes}
 
 
+def metric(h, name: str) -> float:
+    status, text = h.api("GET", "/metrics")
+    assert status == 200, text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 def https_answers(h) -> bool:
     """The control plane's NVHTTP HTTPS port completes a TLS handshake and answers."""
     ctx = ssl.create_default_context()
@@ -152,6 +168,29 @@ def test_a_remote_node_streams_and_its_loss_ends_its_session_with_node_lost(
         assert len(c) == 60 and all(b2 > a2 for a2, b2 in zip(c, c[1:])), c
         assert res["audio_frequency"] == pytest.approx(440, abs=5), res
         assert "media worker started on a node" in h.log()
+
+        # Garbage and a TLS client without a certificate at the endpoint: refused, counted,
+        # and nothing else changes.
+        with socket.create_connection((cp_ip, port), timeout=5) as raw:
+            raw.sendall(os.urandom(4096))
+            raw.settimeout(10)
+            try:
+                while raw.recv(4096):
+                    pass
+            except (ConnectionResetError, TimeoutError):
+                pass
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection((cp_ip, port), timeout=5) as raw:
+            try:
+                with ctx.wrap_socket(raw) as s:
+                    s.sendall(b"\0\0\0\1\5")
+                    s.recv(16)
+            except (ssl.SSLError, ConnectionResetError, OSError):
+                pass
+        wait_for(lambda: metric(h, "howl_node_refused_total") >= 2, 10, "two refusals counted")
+        assert "node-b" in nodes_of(h)
 
         # A second node with the spent single-use token: refused, and no log has the secret.
         intruder = Node(ns, f"{cp_ip}:{port}", tmp_path / "node-c", token_file, "node-c",
