@@ -327,6 +327,7 @@ impl Domain {
         let local = NodeSlot {
             limits: settings.admission,
             draining: false,
+            epoch: 0,
         };
         Self {
             nodes: BTreeMap::from([(LOCAL_NODE.to_owned(), local)]),

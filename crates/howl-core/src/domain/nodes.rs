@@ -48,6 +48,9 @@ pub struct NodeSlot {
     pub limits: Admission,
     /// No new producer goes to it; the running ones run to their end.
     pub draining: bool,
+    /// Which connection of the node this is (the driver's counter; 0 for the local node): a
+    /// loss reported for an older connection after a newer one joined changes nothing.
+    pub epoch: u64,
 }
 
 impl Domain {
@@ -74,21 +77,28 @@ impl Domain {
 
     // ----- inputs: nodes -----
 
-    /// A node joined (or rejoined) with these limits; it takes producers from now on.
-    pub fn node_joined(&mut self, _now: Instant, name: &str, limits: Admission) {
+    /// A node joined (or rejoined, as connection `epoch`) with these limits; it takes
+    /// producers from now on.
+    pub fn node_joined(&mut self, _now: Instant, name: &str, epoch: u64, limits: Admission) {
         self.nodes.insert(
             name.to_owned(),
             NodeSlot {
                 limits,
                 draining: false,
+                epoch,
             },
         );
     }
 
     /// A node is gone (disconnected, missed its heartbeat deadline, removed, or the local
     /// node switched off): it takes no producer, and every producer on it stops with
-    /// [`EndReason::NodeLost`] (its viewers are told). Returns how many stopped.
-    pub fn node_lost(&mut self, _now: Instant, name: &str, detail: &str) -> usize {
+    /// [`EndReason::NodeLost`] (its viewers are told). Returns how many stopped. A loss of
+    /// connection `epoch` when a newer connection of the node has joined since is stale and
+    /// changes nothing (the old connection's producers end through their workers).
+    pub fn node_lost(&mut self, _now: Instant, name: &str, epoch: u64, detail: &str) -> usize {
+        if self.nodes.get(name).is_some_and(|n| n.epoch > epoch) {
+            return 0;
+        }
         self.nodes.remove(name);
         let on: Vec<ProducerId> = self
             .producers

@@ -298,20 +298,20 @@ impl EngineHandle {
     }
 
     /// A media node joined: placement may use it.
-    async fn node_joined(&self, name: &str, limits: howl_core::domain::Admission) {
+    async fn node_joined(&self, name: &str, epoch: u64, limits: howl_core::domain::Admission) {
         let name = name.to_owned();
         self.tell(move |e, now| {
-            e.domain.node_joined(now, &name, limits);
+            e.domain.node_joined(now, &name, epoch, limits);
             e.drain(now);
         })
         .await;
     }
 
     /// A media node was lost: its producers end with `node_lost`. How many ended.
-    async fn node_lost(&self, name: &str, detail: &str) -> Option<usize> {
+    async fn node_lost(&self, name: &str, epoch: u64, detail: &str) -> Option<usize> {
         let (name, detail) = (name.to_owned(), detail.to_owned());
         self.ask(move |e, now| {
-            let n = e.domain.node_lost(now, &name, &detail);
+            let n = e.domain.node_lost(now, &name, epoch, &detail);
             e.drain(now);
             n
         })
@@ -534,13 +534,19 @@ impl crate::node::NodePlacement for EngineHandle {
     fn joined(
         &self,
         name: String,
+        epoch: u64,
         limits: howl_core::domain::Admission,
     ) -> crate::node::BoxFuture<'_, ()> {
-        Box::pin(async move { self.node_joined(&name, limits).await })
+        Box::pin(async move { self.node_joined(&name, epoch, limits).await })
     }
 
-    fn lost(&self, name: String, reason: String) -> crate::node::BoxFuture<'_, Option<usize>> {
-        Box::pin(async move { self.node_lost(&name, &reason).await })
+    fn lost(
+        &self,
+        name: String,
+        epoch: u64,
+        reason: String,
+    ) -> crate::node::BoxFuture<'_, Option<usize>> {
+        Box::pin(async move { self.node_lost(&name, epoch, &reason).await })
     }
 
     fn drain(&self, name: String) -> crate::node::BoxFuture<'_, Option<bool>> {
@@ -599,7 +605,7 @@ pub fn spawn(
     domain.set_placement(settings.placement);
     if !settings.local_node {
         // Before anything runs: only media nodes take producers.
-        domain.node_lost(Instant::now(), crate::node::LOCAL, "local_node = false");
+        domain.node_lost(Instant::now(), crate::node::LOCAL, 0, "local_node = false");
     }
     let mut engine = Engine {
         settings,

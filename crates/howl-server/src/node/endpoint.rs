@@ -214,7 +214,7 @@ async fn control(
     nodes.counters.joins.fetch_add(1, Ordering::Relaxed);
     tracing::info!(%peer, node = %name, first_join, "media node joined");
     if let Some(e) = nodes.engine.get() {
-        e.joined(name.clone(), limits).await;
+        e.joined(name.clone(), epoch, limits).await;
     }
     nodes.events.publish(
         Audience::AdminOnly,

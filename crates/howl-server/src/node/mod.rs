@@ -45,10 +45,16 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// Where joins and losses go: the streaming engine's placement (implemented by its handle;
 /// a trait so the registry needs nothing of the engine, which uses the registry).
 pub trait NodePlacement: Send + Sync {
-    /// A node joined with these limits.
-    fn joined(&self, name: String, limits: howl_core::domain::Admission) -> BoxFuture<'_, ()>;
-    /// A node is lost: its producers end with `node_lost`; how many did.
-    fn lost(&self, name: String, reason: String) -> BoxFuture<'_, Option<usize>>;
+    /// A node joined (its connection `epoch`) with these limits.
+    fn joined(
+        &self,
+        name: String,
+        epoch: u64,
+        limits: howl_core::domain::Admission,
+    ) -> BoxFuture<'_, ()>;
+    /// A node's connection `epoch` is lost: its producers end with `node_lost` (unless a
+    /// newer connection joined meanwhile); how many did.
+    fn lost(&self, name: String, epoch: u64, reason: String) -> BoxFuture<'_, Option<usize>>;
     /// No new producers on the node; `Some(false)`: no such node; `None`: no answer.
     fn drain(&self, name: String) -> BoxFuture<'_, Option<bool>>;
 }
@@ -314,7 +320,7 @@ impl Nodes {
         tracing::warn!(node = name, reason, "media node lost");
         let producers = match self.engine.get() {
             Some(e) => e
-                .lost(name.to_owned(), reason.to_owned())
+                .lost(name.to_owned(), epoch, reason.to_owned())
                 .await
                 .unwrap_or(0),
             None => 0,

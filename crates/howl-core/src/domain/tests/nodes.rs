@@ -26,8 +26,8 @@ fn two_nodes(placement: Placement) -> H {
     let mut h = H::new();
     h.d.set_placement(placement);
     assert!(h.d.drain_node(LOCAL_NODE));
-    h.d.node_joined(h.now, "b", limits(2));
-    h.d.node_joined(h.now, "c", limits(2));
+    h.d.node_joined(h.now, "b", 1, limits(2));
+    h.d.node_joined(h.now, "c", 2, limits(2));
     h
 }
 
@@ -123,7 +123,7 @@ fn a_lost_node_ends_its_producers_with_node_lost_and_no_other() {
         (node_of(&h, vb).as_str(), node_of(&h, vc).as_str()),
         ("b", "c")
     );
-    assert_eq!(h.d.node_lost(h.now, "b", "heartbeat"), 1);
+    assert_eq!(h.d.node_lost(h.now, "b", 1, "heartbeat"), 1);
     h.drain();
     assert_eq!(
         h.ends(vb),
@@ -141,10 +141,22 @@ fn a_lost_node_ends_its_producers_with_node_lost_and_no_other() {
 }
 
 #[test]
+fn a_stale_loss_after_a_rejoin_changes_nothing() {
+    let mut h = two_nodes(Placement::Spread);
+    // Node b's connection 1 broke and connection 3 joined before the loss of 1 was reported.
+    h.d.node_joined(h.now, "b", 3, limits(2));
+    assert_eq!(h.d.node_lost(h.now, "b", 1, "connection closed"), 0);
+    assert!(h.d.nodes().any(|(n, s)| n == "b" && s.epoch == 3));
+    // The loss of the current connection counts.
+    assert_eq!(h.d.node_lost(h.now, "b", 3, "connection closed"), 0);
+    assert!(!h.d.nodes().any(|(n, _)| n == "b"));
+}
+
+#[test]
 fn a_replaced_launch_counts_its_own_slot_as_free() {
     let mut h = H::new();
     assert!(h.d.drain_node(LOCAL_NODE));
-    h.d.node_joined(h.now, "b", limits(1));
+    h.d.node_joined(h.now, "b", 1, limits(1));
     let a = app(1, "Pattern");
     h.stream(FP_A, &a);
     // The same client launches again: its old app stops, so the one slot suffices.
@@ -163,11 +175,12 @@ proptest! {
         h.d.set_placement(if pack { Placement::Pack } else { Placement::Spread });
         let names = ["local", "b", "c"];
         let a = app(1, "Pattern");
-        for (op, n, c) in ops {
+        for (i, (op, n, c)) in ops.into_iter().enumerate() {
             let name = names[n];
+            let epoch = i as u64;
             match op {
-                0 => h.d.node_joined(h.now, name, limits(1 + n as u32)),
-                1 => { h.d.node_lost(h.now, name, "lost"); }
+                0 => h.d.node_joined(h.now, name, epoch, limits(1 + n as u32)),
+                1 => { h.d.node_lost(h.now, name, epoch, "lost"); }
                 2 => { h.d.drain_node(name); }
                 3 => {
                     let draining: Vec<String> = h.d.nodes().filter(|(_, s)| s.draining).map(|(n, _)| n.to_owned()).collect();
