@@ -8,7 +8,9 @@ each joined to it by a veth pair (real TCP between them).
   not outlive it, and restarted without its token file it rejoins by its pinned certificate.
 - SIGSTOP: lost by the heartbeat deadline; SIGCONT: it rejoins with no worker left.
 - SIGKILL and restart of the control plane: no orphan worker, the node rejoins in its backoff.
-- Two nodes: losing one leaves the other's session streaming.
+- Two nodes joined with one reusable token from `howl nodes token`: losing one leaves the
+  other's session streaming; `howl nodes drain` keeps its session and refuses a new one;
+  `howl nodes remove` ends its session with `node_lost`.
 - 50 producer cycles on a node: fds, threads and RSS of both processes back to baseline.
 
 Skipped (with the reason) where network namespaces cannot be made."""
@@ -117,6 +119,16 @@ def nodes_of(h) -> dict:
     status, nodes = h.api("GET", "/api/v1/nodes")
     assert status == 200, nodes
     return {n["name"]: n for n in nodes}
+
+
+def howl_cli(h, *args: str) -> subprocess.CompletedProcess:
+    """`howl ARGS` against `h`; fails the test on a non-zero exit."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HOWL_STATE_DIR", "HOWL_API_BIND")}
+    out = subprocess.run([howl_bin(), *args, "--state-dir", str(h.state_dir),
+                          "--api", f"127.0.0.1:{h.api_port}"],
+                         capture_output=True, text=True, timeout=30, env=env)
+    assert out.returncode == 0, (args, out.stdout, out.stderr)
+    return out
 
 
 def metric(h, name: str) -> float:
@@ -317,10 +329,12 @@ def test_losing_one_node_leaves_the_other_nodes_sessions_streaming(
     port = 47000 + os.getpid() % 900
     # The endpoint on every address, so each namespace reaches it over its own link.
     h = howl_factory(env={"HOWL_NODE_BIND": f"0.0.0.0:{port}", "HOWL_LOCAL_NODE": "false"})
-    status, tok = h.api("POST", "/api/v1/nodes/tokens", {"ttl_secs": 600, "reusable": True})
-    assert status == 201 and tok["reusable"], tok
+    # The CLI prints the token alone on stdout (for `> file`), what it is on stderr.
     token_file = tmp_path / "join-token"
-    token_file.write_text(tok["token"] + "\n")
+    out = howl_cli(h, "nodes", "token", "--ttl", "600", "--reusable")
+    assert out.stdout.startswith("howl-node1.") and out.stdout.count("\n") == 1, out
+    assert "reusable" in out.stderr, out.stderr
+    token_file.write_text(out.stdout)
     b = Node(ns_b, f"{cp_b}:{port}", tmp_path / "node-b", token_file, "node-b",
              tmp_path / "node-b.log")
     c = Node(ns_c, f"{cp_c}:{port}", tmp_path / "node-c", token_file, "node-c",
@@ -356,6 +370,20 @@ def test_losing_one_node_leaves_the_other_nodes_sessions_streaming(
                  "node-c's client to keep receiving")
         assert set(nodes_of(h)) == {"node-c"}
         assert kept.poll() is None, "node-c's client still streams"
+
+        # Drained, node-c keeps its session and takes no new one: no node can.
+        howl_cli(h, "nodes", "drain", "node-c")
+        assert nodes_of(h)["node-c"]["state"] == "draining"
+        res = run_client(h, tmp_path / "c3", "--frames", 10, *small)
+        assert not res["ok"] and "no media node" in res["error"], res
+        assert kept.poll() is None
+        # Removed, its session ends with node_lost (its client is told).
+        howl_cli(h, "nodes", "remove", "node-c")
+        res = finish_client(kept, h)
+        assert res.get("terminated_after") is not None, res
+        engine = h.api("GET", "/api/v1/status")[1]["engine"]
+        assert engine["sessions_ended"].get("node_lost") == 2, engine["sessions_ended"]
+        assert "removed by the operator" in h.log()
     finally:
         for p in (p1, p2):
             if p is not None:
