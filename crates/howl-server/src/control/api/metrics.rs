@@ -38,6 +38,7 @@ async fn gather(st: &ApiState) -> Option<Snapshot> {
             .map(|(name, s)| (*name, s.sample()))
             .collect(),
         enet: EnetSample::read(&st.enet),
+        webrtc: st.whep.as_ref().map(|w| w.sample()).unwrap_or_default(),
     })
 }
 

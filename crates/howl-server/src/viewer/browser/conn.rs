@@ -34,6 +34,8 @@ pub(super) struct Driver {
     pub udp: Arc<WebRtcUdp>,
     pub datagrams: mpsc::Receiver<Datagram>,
     pub _route: RouteGuard,
+    /// Its place under the pending-offer cap, given back once it connects (or it ends).
+    pub pending: Option<super::PendingOffer>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -206,6 +208,7 @@ impl Driver {
                 }
                 Output::Event(Event::Connected) => {
                     *connected = true;
+                    self.pending = None;
                     let now = Instant::now();
                     self.link.publish(Some(Deadline {
                         at: now + self.silence,
