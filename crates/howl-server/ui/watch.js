@@ -117,6 +117,18 @@
     return `${list}/${encodeURIComponent(id)}/whep${playing ? location.search : ""}`;
   }
 
+  // The STUN/TURN servers the operator configured (webrtc_ice_servers), so a browser behind a
+  // NAT gathers reflexive and relayed candidates; the ICE-lite server learns them from this
+  // browser's checks, so they need not be sent. None (or an unreachable list): host only.
+  async function iceServers() {
+    try {
+      const r = await fetch("/api/v1/webrtc/ice-servers", { headers: { Authorization: `Bearer ${token}` } });
+      return r.ok ? (await r.json()).ice_servers || [] : [];
+    } catch (_) {
+      return [];
+    }
+  }
+
   function leave() {
     releaseAll();
     window.howlWatch.input = null;
@@ -182,7 +194,7 @@
       else status(e.message);
       return;
     }
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection({ iceServers: await iceServers() });
     window.howlWatch.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });

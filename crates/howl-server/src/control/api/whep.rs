@@ -10,8 +10,9 @@
 //! `PATCH` (trickle ICE, ICE restart) is answered 405: the server is ICE-lite with its one
 //! host candidate already in the answer, and it learns the browser's addresses from the
 //! browser's own connectivity checks, so candidates trickled to it would change nothing; no
-//! ICE restart means no `ETag` is needed either (RFC 9725 4.3.1 and 4.3.2). Cross-origin
-//! pages are served only for the origins in `webrtc_cors_origins` ([`cors`]).
+//! ICE restart means no `ETag` is needed either (in RFC 9725 it names the ICE session for
+//! restarts and is optional without them). Cross-origin pages are served only for the
+//! origins in `webrtc_cors_origins` ([`cors`]).
 
 use super::streams::owned_lobby;
 use super::{ApiError, ApiState, ErrorBody};
@@ -228,9 +229,10 @@ fn busy(why: String) -> Response {
     resp
 }
 
-/// One `Link` header value per ICE server URL (RFC 9725 4.6): `<url>; rel="ice-server"`,
-/// with `username`, `credential` and `credential-type="password"` for TURN. A value that
-/// cannot be a header (non-ASCII, controls) is left out rather than sent mangled.
+/// One `Link` header value per ICE server URL (RFC 9725's STUN/TURN server configuration):
+/// `<url>; rel="ice-server"`, with `username`, `credential` and `credential-type="password"`
+/// for TURN. A value that cannot be a header (non-ASCII, controls) is left out rather than
+/// sent mangled.
 pub fn ice_server_links(servers: &[IceServer]) -> Vec<HeaderValue> {
     fn quoted(s: &str) -> String {
         s.replace('\\', "\\\\").replace('"', "\\\"")

@@ -256,6 +256,7 @@ mod tests {
             encryption: None,
             input_events: 0,
             input_dropped: 5,
+            bytes_sent: 0,
             permission: howl_core::domain::Permission::View,
             permission_set: false,
             lobby_id: None,
