@@ -214,6 +214,14 @@ def test_hostile_offers_are_refused_with_a_reason_and_allocate_nothing(howl):
     # The codec refusals name what the lobby encodes and what was offered.
     st, _, body = whep(howl, lobby["id"], HOSTILE["VP8 only"])
     assert "42c0" in body.lower() or "profile-level-id" in body, body
+    # /play refuses a malformed offer before it starts anything: no lobby, no worker.
+    workers = howl.workers()
+    [app] = [a for a in howl.api("GET", "/api/v1/apps")[1] if a["title"] == "Test Pattern"]
+    for what in ("binary", "no media"):
+        st, _, body = whep(howl, None, HOSTILE[what], path=f"/api/v1/apps/{app['id']}/whep")
+        assert st == 400 and '"error"' in body, (what, st, body[:300])
+    assert [l["id"] for l in howl.api("GET", "/api/v1/lobbies")[1]] == [lobby["id"]]
+    assert howl.workers() == workers
     # A body over max_body_bytes is refused by size, before parsing.
     st, _, body = whep(howl, lobby["id"], CHROMIUM_LIKE + "a=x\r\n" * 40000)
     assert st == 413, (st, body[:200])

@@ -131,6 +131,14 @@ pub async fn play(
     let whep = whep(&st)?;
     // A tenant may run the operator's apps and its own, not another tenant's.
     let app = super::apps::visible_app(&st, &p, id).await?;
+    // A malformed offer, or one past the pending cap, starts no app. (One that parses but
+    // that the negotiation refuses, such as one without a DTLS fingerprint, is refused after
+    // the instance started; with no viewer it stops after its linger.)
+    let admitted = match whep.admit_offer(&body) {
+        Ok(a) => a,
+        Err(WhepError::Busy(why)) => return Ok(busy(why)),
+        Err(e) => return Err(e.into()),
+    };
     let name = format!("play:{}:{id}", p.label());
     let find = |st: &ApiState, name: String| {
         let engine = st.engine.clone();
@@ -172,7 +180,11 @@ pub async fn play(
             }
         }
     };
-    answer(whep, lobby, p, &body, ViewerKind::Watch).await
+    respond(
+        whep,
+        lobby,
+        whep.answer(lobby, p, admitted, ViewerKind::Watch).await,
+    )
 }
 
 fn sdp_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -198,7 +210,16 @@ async fn answer(
     offer: &str,
     kind: ViewerKind,
 ) -> Result<Response, ApiError> {
-    let answer = match whep.offer(id, p, offer, kind).await {
+    respond(whep, id, whep.offer(id, p, offer, kind).await)
+}
+
+/// The HTTP reply to an answered (or refused) offer for lobby `id`.
+fn respond(
+    whep: &crate::viewer::browser::Whep,
+    id: u64,
+    answer: Result<crate::viewer::browser::Answer, WhepError>,
+) -> Result<Response, ApiError> {
+    let answer = match answer {
         Ok(a) => a,
         Err(WhepError::Busy(why)) => return Ok(busy(why)),
         Err(e) => return Err(e.into()),

@@ -292,6 +292,14 @@ pub enum ViewerKind {
     Preview,
 }
 
+/// An offer that parsed and holds a place under the pending cap.
+#[derive(Debug)]
+pub struct AdmittedOffer {
+    parsed: SdpOffer,
+    text: String,
+    pending: PendingOffer,
+}
+
 /// An accepted offer: the session, and the answer to send back.
 #[derive(Debug)]
 pub struct Answer {
@@ -358,9 +366,45 @@ impl Whep {
         offer: &str,
         kind: ViewerKind,
     ) -> Result<Answer, WhepError> {
+        let admitted = self.admit_offer(offer)?;
+        self.answer(lobby, principal, admitted, kind).await
+    }
+
+    /// The checks that need no lobby: the offer parses, and a place under the pending cap is
+    /// free. `/play` makes them before it starts an app, so a malformed or refused offer
+    /// starts nothing.
+    pub fn admit_offer(&self, offer: &str) -> Result<AdmittedOffer, WhepError> {
         let parsed =
             SdpOffer::from_sdp_string(offer).map_err(|e| WhepError::BadOffer(e.to_string()))?;
+        // What str0m's parser lets through but no viewer can use (checked again, fully, by
+        // the negotiation; here so that `/play` starts nothing for it).
+        if !offer.lines().any(|l| l.starts_with("m=video ")) {
+            return Err(WhepError::BadOffer(
+                "the offer has no video section (m=video): a WHEP viewer receives video".into(),
+            ));
+        }
         let pending = self.admit()?;
+        Ok(AdmittedOffer {
+            parsed,
+            text: offer.to_owned(),
+            pending,
+        })
+    }
+
+    /// Answers an admitted offer for `lobby`: nothing more is allocated unless it is accepted.
+    pub async fn answer(
+        &self,
+        lobby: u64,
+        principal: Principal,
+        admitted: AdmittedOffer,
+        kind: ViewerKind,
+    ) -> Result<Answer, WhepError> {
+        let AdmittedOffer {
+            parsed,
+            text,
+            pending,
+        } = admitted;
+        let offer = text.as_str();
         let stream = self.engine.lobby_stream(lobby, principal.clone()).await?;
         let video = match stream.codec {
             Codec::H264 => {

@@ -673,3 +673,30 @@ async fn two_clients_share_one_port_and_receive_the_producers_frames() {
     shutdown.cancel();
     producer.abort();
 }
+
+/// An offer that parses but receives no video is refused before it takes a place (`/play`
+/// relies on this to start nothing for it).
+#[tokio::test]
+async fn an_offer_without_video_is_refused_before_admission() {
+    let r = rig(Codec::H264, 1).await;
+    let e = r
+        .whep
+        .admit_offer("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n")
+        .unwrap_err();
+    let WhepError::BadOffer(why) = &e else {
+        panic!("{e:?}");
+    };
+    assert!(why.contains("m=video"), "{why}");
+    assert_eq!(r.whep.sample().pending_offers, 0);
+    let admitted = r
+        .whep
+        .admit_offer(&offer_with(&[(true, 0x42e01f)]))
+        .unwrap();
+    assert_eq!(r.whep.sample().pending_offers, 1);
+    drop(admitted);
+    assert_eq!(
+        r.whep.sample().pending_offers,
+        0,
+        "a dropped admission gives its place back"
+    );
+}
