@@ -700,3 +700,51 @@ async fn an_offer_without_video_is_refused_before_admission() {
         "a dropped admission gives its place back"
     );
 }
+
+/// The `a=fmtp` parameters of payload type `pt` in `sdp`.
+fn fmtp_of(sdp: &str, pt: &str) -> String {
+    sdp.lines()
+        .filter_map(|l| l.strip_prefix("a=fmtp:"))
+        .find_map(|l| l.strip_prefix(pt)?.strip_prefix(' '))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn param<'a>(fmtp: &'a str, key: &str) -> Option<&'a str> {
+    fmtp.split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// The answered H.264 format is one the offer lists: its payload type carries packetization
+/// mode 1 and the producer's profile (constrained baseline) there, at a level no higher than
+/// the offered one.
+#[test]
+fn the_answered_h264_format_is_one_the_offer_lists() {
+    let offer = offer_with(&[
+        (true, 0x42001f),
+        (false, 0x42e01f),
+        (true, 0x42e01f),
+        (true, 0x64001f),
+    ]);
+    let a = answer(&offer).unwrap().answer;
+    let pt = a
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+        .find_map(|l| l.strip_suffix(" H264/90000"))
+        .expect("an H.264 format in the answer")
+        .to_owned();
+    let (ours, theirs) = (fmtp_of(&a, &pt), fmtp_of(&offer, &pt));
+    assert_eq!(param(&ours, "packetization-mode"), Some("1"), "{ours}");
+    assert_eq!(param(&theirs, "packetization-mode"), Some("1"), "{theirs}");
+    let plid = |f: &str| u32::from_str_radix(param(f, "profile-level-id").unwrap_or(""), 16).ok();
+    let (ours, theirs) = (plid(&ours).unwrap(), plid(&theirs).unwrap());
+    // Constrained baseline on both sides (profile_idc 66 with constraint_set1), the answer's
+    // level at most the offer's.
+    for p in [ours, theirs] {
+        assert_eq!(p >> 16, 0x42, "{p:06x}");
+        assert_ne!(p & 0x4000, 0, "constraint_set1: {p:06x}");
+    }
+    assert!(ours & 0xff <= theirs & 0xff, "{ours:06x} vs {theirs:06x}");
+}
