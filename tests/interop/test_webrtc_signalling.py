@@ -336,3 +336,47 @@ def test_web_ui_shows_live_lobby_thumbnails_and_session_graphs(howl, browser):
     d.find_element(By.ID, "signout").click()
     assert wait_until(lambda: not any(s["client"].startswith("preview:") for s in sessions(h)),
                       10), sessions(h)
+
+
+CROSS_ORIGIN_POST = """
+const [url, token, sdp] = arguments;
+const done = arguments[arguments.length - 1];
+fetch(url, { method: "POST", body: sdp,
+             headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/sdp" } })
+  .then((r) => done({ status: r.status, location: r.headers.get("Location") }))
+  .catch((e) => done({ error: String(e) }));
+"""
+
+
+def test_a_page_of_an_allowed_origin_calls_whep_from_chromium(howl_factory, browser, tmp_path):
+    """Real CORS: a page served from another origin (another port) POSTs an offer with its
+    token; Chromium lets it read the answer only where that origin is allowed."""
+    import functools
+    import http.server
+    import socketserver
+    import threading
+    (tmp_path / "index.html").write_text("<!doctype html><title>other site</title>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    site = socketserver.TCPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    try:
+        origin = f"http://127.0.0.1:{site.server_address[1]}"
+        h = howl_factory(env={"HOWL_WEBRTC_CORS_ORIGINS": f'["{origin}"]'})
+        lobby = make_lobby(h)
+        d = browser
+        d.get(f"{origin}/index.html")
+        url = f"http://127.0.0.1:{h.api_port}/api/v1/lobbies/{lobby['id']}/whep"
+        r = d.execute_async_script(CROSS_ORIGIN_POST, url, h.token, CHROMIUM_LIKE)
+        assert r.get("status") == 201, r
+        assert r["location"].startswith(f"/api/v1/lobbies/{lobby['id']}/whep/"), r
+        # Another origin (the same page against a server that allows none) is kept out.
+        h2 = howl_factory()
+        lobby2 = make_lobby(h2)
+        url2 = f"http://127.0.0.1:{h2.api_port}/api/v1/lobbies/{lobby2['id']}/whep"
+        r = d.execute_async_script(CROSS_ORIGIN_POST, url2, h2.token, CHROMIUM_LIKE)
+        assert "error" in r and "Failed to fetch" in r["error"], r
+        # Its preflight failed, so the POST never reached the server: nothing was allocated.
+        assert sessions(h2) == []
+    finally:
+        site.shutdown()
+        site.server_close()
