@@ -332,6 +332,17 @@ def test_web_ui_shows_live_lobby_thumbnails_and_session_graphs(howl, browser):
     wait(d, lambda d: d.execute_script(
         "const v = document.querySelector('#sessions-body td[data-col=extra] video');"
         "return v && !v.hidden && v.videoWidth > 0;"), "the session's thumbnail", h)
+    # A thumbnail whose frames stop is hidden, not frozen on its last picture: the server
+    # ends the preview viewer (as the API's stop does), its frames stop.
+    d.find_element(By.CSS_SELECTOR, '[data-tab="lobbies"]').click()
+    [preview] = [s for s in sessions(h) if s["client"].startswith("preview:")]
+    st, _ = h.api("DELETE", f"/api/v1/sessions/{preview['id']}")
+    assert st == 204
+    wait(d, lambda d: d.execute_script(
+        "const c = document.querySelector(`#lobbies-body tr[data-key='${arguments[0]}'] "
+        "td[data-col=extra]`);"
+        "return c && c.querySelector('video').hidden && !c.querySelector('.thumb-none').hidden;",
+        lobby["id"]), "the ended thumbnail to be hidden", h)
     # Signing out ends the previews at once (their WHEP resources are deleted).
     d.find_element(By.ID, "signout").click()
     assert wait_until(lambda: not any(s["client"].startswith("preview:") for s in sessions(h)),
