@@ -94,7 +94,7 @@ def test_ice_servers_reach_the_page_and_whep_players_and_never_the_log(howl_fact
     assert TURN_SECRET not in h.log(), "credentials are never logged"
 
 
-def test_offers_past_the_pending_cap_are_refused_at_once(howl_factory):
+def test_offers_past_the_pending_cap_are_refused_at_once(howl_factory, browser):
     h = howl_factory(env={"HOWL_WEBRTC_MAX_PENDING_OFFERS": "3"})
     lobby = make_lobby(h)
     lid = lobby["id"]
@@ -122,9 +122,19 @@ def test_offers_past_the_pending_cap_are_refused_at_once(howl_factory):
     assert wait_until(lambda: webrtc_status(h)["pending_offers"] == 2, 10), webrtc_status(h)
     st, hdrs, body = whep(h, lid, CHROMIUM_LIKE)
     assert st == 201, body
-    # The rest end by their connect deadline (15 s), and give their places back.
-    assert wait_until(lambda: webrtc_status(h)["pending_offers"] == 0 and not sessions(h), 40), \
-        (webrtc_status(h), sessions(h))
+    # A page meeting the busy server says so, waits the Retry-After (2 s, longer than its own
+    # first backoff step), and connects once the offers that never connect ended by their
+    # deadline (15 s) and gave their places back.
+    d = browser
+    sign_in_watch(d, h, f"/watch/{lobby['name']}")
+    busy = wait(d, lambda d: (lambda t: t if "Server busy" in t else False)(
+        d.find_element("id", "status").text), "the page to report the busy server", h)
+    assert "webrtc_max_pending_offers" in busy and "retrying in 2.0 s" in busy, busy
+    wait(d, lambda d: (d.execute_async_script(INBOUND_VIDEO) or 0) >= 10,
+         "the page to connect once places came back", h)
+    assert webrtc_status(h)["pending_offers"] == 0, webrtc_status(h)
+    [viewer] = sessions(h)
+    assert viewer["client"].startswith("browser:admin"), viewer
 
 
 def test_options_cors_and_patch_on_the_whep_urls(howl_factory):

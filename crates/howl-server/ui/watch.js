@@ -239,6 +239,9 @@
       return;
     }
     if (r.status === 503) {
+      // A busy server says when to come back (too many offers waiting to connect).
+      const after = Number(r.headers.get("Retry-After"));
+      if (after > 0) retryMs = Math.min(Math.max(retryMs, after * 1000), RETRY_MAX_MS);
       retry(`Server busy: ${await errorText(r)}`);
       return;
     }
