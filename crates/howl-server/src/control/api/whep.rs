@@ -51,8 +51,8 @@ fn whep(st: &ApiState) -> Result<&crate::viewer::browser::Whep, ApiError> {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OfferOptions {
-    /// A thumbnail of the web UI: video only, listed as `preview:<caller>`, its input never
-    /// injected. Default false.
+    /// A thumbnail of the web UI: video only (an offer with data channels is refused), no
+    /// audio, listed as `preview:<caller>`. Default false.
     pub preview: Option<bool>,
 }
 

@@ -287,8 +287,8 @@ pub enum ViewerKind {
     /// A page that watches (and may drive) the lobby: video, audio, input.
     #[default]
     Watch,
-    /// A thumbnail in the operator UI: video only, labelled `preview:` so lists can tell it
-    /// apart, its input never injected.
+    /// A thumbnail in the operator UI: video only (no audio sent; an offer with data channels,
+    /// the only way input arrives, is refused), labelled `preview:` so lists can tell it apart.
     Preview,
 }
 
@@ -405,6 +405,12 @@ impl Whep {
             pending,
         } = admitted;
         let offer = text.as_str();
+        // A preview has no input: an offer with data channels is not one.
+        if kind == ViewerKind::Preview && offer.lines().any(|l| l.starts_with("m=application ")) {
+            return Err(WhepError::BadOffer(
+                "a preview receives video only: its offer opens no data channel".into(),
+            ));
+        }
         let stream = self.engine.lobby_stream(lobby, principal.clone()).await?;
         let video = match stream.codec {
             Codec::H264 => {
