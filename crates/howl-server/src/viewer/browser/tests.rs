@@ -303,6 +303,7 @@ async fn two_clients_share_one_port_and_receive_the_producers_frames() {
         udp.clone(),
         WhepSettings {
             silence: Duration::from_secs(10),
+            clipboard: true,
         },
         shutdown.clone(),
     );
