@@ -348,14 +348,13 @@ fn serve(
     let answer = text.as_deref().map(|t| answer(&a, e.target, t));
     let stored = match answer {
         Some(Answer::Targets(targets)) => {
-            s.conn
-                .change_property32(
-                    PropMode::REPLACE,
-                    e.requestor,
-                    property,
-                    AtomEnum::ATOM,
-                    &targets,
-                )?;
+            s.conn.change_property32(
+                PropMode::REPLACE,
+                e.requestor,
+                property,
+                AtomEnum::ATOM,
+                &targets,
+            )?;
             true
         }
         Some(Answer::Bytes { type_, data }) => {

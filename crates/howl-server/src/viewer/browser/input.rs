@@ -210,7 +210,8 @@ impl PageInput {
                 supported_buttons: STANDARD_BUTTONS.iter().fold(0, |m, b| m | b),
             }));
         }
-        let value = |v: &[f64], n: usize| v.get(n).copied().filter(|x| x.is_finite()).unwrap_or(0.0);
+        let value =
+            |v: &[f64], n: usize| v.get(n).copied().filter(|x| x.is_finite()).unwrap_or(0.0);
         let pressed = STANDARD_BUTTONS
             .iter()
             .enumerate()
@@ -514,7 +515,11 @@ mod tests {
                 dy: i16::MIN
             }
         );
-        assert!(decode(br#"{"k":"rel","dx":0.2,"dy":0}"#).unwrap().is_empty());
+        assert!(
+            decode(br#"{"k":"rel","dx":0.2,"dy":0}"#)
+                .unwrap()
+                .is_empty()
+        );
         assert!(matches!(
             decode(br#"{"k":"rel","dx":1}"#),
             Err(PageInputError::Malformed(_))
@@ -620,7 +625,8 @@ mod tests {
             page.decode(exact.to_string().as_bytes()),
             Ok(PageMessage::Clipboard(t)) if t.len() == MAX_CLIPBOARD_BYTES
         ));
-        let long = serde_json::json!({"k": "clipboard", "text": "é".repeat(MAX_CLIPBOARD_BYTES / 2 + 1)});
+        let long =
+            serde_json::json!({"k": "clipboard", "text": "é".repeat(MAX_CLIPBOARD_BYTES / 2 + 1)});
         assert_eq!(
             page.decode(long.to_string().as_bytes()),
             Err(PageInputError::ClipboardTooLong)
