@@ -423,3 +423,5 @@ fn random_token(len: usize) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_input;
