@@ -1,4 +1,5 @@
-"""Issue 18, input side: the clipboard both ways and gamepads, from a real browser on /play.
+"""Issue 18, input side: the clipboard both ways, gamepads and pointer lock, from a real
+browser on /play.
 
 Headless Chromium (driven by chromium-driver, like test_webrtc.py) plays the Test App's
 desktop. The desktop's clipboard is set and read with `xclip` on the desktop's own display
@@ -7,7 +8,9 @@ desktop. The desktop's clipboard is set and read with `xclip` on the desktop's o
 no gamepad: the page's test hook feeds Gamepad-like states into the same send path
 `navigator.getGamepads()` takes, and the worker's log shows them arriving as typed
 controller states (a uinput pad where /dev/uinput exists; the once-only "cannot create"
-line and the dropped count where it does not).
+line and the dropped count where it does not). Under pointer lock a relative move shifts the
+app's pointer marker in the video by exactly that much, and a real Ctrl+V sends the
+browser's clipboard before the key.
 
 Synchronisation is by WebDriverWait and API/log conditions only.
 """
@@ -87,8 +90,8 @@ def desktop_howl(howl_factory, tmp_path, env=None):
     return howl_factory(env=env, extra_args=["--config", str(cfg)])
 
 
-def play(d, h):
-    open_watch(d, h, {}, 10, path=PLAY)
+def play(d, h, path=PLAY):
+    open_watch(d, h, {}, 10, path=path)
     [lobby] = h.api("GET", "/api/v1/lobbies")[1]
     [sess] = sessions(h)
     return lobby, sess
@@ -172,15 +175,17 @@ def test_browser_gamepad_arrives_as_controller_input(howl_factory, browser, tmp_
     events = sessions(h)[0]["input_events"]
     feed = FEED
 
-    # Arrival + first state (2 events), an unchanged state (not sent), a change (1), gone (1).
+    # Arrival + first state (2 events), an unchanged state (not sent), a change (1), the
+    # page losing focus (the pad at rest: 1), gone (1).
     d.execute_script(feed, [pad(pressed={0}, axes=(0.5, -1.0, 0.0, 0.0))])
     d.execute_script(feed, [pad(pressed={0}, axes=(0.5, -1.0, 0.0, 0.0))])
     d.execute_script(feed, [pad(pressed={1}, triggers=(0.0, 0.75))])
+    d.execute_script("window.dispatchEvent(new Event('blur'))")
     d.execute_script(feed, [])
-    assert wait_until(lambda: sessions(h)[0]["input_events"] == events + 4, 20), sessions(h)
+    assert wait_until(lambda: sessions(h)[0]["input_events"] == events + 5, 20), sessions(h)
     assert sessions(h)[0]["input_dropped"] == 0
     # The worker got the states as controller input: it tried to make a pad once (there is
-    # no uinput here), and counts the two connected states it had to drop when it stops.
+    # no uinput here), and counts the three connected states it had to drop when it stops.
     wait_for(lambda: "cannot create a virtual gamepad" in h.log(), 20,
              lambda: f"the worker's attempt at a pad:\n{h.log()[-3000:]}")
     st, _ = h.api("DELETE", f"/api/v1/lobbies/{lobby['id']}")
@@ -188,7 +193,7 @@ def test_browser_gamepad_arrives_as_controller_input(howl_factory, browser, tmp_
     line = wait_for(lambda: next((l for l in h.log().splitlines()
                                   if "gamepad states dropped during this stream" in l), None),
                     20, "the worker's dropped-states count")
-    assert re.search(r"dropped\W*=\W*2\b", re.sub(r"\x1b\[[0-9;]*m", "", line)), line
+    assert re.search(r"dropped\W*=\W*3\b", re.sub(r"\x1b\[[0-9;]*m", "", line)), line
     assert h.log().count("cannot create a virtual gamepad") == 1
 
 
@@ -259,3 +264,44 @@ def test_pointer_lock_moves_the_desktop_pointer_relatively(howl_factory, browser
     wait(d, lambda d: not d.execute_script(locked), "the pointer unlocked", h)
     print(f"pointer lock: marker ({x0:.0f}, {y0:.0f}) -> ({x1:.0f}, {y1:.0f}) "
           f"for a move of ({dx}, {dy})")
+
+
+# Records what the page sends on its reliable channel from now on, in `window.sentInput`.
+RECORD_SENT = """
+const c = window.howlWatch.input;
+window.sentInput = [];
+const send = c.send.bind(c);
+c.send = (m) => { window.sentInput.push(m); send(m); };
+"""
+
+
+def test_ctrl_v_sends_the_pasted_text_before_the_key(howl_factory, browser, tmp_path):  # noqa: F811
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    from test_webrtc import DESKTOP_STATE
+    xclip()
+    d = browser
+    h = desktop_howl(howl_factory, tmp_path)
+    # The size test_webrtc's DESKTOP_STATE reads the app's picture at.
+    lobby, _ = play(d, h, "/play/Test%20App?width=1024&height=768&fps=30")
+    env = desktop_env(lobby["worker_pid"])
+    text = f"ctrl-v {uuid.uuid4()}"
+    # The browser's own clipboard holds the text (as if copied in another tab).
+    ok = d.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "navigator.clipboard.writeText(arguments[0]).then(() => done(true), () => done(false));",
+        text)
+    if not ok:
+        pytest.skip("this headless Chromium lets the page write no clipboard")
+    presses = wait(d, lambda d: (lambda s: s if s and 150 < s["background"] < 230 else False)(
+        d.execute_script(DESKTOP_STATE)), "the test app's picture", h)["presses"]
+    d.execute_script(RECORD_SENT)
+    ActionChains(d).key_down(Keys.CONTROL).send_keys("v").key_up(Keys.CONTROL).perform()
+    # The desktop got the text, and then the key (the app saw v pressed once more).
+    assert wait_until(lambda: desktop_clipboard(env) == text, 20), desktop_clipboard(env)
+    wait(d, lambda d: (lambda s: s if s and s["keysym"] == 0x76 and s["presses"] > presses
+                       else False)(d.execute_script(DESKTOP_STATE)), "the v key in the app", h)
+    # In that order on the one ordered channel, so an app pastes the new text.
+    sent = [json.loads(m) for m in d.execute_script("return window.sentInput")]
+    kinds = [(m["k"], m.get("code"), m.get("down")) for m in sent]
+    assert kinds.index(("clipboard", None, None)) < kinds.index(("key", "KeyV", True)), kinds
