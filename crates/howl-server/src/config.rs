@@ -111,6 +111,10 @@ pub struct Config {
     /// A connected browser that sends nothing (ICE consent checks, RTCP) for this long is
     /// ended (`browser_gone`), in seconds.
     pub webrtc_silence_secs: u64,
+    /// Text crosses between a browser viewer's clipboard and the desktop's, both ways, for
+    /// viewers that control the desktop: what its apps copy appears in the page, what the
+    /// page pastes becomes the desktop's clipboard.
+    pub clipboard: bool,
     /// List the built-in "Desktop" app (a window manager and xterm in a virtual desktop) when
     /// a window manager (twm, openbox, fluxbox or icewm) and xterm are on `PATH`. An app of
     /// your own titled "Desktop" replaces it.
@@ -191,6 +195,7 @@ impl Default for Config {
             webrtc_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8555),
             webrtc_candidate_ip: None,
             webrtc_silence_secs: 10,
+            clipboard: true,
             desktop_app: true,
             shutdown_deadline_secs: 10,
             desktop_isolation: DesktopIsolation::Cookie,
@@ -279,6 +284,7 @@ const ENV_KEYS: &[&str] = &[
     "webrtc_bind",
     "webrtc_candidate_ip",
     "webrtc_silence_secs",
+    "clipboard",
     "desktop_app",
     "shutdown_deadline_secs",
     "desktop_isolation",

@@ -321,6 +321,7 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             udp,
             crate::viewer::browser::WhepSettings {
                 silence: Duration::from_secs(cfg.webrtc_silence_secs),
+                clipboard: cfg.clipboard,
             },
             shutdown.clone(),
         )))

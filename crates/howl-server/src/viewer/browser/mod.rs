@@ -131,6 +131,8 @@ pub trait BrowserEngine: Send + Sync + std::fmt::Debug {
 pub struct WhepSettings {
     /// How long a connected browser may send nothing before it ends (`webrtc_silence_secs`).
     pub silence: Duration,
+    /// Whether text crosses between the page's clipboard and the desktop's (`clipboard`).
+    pub clipboard: bool,
 }
 
 /// The WHEP service: offers in, answers and driver tasks out.
@@ -218,6 +220,8 @@ impl Whep {
             udp: self.udp.clone(),
             datagrams,
             _route: route,
+            clipboard: self.settings.clipboard,
+            page: conn::PageSide::default(),
         };
         let engine = self.engine.clone();
         let (cancel, shutdown, session) = (joined.cancel, self.shutdown.clone(), joined.session);
@@ -419,3 +423,5 @@ fn random_token(len: usize) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_input;
