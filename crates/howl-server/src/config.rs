@@ -122,6 +122,10 @@ pub struct Config {
     /// Origins (`https://app.example.com`) whose pages may call the WHEP endpoints from
     /// another site (CORS). Empty: only pages served by the API itself.
     pub webrtc_cors_origins: Vec<String>,
+    /// Text crosses between a browser viewer's clipboard and the desktop's, both ways, for
+    /// viewers that control the desktop: what its apps copy appears in the page, what the
+    /// page pastes becomes the desktop's clipboard.
+    pub clipboard: bool,
     /// List the built-in "Desktop" app (a window manager and xterm in a virtual desktop) when
     /// a window manager (twm, openbox, fluxbox or icewm) and xterm are on `PATH`. An app of
     /// your own titled "Desktop" replaces it.
@@ -205,6 +209,7 @@ impl Default for Config {
             webrtc_ice_servers: Vec::new(),
             webrtc_max_pending_offers: crate::viewer::browser::DEFAULT_MAX_PENDING_OFFERS,
             webrtc_cors_origins: Vec::new(),
+            clipboard: true,
             desktop_app: true,
             shutdown_deadline_secs: 10,
             desktop_isolation: DesktopIsolation::Cookie,
@@ -298,6 +303,7 @@ const ENV_KEYS: &[&str] = &[
     "webrtc_ice_servers",
     "webrtc_max_pending_offers",
     "webrtc_cors_origins",
+    "clipboard",
     "desktop_app",
     "shutdown_deadline_secs",
     "desktop_isolation",

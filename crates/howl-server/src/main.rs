@@ -74,6 +74,9 @@ async fn run_serve(args: cli::ServeArgs) -> Result<(), String> {
     if args.no_desktop_app {
         cfg.desktop_app = false;
     }
+    if args.no_clipboard {
+        cfg.clipboard = false;
+    }
     if let Some(b) = args.bind {
         cfg.bind_address = b;
     }

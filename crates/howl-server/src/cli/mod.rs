@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// Do not list the built-in "Desktop" app (overrides `desktop_app`).
     #[arg(long)]
     pub no_desktop_app: bool,
+    /// Keep browser viewers' clipboards apart from the desktop's (sets `clipboard = false`).
+    #[arg(long)]
+    pub no_clipboard: bool,
     /// Address for the NVHTTP listeners (overrides `bind_address`). [default: 0.0.0.0]
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<IpAddr>,

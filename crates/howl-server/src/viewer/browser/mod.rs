@@ -258,6 +258,8 @@ pub struct WhepSettings {
     /// Origins whose pages may call the WHEP endpoints (`webrtc_cors_origins`); empty: only
     /// pages of the API's own origin.
     pub cors_origins: Vec<String>,
+    /// Whether text crosses between the page's clipboard and the desktop's (`clipboard`).
+    pub clipboard: bool,
 }
 
 impl Default for WhepSettings {
@@ -267,6 +269,7 @@ impl Default for WhepSettings {
             max_pending_offers: DEFAULT_MAX_PENDING_OFFERS,
             ice_servers: Vec::new(),
             cors_origins: Vec::new(),
+            clipboard: true,
         }
     }
 }
@@ -469,6 +472,8 @@ impl Whep {
             datagrams,
             _route: route,
             pending: Some(pending),
+            clipboard: self.settings.clipboard,
+            page: conn::PageSide::default(),
         };
         let engine = self.engine.clone();
         let (cancel, shutdown, session) = (joined.cancel, self.shutdown.clone(), joined.session);
@@ -728,3 +733,5 @@ fn random_token(len: usize) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_input;

@@ -315,7 +315,7 @@ impl BrowserEngine for FakeEngine {
 }
 
 /// A keyframe access unit: SPS (constrained baseline 3.0), PPS, an IDR slice.
-fn keyframe(seq: u64) -> Arc<howl_media::protocol::VideoFrame> {
+pub(super) fn keyframe(seq: u64) -> Arc<howl_media::protocol::VideoFrame> {
     let mut data = vec![0, 0, 0, 1];
     data.extend_from_slice(&SPS_CONSTRAINED_BASELINE);
     data.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xCE, 0x3C, 0x80]);
