@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/howl/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # System packages the build and the tests need (Debian names).
-APT_PACKAGES=(build-essential pkg-config python3 python3-venv python3-pip procps iproute2 curl libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-plugins-good gstreamer1.0-tools gstreamer1.0-x ffmpeg chromium chromium-driver xvfb pulseaudio pulseaudio-utils gstreamer1.0-pulseaudio xterm twm xfonts-75dpi docker.io mmdebstrap systemd dpkg-dev)
+APT_PACKAGES=(build-essential pkg-config python3 python3-venv python3-pip procps iproute2 curl libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-plugins-good gstreamer1.0-tools gstreamer1.0-x ffmpeg chromium chromium-driver xvfb xclip pulseaudio pulseaudio-utils gstreamer1.0-pulseaudio xterm twm xfonts-75dpi docker.io mmdebstrap systemd dpkg-dev)
 
 log() { printf '==> %s\n' "$*" >&2; }
 

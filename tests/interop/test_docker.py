@@ -104,7 +104,7 @@ def test_image(docker_host, tmp_path_factory):
 
 
 def containers(docker_host, state_dir: Path) -> list[str]:
-    out = docker(docker_host, "ps", "-a", "--filter", f"label=howl.producer",
+    out = docker(docker_host, "ps", "-a", "--filter", "label=howl.producer",
                  "--format", "{{.ID}} {{.Label \"howl.producer\"}}").stdout
     return [l for l in out.splitlines() if str(state_dir) in l]
 

@@ -5,7 +5,6 @@ rather than in somebody's Prometheus."""
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 

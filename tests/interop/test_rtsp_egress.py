@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from rtsp_player import Rtsp, basic, digest, start_player
+from rtsp_player import Rtsp, basic, digest
 from stream_client import dominant_frequency
 from conftest import alive, cpu_seconds, fds_of, rss_kb, run_client, threads_of, wait_until
 from testpattern import read_counter

@@ -627,6 +627,12 @@ fn worker_seeds() -> Vec<Vec<u8>> {
             reason: "timeout".into(),
         },
         wp::Message::SourceRestored,
+        wp::Message::SetClipboard {
+            text: "pasted é".into(),
+        },
+        wp::Message::Clipboard {
+            text: "copied\n".into(),
+        },
     ];
     let mut seeds = Vec::new();
     for m in &messages {

@@ -27,6 +27,8 @@
 //!   Video / Audio / Heartbeat ...  ---->   (Heartbeat every 500 ms)
 //!                                  <----   RequestKeyframe (any time after Start)
 //!                                  <----   Input{viewer, event} / ReleaseInput{viewer}
+//!                                  <----   SetClipboard{text} (a desktop: own the clipboard)
+//!   Clipboard{text}                ---->   (a desktop's clipboard changed)
 //!   AppExited{detail}              ---->   (a desktop's app ended by itself; Stop follows)
 //!   SourceLost{reason} / SourceRestored ->   (URI sources: the input failed / is back)
 //!   Error{fatal, message}          ---->   (fatal: the worker exits right after)
@@ -36,6 +38,10 @@
 //! A worker whose socket closes (server gone) stops its pipeline and exits. A server that sees a
 //! [`Message::Hello`] with another [`PROTOCOL_VERSION`] must stop the worker: messages are not
 //! self-describing beyond their type byte.
+//!
+//! [`Message::SetClipboard`] and [`Message::Clipboard`] were added within version 4: they are
+//! new type bytes, which a peer without them skips as a message error (see Decoding), so
+//! neither side depends on the other knowing them.
 //!
 //! # Decoding
 //!
@@ -72,6 +78,7 @@ mod ty {
     pub const STOP: u8 = 0x03;
     pub const INPUT: u8 = 0x04;
     pub const RELEASE_INPUT: u8 = 0x05;
+    pub const SET_CLIPBOARD: u8 = 0x06;
     pub const HELLO: u8 = 0x81;
     pub const STARTED: u8 = 0x82;
     pub const VIDEO: u8 = 0x83;
@@ -81,7 +88,13 @@ mod ty {
     pub const APP_EXITED: u8 = 0x87;
     pub const SOURCE_LOST: u8 = 0x88;
     pub const SOURCE_RESTORED: u8 = 0x89;
+    pub const CLIPBOARD: u8 = 0x8A;
 }
+
+/// Largest clipboard text either way (UTF-8 bytes): a page of code or a long URL list, while
+/// one message stays small next to video and fits a browser's data-channel message (64 KiB
+/// unless the browser says more) with room for JSON escaping. Longer texts are not sent.
+pub const MAX_CLIPBOARD_BYTES: usize = 32 * 1024;
 
 /// Video codecs a worker can be asked for: howl-proto's one codec type, so the SDP, the RTP
 /// payloaders and the worker protocol never map between enums.
@@ -407,6 +420,20 @@ pub enum Message {
         /// The viewer (session) that left.
         viewer: u64,
     },
+    /// Server → worker: a viewer pasted text; the desktop's clipboard (CLIPBOARD and
+    /// PRIMARY) becomes it until an app there copies something else. At most
+    /// [`MAX_CLIPBOARD_BYTES`].
+    SetClipboard {
+        /// The text.
+        text: String,
+    },
+    /// Worker → server: an app of the desktop copied text (it took the CLIPBOARD selection);
+    /// not sent for the worker's own [`Message::SetClipboard`]. At most
+    /// [`MAX_CLIPBOARD_BYTES`]: the worker drops longer texts.
+    Clipboard {
+        /// The text.
+        text: String,
+    },
     /// Worker → server, first message after connecting.
     Hello {
         /// The worker's [`PROTOCOL_VERSION`].
@@ -475,6 +502,8 @@ impl Message {
             Message::Stop => "Stop",
             Message::Input { .. } => "Input",
             Message::ReleaseInput { .. } => "ReleaseInput",
+            Message::SetClipboard { .. } => "SetClipboard",
+            Message::Clipboard { .. } => "Clipboard",
             Message::AppExited { .. } => "AppExited",
             Message::Hello { .. } => "Hello",
             Message::Started { .. } => "Started",
@@ -495,6 +524,8 @@ impl Message {
             Message::Stop => ty::STOP,
             Message::Input { .. } => ty::INPUT,
             Message::ReleaseInput { .. } => ty::RELEASE_INPUT,
+            Message::SetClipboard { .. } => ty::SET_CLIPBOARD,
+            Message::Clipboard { .. } => ty::CLIPBOARD,
             Message::AppExited { .. } => ty::APP_EXITED,
             Message::Hello { .. } => ty::HELLO,
             Message::Started { .. } => ty::STARTED,
@@ -679,6 +710,15 @@ fn encode_payload(msg: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
             out.extend_from_slice(&event.encode());
         }
         Message::ReleaseInput { viewer } => out.extend_from_slice(&viewer.to_be_bytes()),
+        Message::SetClipboard { text } | Message::Clipboard { text } => {
+            if text.len() > MAX_CLIPBOARD_BYTES {
+                return Err(ProtocolError::InvalidField {
+                    field: "text",
+                    value: text.len() as u64,
+                });
+            }
+            put_str(out, "text", text)?;
+        }
         Message::AppExited { detail } => put_str(out, "detail", detail)?,
         Message::Hello {
             version,
@@ -880,6 +920,20 @@ impl<'a> Reader<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| ProtocolError::InvalidUtf8 { field })
     }
 
+    /// A clipboard text: a string of at most [`MAX_CLIPBOARD_BYTES`], refused by its length
+    /// before its bytes are copied.
+    fn clipboard(&mut self) -> Result<String, ProtocolError> {
+        let len = self.u32()? as usize;
+        if len > MAX_CLIPBOARD_BYTES {
+            return Err(ProtocolError::InvalidField {
+                field: "text",
+                value: len as u64,
+            });
+        }
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| ProtocolError::InvalidUtf8 { field: "text" })
+    }
+
     fn rest(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.data).to_vec()
     }
@@ -948,6 +1002,12 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, ProtocolError> {
             event: InputEvent::decode(&r.rest()).map_err(ProtocolError::Input)?,
         },
         ty::RELEASE_INPUT => Message::ReleaseInput { viewer: r.u64()? },
+        ty::SET_CLIPBOARD => Message::SetClipboard {
+            text: r.clipboard()?,
+        },
+        ty::CLIPBOARD => Message::Clipboard {
+            text: r.clipboard()?,
+        },
         ty::APP_EXITED => Message::AppExited {
             detail: r.string("detail")?,
         },
@@ -1218,6 +1278,18 @@ mod tests {
                 }),
             },
             Message::ReleaseInput { viewer: 9 },
+            Message::SetClipboard {
+                text: "pasted π\n€".into(),
+            },
+            Message::SetClipboard {
+                text: "x".repeat(MAX_CLIPBOARD_BYTES),
+            },
+            Message::Clipboard {
+                text: String::new(),
+            },
+            Message::Clipboard {
+                text: "copied\u{0}\t\u{1F600}".into(),
+            },
             Message::AppExited {
                 detail: "exit status: 0".into(),
             },
@@ -1445,6 +1517,55 @@ mod tests {
             Err(ProtocolError::FrameTooLarge { .. })
         ));
         assert_eq!(out, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn clipboard_texts_are_bounded_both_ways() {
+        let long = "é".repeat(MAX_CLIPBOARD_BYTES / 2 + 1);
+        for m in [
+            Message::SetClipboard { text: long.clone() },
+            Message::Clipboard { text: long },
+        ] {
+            let mut out = vec![7];
+            assert_eq!(
+                encode(&m, &mut out),
+                Err(ProtocolError::InvalidField {
+                    field: "text",
+                    value: MAX_CLIPBOARD_BYTES as u64 + 2
+                })
+            );
+            assert_eq!(out, vec![7]);
+        }
+        // A hostile length is refused from the prefix alone, and the stream goes on.
+        let mut frame = vec![0, 0, 0, 5, ty::CLIPBOARD];
+        frame.extend_from_slice(&u32::MAX.to_be_bytes());
+        let mut d = FrameDecoder::new();
+        d.push(&frame);
+        let e = d.next().unwrap_err();
+        assert!(
+            matches!(e, ProtocolError::InvalidField { field: "text", .. }),
+            "{e:?}"
+        );
+        assert!(!e.is_fatal());
+        // Not UTF-8.
+        assert_eq!(
+            decode_frame(&[ty::SET_CLIPBOARD, 0, 0, 0, 2, 0xc3, 0x28]),
+            Err(ProtocolError::InvalidUtf8 { field: "text" })
+        );
+        assert_eq!(
+            Message::Clipboard {
+                text: String::new()
+            }
+            .direction(),
+            Direction::WorkerToServer
+        );
+        assert_eq!(
+            Message::SetClipboard {
+                text: String::new()
+            }
+            .direction(),
+            Direction::ServerToWorker
+        );
     }
 
     #[test]

@@ -195,6 +195,8 @@ fn message() -> impl Strategy<Value = Message> {
         )),
         ".{0,40}".prop_map(|reason| Message::SourceLost { reason }),
         Just(Message::SourceRestored),
+        ".{0,40}".prop_map(|text| Message::SetClipboard { text }),
+        ".{0,40}".prop_map(|text| Message::Clipboard { text }),
     ]
 }
 

@@ -111,6 +111,21 @@ pub struct Config {
     /// A connected browser that sends nothing (ICE consent checks, RTCP) for this long is
     /// ended (`browser_gone`), in seconds.
     pub webrtc_silence_secs: u64,
+    /// STUN/TURN servers for browsers behind a NAT: a list of `{ urls = ["stun:..."] }` or
+    /// `{ urls = ["turn:..."], username = "...", credential = "..." }` (WebRTC's
+    /// `RTCIceServer`). The watch pages get them from `GET /api/v1/webrtc/ice-servers`, other
+    /// WHEP players from the answer's `Link` headers. Credentials are never logged.
+    pub webrtc_ice_servers: Vec<crate::viewer::browser::IceServer>,
+    /// The most browser offers answered but not yet connected (each holds its WebRTC state
+    /// for up to 15 s); one more POST is refused at once with 503 and `Retry-After`.
+    pub webrtc_max_pending_offers: usize,
+    /// Origins (`https://app.example.com`) whose pages may call the WHEP endpoints from
+    /// another site (CORS). Empty: only pages served by the API itself.
+    pub webrtc_cors_origins: Vec<String>,
+    /// Text crosses between a browser viewer's clipboard and the desktop's, both ways, for
+    /// viewers that control the desktop: what its apps copy appears in the page, what the
+    /// page pastes becomes the desktop's clipboard.
+    pub clipboard: bool,
     /// List the built-in "Desktop" app (a window manager and xterm in a virtual desktop) when
     /// a window manager (twm, openbox, fluxbox or icewm) and xterm are on `PATH`. An app of
     /// your own titled "Desktop" replaces it.
@@ -201,6 +216,10 @@ impl Default for Config {
             webrtc_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8555),
             webrtc_candidate_ip: None,
             webrtc_silence_secs: 10,
+            webrtc_ice_servers: Vec::new(),
+            webrtc_max_pending_offers: crate::viewer::browser::DEFAULT_MAX_PENDING_OFFERS,
+            webrtc_cors_origins: Vec::new(),
+            clipboard: true,
             desktop_app: true,
             shutdown_deadline_secs: 10,
             desktop_isolation: DesktopIsolation::Cookie,
@@ -292,6 +311,12 @@ const ENV_KEYS: &[&str] = &[
     "webrtc_bind",
     "webrtc_candidate_ip",
     "webrtc_silence_secs",
+    // Lists: `HOWL_WEBRTC_ICE_SERVERS='[{urls=["stun:stun.example.org:3478"]}]'` is read as
+    // TOML like every value.
+    "webrtc_ice_servers",
+    "webrtc_max_pending_offers",
+    "webrtc_cors_origins",
+    "clipboard",
     "desktop_app",
     "shutdown_deadline_secs",
     "desktop_isolation",
@@ -418,6 +443,24 @@ impl Config {
                 "webrtc_silence_secs must be > 0".into(),
             ));
         }
+        for server in &self.webrtc_ice_servers {
+            server
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("webrtc_ice_servers: {e}")))?;
+        }
+        if self.webrtc_max_pending_offers == 0 {
+            return Err(ConfigError::Invalid(
+                "webrtc_max_pending_offers must be > 0".into(),
+            ));
+        }
+        for origin in &self.webrtc_cors_origins {
+            if !is_origin(origin) {
+                return Err(ConfigError::Invalid(format!(
+                    "webrtc_cors_origins: {origin:?} is not an origin (scheme://host[:port], \
+                     http or https, no path)"
+                )));
+            }
+        }
         if self.webrtc && self.webrtc_bind.ip().is_unspecified() {
             match self.webrtc_candidate_ip {
                 Some(ip) if !ip.is_unspecified() => {}
@@ -522,6 +565,19 @@ impl Config {
     pub fn shutdown_deadline(&self) -> Duration {
         Duration::from_secs(self.shutdown_deadline_secs)
     }
+}
+
+/// `scheme://host[:port]` as a browser writes it in `Origin`: http or https, lower case, no
+/// path, query or trailing slash.
+fn is_origin(s: &str) -> bool {
+    let Ok(uri) = s.parse::<http::Uri>() else {
+        return false;
+    };
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let bare = uri
+        .authority()
+        .is_some_and(|a| s == format!("{}://{a}", uri.scheme_str().unwrap_or("")));
+    scheme_ok && bare && s == s.to_ascii_lowercase()
 }
 
 /// Every configuration key as its environment variable (`HOWL_HTTP_PORT`, ...).
@@ -683,6 +739,78 @@ mod tests {
         let env = [("HOWL_SHUTDOWN_DEADLINE_SECS".to_string(), "0".to_string())];
         let e = Config::load(None, env, &[]).unwrap_err().to_string();
         assert!(e.contains("shutdown_deadline_secs"), "{e}");
+    }
+
+    #[test]
+    fn webrtc_ice_servers_cors_and_the_pending_cap_from_the_file_and_the_environment() {
+        let c = Config::load(None, [], &[]).unwrap();
+        assert!(c.webrtc_ice_servers.is_empty() && c.webrtc_cors_origins.is_empty());
+        assert_eq!(c.webrtc_max_pending_offers, 32);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("howl.toml");
+        std::fs::write(
+            &p,
+            "webrtc_max_pending_offers = 4\nwebrtc_cors_origins = [\"https://app.example.com\"]\n\
+             [[webrtc_ice_servers]]\nurls = [\"stun:stun.example.org:3478\"]\n\
+             [[webrtc_ice_servers]]\nurls = [\"turn:turn.example.org?transport=udp\"]\n\
+             username = \"u\"\ncredential = \"s3cret\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&p), [], &[]).unwrap();
+        assert_eq!(c.webrtc_max_pending_offers, 4);
+        assert_eq!(c.webrtc_cors_origins, ["https://app.example.com"]);
+        assert_eq!(c.webrtc_ice_servers.len(), 2);
+        assert_eq!(
+            c.webrtc_ice_servers[1].credential.as_deref(),
+            Some("s3cret")
+        );
+        // The credential never reaches a log line through Debug.
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        // The environment: a TOML list, like the file's.
+        let env = [(
+            "HOWL_WEBRTC_ICE_SERVERS".to_owned(),
+            "[{urls=[\"stun:other.example.org\"]}]".to_owned(),
+        )];
+        let c = Config::load(Some(&p), env, &[]).unwrap();
+        assert_eq!(c.webrtc_ice_servers[0].urls, ["stun:other.example.org"]);
+        for (var, value, names) in [
+            (
+                "HOWL_WEBRTC_ICE_SERVERS",
+                "[{urls=[\"http://x\"]}]",
+                "stun:",
+            ),
+            (
+                "HOWL_WEBRTC_ICE_SERVERS",
+                "[{urls=[\"turn:x\"]}]",
+                "username",
+            ),
+            ("HOWL_WEBRTC_ICE_SERVERS", "[{urls=[]}]", "URL"),
+            (
+                "HOWL_WEBRTC_MAX_PENDING_OFFERS",
+                "0",
+                "webrtc_max_pending_offers",
+            ),
+            (
+                "HOWL_WEBRTC_CORS_ORIGINS",
+                "[\"https://a.example/path\"]",
+                "origin",
+            ),
+            ("HOWL_WEBRTC_CORS_ORIGINS", "[\"*\"]", "origin"),
+            (
+                "HOWL_WEBRTC_CORS_ORIGINS",
+                "[\"ftp://a.example\"]",
+                "origin",
+            ),
+        ] {
+            let e = Config::load(None, [(var.to_owned(), value.to_owned())], &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(names), "{var}={value}: {e}");
+        }
+        assert!(is_origin("http://127.0.0.1:8080"));
+        assert!(!is_origin("https://A.example"));
+        assert!(!is_origin("https://a.example/"));
     }
 
     #[test]

@@ -85,6 +85,9 @@ async fn run_serve(args: cli::ServeArgs) -> Result<(), String> {
     if args.no_desktop_app {
         cfg.desktop_app = false;
     }
+    if args.no_clipboard {
+        cfg.clipboard = false;
+    }
     if let Some(b) = args.bind {
         cfg.bind_address = b;
     }
@@ -105,8 +108,21 @@ async fn run_serve(args: cli::ServeArgs) -> Result<(), String> {
     }
     if let Some(a) = args.webrtc_bind {
         cfg.webrtc_bind = a;
-        cfg.validate().map_err(|e| e.to_string())?;
     }
+    for url in args.webrtc_ice_server {
+        cfg.webrtc_ice_servers
+            .push(crate::viewer::browser::IceServer {
+                urls: vec![url],
+                username: None,
+                credential: None,
+            });
+    }
+    if let Some(n) = args.webrtc_max_pending_offers {
+        cfg.webrtc_max_pending_offers = n;
+    }
+    cfg.webrtc_cors_origins.extend(args.webrtc_cors_origin);
+    // The flags above may have made the configuration invalid.
+    cfg.validate().map_err(|e| e.to_string())?;
     if let Some(m) = args.encryption_loopback {
         cfg.encryption_loopback = m;
     }

@@ -339,6 +339,10 @@ pub async fn run(cfg: Config, state_dir: &Path) -> Result<(), StartError> {
             udp,
             crate::viewer::browser::WhepSettings {
                 silence: Duration::from_secs(cfg.webrtc_silence_secs),
+                max_pending_offers: cfg.webrtc_max_pending_offers,
+                ice_servers: cfg.webrtc_ice_servers.clone(),
+                cors_origins: cfg.webrtc_cors_origins.clone(),
+                clipboard: cfg.clipboard,
             },
             shutdown.clone(),
         )))

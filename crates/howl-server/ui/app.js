@@ -163,6 +163,12 @@
           td.dataset.col = col.id;
           row.append(td);
         }
+        if (spec.extra) {
+          const td = el("td", { class: "extra" });
+          td.dataset.col = "extra";
+          spec.extra(td, item);
+          row.append(td);
+        }
         if (spec.actions) {
           const td = el("td", { class: "actions" });
           spec.actions(td, item);
@@ -222,6 +228,254 @@
     empty.hidden = false;
   }
 
+  // ---------------------------------------------------------------- previews and graphs
+
+  // A lobby's thumbnail is a live, muted, video-only WebRTC view of its producer through the
+  // lobby's own WHEP endpoint (`?preview=true`), not a snapshot endpoint: the producer already
+  // encodes for its viewers, so a preview is one more viewer of that encoder (the server
+  // decodes and re-encodes nothing, and the lobby endpoint only joins a running producer, so
+  // no worker is ever started for a preview), while a snapshot would need a decoder on the
+  // server. It is never stale: when the decoded-frame count stops moving the picture is hidden
+  // ("no picture") instead of showing its last frame. A session shows its lobby's thumbnail
+  // from the same connection. Lobbies that stop when their audience leaves get none (a
+  // preview would keep them running).
+  const PREVIEW_MAX = 6;
+  // A preview that failed (a browser that cannot reach the WebRTC port, a busy server) is
+  // tried again after this, doubling up to the maximum, so an unreachable port costs the
+  // server one short-lived viewer per lobby now and then, not a stream of them.
+  const PREVIEW_RETRY_MIN_MS = 10000;
+  const PREVIEW_RETRY_MAX_MS = 300000;
+  // How often the previews' decoded frames are looked at (a thumbnail without new frames
+  // since the last look is hidden).
+  const PREVIEW_CHECK_MS = 2000;
+  // Graph points: one per sessions listing (the page's periodic refresh, every 5 s, and
+  // the listings events bring); ten minutes of them at most.
+  const GRAPH_POINTS = 120;
+  const SPARK_W = 64;
+  const SPARK_H = 11;
+  const GRAPHS = [
+    { id: "kbps", label: "bitrate (kbit/s)", color: "#3157d5" },
+    { id: "fps", label: "frames sent per second", color: "#1e8a4c" },
+    { id: "loss", label: "frames dropped (%)", color: "#c62828" },
+  ];
+  // lobby id -> { pc, stream, resource, frames, live }
+  const previews = new Map();
+  const previewRetryAt = new Map();
+  const previewRetryMs = new Map();
+  // session id -> { t, frames, dropped, bytes, kbps: [], fps: [], loss: [] }
+  const graphs = new Map();
+  let iceServerList = null;
+  // Tests and curious operators.
+  window.howlUi = { previews, graphs };
+
+  function previewRefusal(l) {
+    if (!l.worker_pid) return "not running";
+    if (l.stop_when_everyone_leaves) return "no preview: it stops when its viewers leave";
+    return "";
+  }
+
+  function thumbnail(lobbyId) {
+    const video = el("video", { class: "thumb", muted: "", playsinline: "", autoplay: "" });
+    video.muted = true;
+    video.hidden = true;
+    const none = el("span", { class: "thumb-none muted", text: "no picture" });
+    // Clicking a lobby's thumbnail opens it in the watch page.
+    const a = el("a", { class: "thumb-link", testid: "thumb", target: "_blank", rel: "noopener" }, [video, none]);
+    if (lobbyId != null) a.setAttribute("href", `/watch/${encodeURIComponent(lobbyId)}`);
+    return a;
+  }
+
+  function attachThumbnail(cell, lobbyId, why) {
+    const a = cell && cell.querySelector("a.thumb-link");
+    if (!a) return;
+    const video = a.querySelector("video");
+    const none = a.querySelector(".thumb-none");
+    const p = lobbyId == null ? null : previews.get(lobbyId);
+    if (lobbyId != null) a.setAttribute("href", `/watch/${encodeURIComponent(lobbyId)}`);
+    else a.removeAttribute("href");
+    if (p && p.live) {
+      if (video.srcObject !== p.stream) video.srcObject = p.stream;
+      if (video.paused) video.play().catch(() => {});
+      video.hidden = false;
+      none.hidden = true;
+      a.title = lobbyId == null ? "" : "open the watch page";
+    } else {
+      video.hidden = true;
+      if (video.srcObject) video.srcObject = null;
+      // Short in the cell (the row must stay narrow), the reason in the tooltip.
+      none.textContent = p ? "no picture" : "–";
+      a.title = why || (p ? "no new frames: the picture is not shown" : "");
+      none.hidden = false;
+    }
+  }
+
+  function attachAllThumbnails() {
+    for (const [name, spec] of Object.entries(tables)) {
+      if (name !== "lobbies" && name !== "sessions") continue;
+      for (const row of $(`${name}-body`).children) spec.update(row, row._item);
+    }
+  }
+
+  async function iceServers() {
+    if (iceServerList) return iceServerList;
+    try {
+      const r = await api("GET", "/api/v1/webrtc/ice-servers");
+      iceServerList = (r && r.ice_servers) || [];
+    } catch (_) {
+      iceServerList = [];
+    }
+    return iceServerList;
+  }
+
+  function dropPreview(id, retry) {
+    const p = previews.get(id);
+    if (!p) return;
+    previews.delete(id);
+    if (p.pc) p.pc.close();
+    if (p.resource) {
+      fetch(p.resource, { method: "DELETE", headers: { Authorization: `Bearer ${token}` }, keepalive: true })
+        .catch(() => {});
+    }
+    if (retry) {
+      const ms = previewRetryMs.get(id) || PREVIEW_RETRY_MIN_MS;
+      previewRetryAt.set(id, performance.now() + ms);
+      previewRetryMs.set(id, Math.min(ms * 2, PREVIEW_RETRY_MAX_MS));
+    }
+  }
+
+  async function openPreview(id) {
+    const entry = { pc: null, stream: new MediaStream(), resource: null, frames: 0, live: false };
+    previews.set(id, entry);
+    try {
+      const pc = new RTCPeerConnection({ iceServers: await iceServers() });
+      entry.pc = pc;
+      pc.addTransceiver("video", { direction: "recvonly" });
+      pc.ontrack = (e) => entry.stream.addTrack(e.track);
+      pc.onconnectionstatechange = () => {
+        if (["failed", "disconnected", "closed"].includes(pc.connectionState) && previews.get(id) === entry) {
+          dropPreview(id, true);
+        }
+      };
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      const r = await fetch(`/api/v1/lobbies/${encodeURIComponent(id)}/whep?preview=true`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/sdp" },
+        body: offer.sdp,
+      });
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      entry.resource = r.headers.get("Location");
+      if (previews.get(id) !== entry) {
+        // Dropped while the offer was out: leave at once.
+        dropPreview(id, false);
+        return;
+      }
+      await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+    } catch (_) {
+      if (previews.get(id) === entry) dropPreview(id, true);
+      else if (entry.pc) entry.pc.close();
+    }
+  }
+
+  // Keeps one preview per running lobby that may have one (at most PREVIEW_MAX), and closes
+  // the previews of lobbies that went.
+  function syncPreviews(lobbies) {
+    if (typeof RTCPeerConnection === "undefined") return;
+    const want = new Set(lobbies.filter((l) => !previewRefusal(l)).slice(0, PREVIEW_MAX).map((l) => l.id));
+    for (const id of [...previews.keys()]) if (!want.has(id)) dropPreview(id, false);
+    const now = performance.now();
+    for (const id of want) {
+      if (previews.has(id) || (previewRetryAt.get(id) || 0) > now) continue;
+      openPreview(id);
+    }
+  }
+
+  function dropAllPreviews() {
+    for (const id of [...previews.keys()]) dropPreview(id, false);
+    previewRetryAt.clear();
+    previewRetryMs.clear();
+  }
+
+  // Whether each preview decoded a frame since the last look: only those show a picture.
+  async function checkPreviews() {
+    for (const [id, p] of previews) {
+      if (!p.pc) continue;
+      let frames = 0;
+      try {
+        (await p.pc.getStats()).forEach((s) => {
+          if (s.type === "inbound-rtp" && s.kind === "video") frames = s.framesDecoded || 0;
+        });
+      } catch (_) { /* closed meanwhile */ }
+      p.live = frames > p.frames;
+      p.frames = frames;
+      if (p.live) previewRetryMs.delete(id);
+    }
+    attachAllThumbnails();
+  }
+
+  // Per-session rates from two listings in a row: bitrate, frames per second, and the share
+  // of frames dropped (not sent: lagging, waiting for a keyframe).
+  function recordSamples(sessions) {
+    const now = performance.now();
+    const seen = new Set();
+    for (const s of sessions) {
+      seen.add(s.id);
+      let g = graphs.get(s.id);
+      if (!g) {
+        g = { t: now, frames: s.frames_sent, dropped: s.frames_dropped, bytes: s.bytes_sent || 0, kbps: [], fps: [], loss: [] };
+        graphs.set(s.id, g);
+        continue;
+      }
+      const dt = (now - g.t) / 1000;
+      if (dt < 0.5) continue;
+      const sent = Math.max(0, s.frames_sent - g.frames);
+      const dropped = Math.max(0, s.frames_dropped - g.dropped);
+      const push = (k, v) => {
+        g[k].push(v);
+        if (g[k].length > GRAPH_POINTS) g[k].shift();
+      };
+      push("kbps", (8 * Math.max(0, (s.bytes_sent || 0) - g.bytes)) / 1000 / dt);
+      push("fps", sent / dt);
+      push("loss", sent + dropped > 0 ? (100 * dropped) / (sent + dropped) : 0);
+      Object.assign(g, { t: now, frames: s.frames_sent, dropped: s.frames_dropped, bytes: s.bytes_sent || 0 });
+    }
+    for (const id of [...graphs.keys()]) if (!seen.has(id)) graphs.delete(id);
+  }
+
+  function drawGraphs(cell, id) {
+    const g = graphs.get(id);
+    if (!cell || !g) return;
+    for (const spec of GRAPHS) {
+      const c = cell.querySelector(`canvas[data-testid="graph-${spec.id}"]`);
+      const pts = g[spec.id];
+      if (!c) continue;
+      const last = pts.length ? pts[pts.length - 1] : null;
+      c.title = `${spec.label}: ${last == null ? "–" : last.toFixed(spec.id === "loss" ? 1 : 0)}`;
+      c.dataset.points = String(pts.length);
+      const ctx = c.getContext("2d");
+      ctx.clearRect(0, 0, c.width, c.height);
+      if (pts.length < 2) continue;
+      // Loss is drawn against 0..100 %, the others against their own peak.
+      const top = spec.id === "loss" ? 100 : Math.max(...pts, 1);
+      ctx.strokeStyle = spec.color;
+      ctx.lineWidth = 1.5;
+      ctx.beginPath();
+      pts.forEach((v, i) => {
+        const x = (i / (GRAPH_POINTS - 1)) * (c.width - 2) + 1;
+        const y = c.height - 1 - (v / top) * (c.height - 2);
+        if (i === 0) ctx.moveTo(x, y);
+        else ctx.lineTo(x, y);
+      });
+      ctx.stroke();
+    }
+  }
+
+  function previewTick(gen) {
+    if (gen !== generation) return;
+    if (!document.hidden) checkPreviews().catch(() => {});
+    setTimeout(() => previewTick(gen), PREVIEW_CHECK_MS);
+  }
+
   // ---------------------------------------------------------------- lists
 
   // Paired names by fingerprint, from the last client list, and the last items of every list.
@@ -254,10 +508,20 @@
           title: (s) => (s.permission_set ? "set for this session" : "from its lobby's rules") },
         { id: "uptime", num: true, age: "up", value: (s) => s.uptime_secs },
       ],
+      // The thumbnail of the lobby it watches (private streams have no WHEP endpoint) and
+      // its graphs.
+      extra: (td) => {
+        td.append(thumbnail(), el("div", { class: "graphs" }, GRAPHS.map((g) => el("canvas", {
+          class: "spark", width: String(SPARK_W), height: String(SPARK_H), title: g.label, testid: `graph-${g.id}`,
+        }))));
+      },
       // The toggle reads the row's latest item when clicked and shows what it will do.
       update: (row, s) => {
         const b = row.querySelector('[data-testid="session-permission"]');
         if (b) b.textContent = s.permission === "view" ? "Give control" : "View only";
+        const cell = row.querySelector('td[data-col="extra"]');
+        attachThumbnail(cell, s.lobby_id, s.lobby_id == null ? "private stream: no preview" : "");
+        drawGraphs(cell, s.id);
       },
       actions: (td, s) => {
         const p = el("button", { type: "button", class: "small", testid: "session-permission" });
@@ -301,9 +565,11 @@
         { id: "worker", num: true, value: (l) => l.worker_pid },
         { id: "joiners", value: (l) => l.viewer_permission || "control" },
       ],
+      extra: (td, l) => td.append(thumbnail(l.id)),
       update: (row, l) => {
         const b = row.querySelector('[data-testid="lobby-permission"]');
         if (b) b.textContent = l.viewer_permission === "view" ? "Joiners control" : "Joiners view";
+        attachThumbnail(row.querySelector('td[data-col="extra"]'), l.id, previewRefusal(l));
       },
       actions: (td, l) => {
         const p = el("button", { type: "button", class: "small", testid: "lobby-permission" });
@@ -437,8 +703,15 @@
     // A list this server lacks (404) is asked for again only now and then.
     if (missingUntil[name] && performance.now() < missingUntil[name]) return;
     try {
-      const items = await api("GET", PATHS[name]);
+      let items = await api("GET", PATHS[name]);
       missingUntil[name] = 0;
+      if (name === "sessions") {
+        // The thumbnails of this page (and of other operators' pages) are viewers too, but
+        // not sessions anyone runs: they are not listed.
+        items = items.filter((x) => !String(x.client).startsWith("preview:"));
+        recordSamples(items);
+      }
+      if (name === "lobbies") syncPreviews(items);
       lastItems[name] = items;
       syncTable(name, items, SPECS[name]);
       if (name === "clients") {
@@ -643,6 +916,7 @@
   // ---------------------------------------------------------------- sign-in
 
   function signOut(reason) {
+    dropAllPreviews();
     generation += 1;
     token = "";
     sessionStorage.removeItem(TOKEN_KEY);
@@ -667,6 +941,7 @@
     refresh("apps");
     eventLoop(gen);
     setTimeout(() => periodic(gen), STATUS_PERIOD_MS);
+    setTimeout(() => previewTick(gen), PREVIEW_CHECK_MS);
   }
 
   async function signIn(ev) {
@@ -730,6 +1005,8 @@
     }
     window.addEventListener("hashchange", () => showTab(location.hash.slice(1)));
     setInterval(tickAges, 1000);
+    // Leaving the page ends the previews at once instead of by their deadline.
+    window.addEventListener("pagehide", dropAllPreviews);
     if (token) start();
     else $("signin-token").focus();
   });

@@ -11,6 +11,12 @@
 // pointer moves unordered without retransmits (only the newest position matters). Keys are
 // sent by their layout-independent `code`; everything held is released on blur, on hiding
 // the page and before reconnecting. A view-only viewer's input is dropped by the server.
+// Gamepads (the Gamepad API's standard layout) are polled and each changed state sent on the
+// reliable channel. The clipboard crosses both ways on it: a paste in the page becomes the
+// desktop's clipboard (Ctrl+V's key-down waits for the paste's text, so the desktop pastes
+// the new text), and what the desktop's apps copy is kept here and written to the system
+// clipboard where the browser allows it. In /play, pointer lock (the button, or Ctrl+Alt+P;
+// Esc leaves it) sends relative motion instead of positions.
 (() => {
   const TOKEN_KEY = "howl.token";
   const $ = (id) => document.getElementById(id);
@@ -28,7 +34,10 @@
   let statsTimer = 0;
 
   // Tests and curious operators: the live connection and its WHEP resource.
-  window.howlWatch = { pc: null, resource: null, input: null, pointer: null };
+  // `clipboard`: the desktop's clipboard as last received; `feedGamepads(list)`: feeds
+  // Gamepad-like objects ({index, buttons: [{pressed, value}], axes}) to the same path
+  // navigator.getGamepads() takes (and stops polling the real ones), for tests without pads.
+  window.howlWatch = { pc: null, resource: null, input: null, pointer: null, clipboard: null };
 
   // ----- input -----
   const heldKeys = new Set();
@@ -41,10 +50,106 @@
     return (e.shiftKey ? 1 : 0) | (e.ctrlKey ? 2 : 0) | (e.altKey ? 4 : 0) | (e.metaKey ? 8 : 0);
   }
   function releaseAll() {
+    pendingPaste = null;
     for (const code of heldKeys) send("input", { k: "key", code, down: false, mods: 0 });
     for (const button of heldButtons) send("input", { k: "button", button, down: false });
     heldKeys.clear();
     heldButtons.clear();
+    releasePads();
+  }
+
+  // ----- gamepads -----
+  const PAD_POLL_MS = 16;
+  const MAX_PADS = 16;
+  const padsSent = new Map(); // index -> the last state sent, as JSON
+  let padTimer = 0;
+  let syntheticPads = false;
+  function padMessage(gp) {
+    // Digital buttons as 0/1, the triggers (6, 7) analog; the server maps the standard layout.
+    return JSON.stringify({
+      k: "pad", i: gp.index,
+      b: Array.from(gp.buttons || [], (x, n) => (n === 6 || n === 7 ? Number(x.value) || 0 : (x.pressed ? 1 : 0))),
+      a: Array.from(gp.axes || [], (v) => Number(v) || 0),
+    });
+  }
+  function sendPads(list) {
+    const seen = new Set();
+    for (const gp of list || []) {
+      if (!gp || gp.connected === false || !(gp.index >= 0 && gp.index < MAX_PADS)) continue;
+      seen.add(gp.index);
+      const msg = padMessage(gp);
+      const c = window.howlWatch.input;
+      if (padsSent.get(gp.index) !== msg && c && c.readyState === "open") {
+        c.send(msg);
+        padsSent.set(gp.index, msg);
+      }
+    }
+    for (const i of [...padsSent.keys()]) {
+      if (!seen.has(i)) {
+        padsSent.delete(i);
+        send("input", { k: "pad", i, gone: true });
+      }
+    }
+  }
+  // Pads at rest (still plugged in): nothing stays pressed while the page is away.
+  function releasePads() {
+    for (const i of padsSent.keys()) {
+      const rest = JSON.stringify({ k: "pad", i, b: [], a: [] });
+      if (padsSent.get(i) !== rest) {
+        send("input", JSON.parse(rest));
+        padsSent.set(i, rest);
+      }
+    }
+  }
+  function pollPads() {
+    if (syntheticPads || document.hidden || !document.hasFocus()) return;
+    const list = navigator.getGamepads ? Array.from(navigator.getGamepads()) : [];
+    sendPads(list);
+    if (!list.some((gp) => gp) && padsSent.size === 0) {
+      clearInterval(padTimer);
+      padTimer = 0;
+    }
+  }
+  window.addEventListener("gamepadconnected", () => {
+    if (!padTimer && !syntheticPads) padTimer = setInterval(pollPads, PAD_POLL_MS);
+  });
+  window.addEventListener("gamepaddisconnected", pollPads);
+  window.howlWatch.feedGamepads = (list) => {
+    syntheticPads = true;
+    sendPads(list);
+  };
+
+  // ----- clipboard -----
+  const MAX_CLIPBOARD_BYTES = 32 * 1024;
+  // A Ctrl/Cmd+V whose key-down waits for the paste event (its text goes first).
+  let pendingPaste = null;
+  function flushPaste() {
+    if (!pendingPaste) return;
+    send("input", { k: "key", code: pendingPaste.code, down: true, mods: pendingPaste.mods });
+    pendingPaste = null;
+  }
+  function fromDesktop(e) {
+    let msg;
+    try { msg = JSON.parse(e.data); } catch (_) { return; }
+    if (!msg || msg.k !== "clipboard" || typeof msg.text !== "string") return;
+    window.howlWatch.clipboard = msg.text;
+    $("clipboard").textContent = msg.text;
+    // Allowed only while the page has focus (and, in some browsers, a permission).
+    if (navigator.clipboard && document.hasFocus()) navigator.clipboard.writeText(msg.text).catch(() => {});
+  }
+
+  // ----- pointer lock (/play) -----
+  function locked() { return document.pointerLockElement === video; }
+  function togglePointerLock() {
+    if (locked()) document.exitPointerLock();
+    else if (video.requestPointerLock) Promise.resolve(video.requestPointerLock()).catch(() => {});
+  }
+  if (playing) {
+    $("lock").hidden = false;
+    $("lock").addEventListener("click", togglePointerLock);
+    document.addEventListener("pointerlockchange", () => {
+      $("lock").textContent = locked() ? "Unlock pointer (Esc)" : "Lock pointer";
+    });
   }
   // Where the pointer is on the picture (0..1), allowing for the letterbox of object-fit.
   function onPicture(e) {
@@ -59,19 +164,36 @@
   function watching() { return window.howlWatch.input !== null; }
   window.addEventListener("keydown", (e) => {
     if (!watching() || !$("signin").hidden) return;
-    e.preventDefault();
+    if (playing && e.code === "KeyP" && e.ctrlKey && e.altKey) {
+      // The page's own shortcut: not sent to the desktop.
+      e.preventDefault();
+      if (!e.repeat) togglePointerLock();
+      return;
+    }
     heldKeys.add(e.code);
+    if (e.code === "KeyV" && (e.ctrlKey || e.metaKey) && !e.altKey && !e.repeat) {
+      // Not prevented: the browser fires `paste` with the text, which is sent first.
+      pendingPaste = { code: e.code, mods: mods(e) };
+      return;
+    }
+    e.preventDefault();
     send("input", { k: "key", code: e.code, down: true, mods: mods(e) });
   });
   window.addEventListener("keyup", (e) => {
     if (!watching() || !$("signin").hidden) return;
     e.preventDefault();
+    if (pendingPaste && pendingPaste.code === e.code) flushPaste();
     heldKeys.delete(e.code);
     send("input", { k: "key", code: e.code, down: false, mods: mods(e) });
   });
-  video.addEventListener("pointermove", (e) => send("pointer", Object.assign({ k: "move" }, onPicture(e))));
+  video.addEventListener("pointermove", (e) => {
+    // Locked: how far the mouse moved (it has no position), on the reliable channel since
+    // every move counts.
+    if (locked()) send("input", { k: "rel", dx: e.movementX, dy: e.movementY });
+    else send("pointer", Object.assign({ k: "move" }, onPicture(e)));
+  });
   video.addEventListener("pointerdown", (e) => {
-    send("pointer", Object.assign({ k: "move" }, onPicture(e)));
+    if (!locked()) send("pointer", Object.assign({ k: "move" }, onPicture(e)));
     heldButtons.add(e.button);
     send("input", { k: "button", button: e.button, down: true });
   });
@@ -87,8 +209,16 @@
     send("input", { k: "wheel", dx: Math.round(e.deltaX * unit), dy: Math.round(-e.deltaY * unit) });
   }, { passive: false });
   window.addEventListener("paste", (e) => {
+    // Not while the token form is up: a pasted token stays in the page.
+    if (!watching() || !$("signin").hidden) return;
+    e.preventDefault();
     const text = e.clipboardData && e.clipboardData.getData("text/plain");
-    if (text) send("input", { k: "text", text: text.slice(0, 256) });
+    if (text && new TextEncoder().encode(text).length <= MAX_CLIPBOARD_BYTES) {
+      send("input", { k: "clipboard", text });
+    } else if (text) {
+      status(`Paste not sent: more than ${MAX_CLIPBOARD_BYTES / 1024} KiB`);
+    }
+    flushPaste();
   });
   window.addEventListener("blur", releaseAll);
   document.addEventListener("visibilitychange", () => { if (document.hidden) releaseAll(); });
@@ -115,6 +245,18 @@
       id = String(found.id);
     }
     return `${list}/${encodeURIComponent(id)}/whep${playing ? location.search : ""}`;
+  }
+
+  // The STUN/TURN servers the operator configured (webrtc_ice_servers), so a browser behind a
+  // NAT gathers reflexive and relayed candidates; the ICE-lite server learns them from this
+  // browser's checks, so they need not be sent. None (or an unreachable list): host only.
+  async function iceServers() {
+    try {
+      const r = await fetch("/api/v1/webrtc/ice-servers", { headers: { Authorization: `Bearer ${token}` } });
+      return r.ok ? (await r.json()).ice_servers || [] : [];
+    } catch (_) {
+      return [];
+    }
   }
 
   function leave() {
@@ -182,11 +324,14 @@
       else status(e.message);
       return;
     }
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection({ iceServers: await iceServers() });
     window.howlWatch.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
     window.howlWatch.input = pc.createDataChannel("input", { ordered: true });
+    window.howlWatch.input.onmessage = fromDesktop;
+    // A new connection is a new viewer: its pads arrive anew.
+    padsSent.clear();
     window.howlWatch.pointer = pc.createDataChannel("pointer", { ordered: false, maxRetransmits: 0 });
     const stream = new MediaStream();
     video.srcObject = stream;
@@ -227,6 +372,9 @@
       return;
     }
     if (r.status === 503) {
+      // A busy server says when to come back (too many offers waiting to connect).
+      const after = Number(r.headers.get("Retry-After"));
+      if (after > 0) retryMs = Math.min(Math.max(retryMs, after * 1000), RETRY_MAX_MS);
       retry(`Server busy: ${await errorText(r)}`);
       return;
     }

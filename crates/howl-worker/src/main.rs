@@ -14,6 +14,8 @@
 //! - **reader** decodes frames from the socket and forwards commands to main over a bounded
 //!   channel.
 //! - **writer** encodes outgoing messages and writes them to the socket (with a write timeout).
+//! - **clipboard** (desktops only) owns a second X connection: it reports what the desktop's
+//!   apps copy and serves what viewers pasted (`clipboard.rs`).
 //! - GStreamer streaming threads run the appsink callbacks, which only copy the sample into a
 //!   message and `try_send` it (drop and count on overflow, never block).
 //!
@@ -23,6 +25,7 @@
 //! (the server calls it at start-up and after a Docker app's worker died) removes the Docker
 //! containers labelled with a producer marker in SCOPE and prints their ids as JSON.
 
+mod clipboard;
 mod decode_check;
 mod desktop;
 mod docker;

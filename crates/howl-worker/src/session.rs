@@ -18,6 +18,7 @@ use howl_media::protocol::{
 };
 use howl_proto::input::InputEvent;
 
+use crate::clipboard::Clipboard;
 use crate::desktop::{Desktop, Isolation};
 use crate::error::WorkerError;
 use crate::pipeline::{Capture, MediaPipeline, Shared};
@@ -60,6 +61,7 @@ enum Command {
     Stop,
     Input(u64, InputEvent),
     ReleaseInput(u64),
+    SetClipboard(String),
     /// The socket closed or failed, or the peer broke the protocol.
     Closed(String),
 }
@@ -137,7 +139,12 @@ fn serve(
     let params = loop {
         match cmd_rx.recv_timeout(START_TIMEOUT) {
             Ok(Command::Start(p)) => break p,
-            Ok(Command::RequestKeyframe | Command::Input(..) | Command::ReleaseInput(_)) => {
+            Ok(
+                Command::RequestKeyframe
+                | Command::Input(..)
+                | Command::ReleaseInput(_)
+                | Command::SetClipboard(_),
+            ) => {
                 continue;
             }
             Ok(Command::Stop) => return EXIT_OK,
@@ -166,6 +173,7 @@ fn serve(
     // is dropped after it (the pipeline must let go of the display and the sink first).
     let mut desktop = None;
     let mut injector = None;
+    let mut clipboard = None;
     let capture = match &params.source {
         Source::TestPattern { tone_hz } => Capture::TestPattern { tone_hz: *tone_hz },
         Source::Uri { uri } => Capture::Uri { uri: uri.clone() },
@@ -189,6 +197,11 @@ fn serve(
                 Ok(i) => injector = Some(i),
                 // The picture still streams; input is lost, and said so.
                 Err(e) => tracing::error!(error = %e, "no input injection for this desktop"),
+            }
+            match Clipboard::start(&d.display_name(), out_tx.clone()) {
+                Ok(c) => clipboard = Some(c),
+                // Browsers' clipboard is then one-way dead; the stream goes on.
+                Err(e) => tracing::error!(error = %e, "no clipboard for this desktop"),
             }
             let capture = Capture::Desktop {
                 display: d.display_name(),
@@ -227,12 +240,14 @@ fn serve(
     let mut desk = DesktopParts {
         desktop: desktop.as_mut(),
         injector: injector.as_mut(),
+        clipboard: clipboard.as_ref(),
     };
     let code = stream_loop(&mut pipe, &shared, cmd_rx, out_tx, &mut desk);
     // Null before anything else happens (bounded by the watchdog in `MediaPipeline::drop`).
     drop(pipe);
     // Then the desktop: keys released, the app, the sound and X servers stopped.
     drop(injector);
+    drop(clipboard);
     drop(desktop);
     tracing::info!(
         video_frames = shared.video_frames.load(Ordering::Relaxed),
@@ -261,6 +276,7 @@ fn unreachable_opus(channels: u8) -> howl_media::protocol::OpusConfig {
 struct DesktopParts<'a> {
     desktop: Option<&'a mut Desktop>,
     injector: Option<&'a mut Injector>,
+    clipboard: Option<&'a Clipboard>,
 }
 
 fn stream_loop(
@@ -321,6 +337,11 @@ fn stream_loop(
             Ok(Command::Input(viewer, event)) => {
                 if let Some(i) = desk.injector.as_mut() {
                     i.input(viewer, &event);
+                }
+            }
+            Ok(Command::SetClipboard(text)) => {
+                if let Some(c) = desk.clipboard {
+                    c.set(text);
                 }
             }
             Ok(Command::ReleaseInput(viewer)) => {
@@ -402,6 +423,7 @@ fn reader_loop(mut sock: UnixStream, cmd_tx: &SyncSender<Command>) {
                 Ok(Some(Message::Stop)) => Command::Stop,
                 Ok(Some(Message::Input { viewer, event })) => Command::Input(viewer, event),
                 Ok(Some(Message::ReleaseInput { viewer })) => Command::ReleaseInput(viewer),
+                Ok(Some(Message::SetClipboard { text })) => Command::SetClipboard(text),
                 Ok(Some(other)) => {
                     tracing::warn!(msg = other.name(), "unexpected message; ignored");
                     continue;

@@ -87,9 +87,9 @@ impl ViewerKind {
             ViewerKind::Moonlight(_) => true,
             // RFC 6184 and RFC 7798 payloaders only: there is no AV1 RTP payloader.
             ViewerKind::RtspPlayer(_) => matches!(codec, Codec::H264 | Codec::Hevc),
-            // Every browser decodes H.264; HEVC and AV1 in WebRTC are not universal, and the
-            // driver negotiates H.264 only.
-            ViewerKind::Browser(_) => codec == Codec::H264,
+            // Every browser decodes H.264; AV1 goes to browsers whose offer lists it (the
+            // driver refuses other offers with the reason). HEVC in WebRTC is not universal.
+            ViewerKind::Browser(_) => matches!(codec, Codec::H264 | Codec::Av1),
         }
     }
 

@@ -700,6 +700,7 @@ mod tests {
             permission: howl_core::domain::Permission::View,
             permission_set: true,
             input_dropped: 12,
+            bytes_sent: 0,
             encryption: Some(crate::viewer::moonlight::EncryptionView {
                 network: "lan".into(),
                 policy: "preferred".into(),

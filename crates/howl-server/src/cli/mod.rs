@@ -123,6 +123,9 @@ pub struct ServeArgs {
     /// Do not list the built-in "Desktop" app (overrides `desktop_app`).
     #[arg(long)]
     pub no_desktop_app: bool,
+    /// Keep browser viewers' clipboards apart from the desktop's (sets `clipboard = false`).
+    #[arg(long)]
+    pub no_clipboard: bool,
     /// Address for the NVHTTP listeners (overrides `bind_address`). [default: 0.0.0.0]
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<IpAddr>,
@@ -147,6 +150,19 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:8555]
     #[arg(long, value_name = "ADDR:PORT")]
     pub webrtc_bind: Option<SocketAddr>,
+    /// A STUN or TURN URL browsers behind a NAT use (adds to `webrtc_ice_servers`;
+    /// repeatable). Credentials for TURN go in the file or HOWL_WEBRTC_ICE_SERVERS, not on a
+    /// command line others can read. Example: --webrtc-ice-server stun:stun.example.org:3478
+    #[arg(long, value_name = "URL")]
+    pub webrtc_ice_server: Vec<String>,
+    /// The most browser offers waiting to connect; one more is refused with 503 (overrides
+    /// `webrtc_max_pending_offers`). [default: 32]
+    #[arg(long, value_name = "N")]
+    pub webrtc_max_pending_offers: Option<usize>,
+    /// An origin whose pages may call the WHEP endpoints from another site (CORS; adds to
+    /// `webrtc_cors_origins`; repeatable). Example: --webrtc-cors-origin https://app.example.com
+    #[arg(long, value_name = "ORIGIN")]
+    pub webrtc_cors_origin: Vec<String>,
     /// The longest a shutdown may take before the process exits anyway, in seconds
     /// (overrides `shutdown_deadline_secs`). [default: 10]
     #[arg(long, value_name = "SECS")]

@@ -187,6 +187,9 @@ pub struct SessionView {
     /// Input events dropped because it may only view.
     #[serde(default)]
     pub input_dropped: u64,
+    /// Media payload bytes sent to it (video and audio): the web UI's bitrate graph.
+    #[serde(default)]
+    pub bytes_sent: u64,
     /// What is encrypted for a Moonlight session (flags only, never keys); `None` for RTSP
     /// players, which are served in the clear to token holders on the API's network.
     #[serde(default)]
@@ -373,6 +376,7 @@ impl Engine {
                     permission: d.permission,
                     permission_set: d.permission_override.is_some(),
                     input_dropped: v.stats.input_dropped.load(Ordering::Relaxed),
+                    bytes_sent: v.stats.bytes_sent.load(Ordering::Relaxed),
                     encryption: match &v.kind {
                         ViewerKind::Moonlight(m) => Some(m.encryption_view()),
                         _ => None,

@@ -142,6 +142,11 @@ pub struct WorkerStats {
     pub input_dropped: AtomicU64,
     /// A URI source's input state (stays default for other sources).
     pub source: watch::Sender<SourceStatus>,
+    /// The text a desktop's app last copied (`None` until one does). A `watch`: viewers
+    /// want only the newest, however fast apps copy.
+    pub clipboard: watch::Sender<Option<Arc<str>>>,
+    /// Clipboard texts sent to the worker (viewers' pastes).
+    pub clipboard_sets: AtomicU64,
 }
 
 /// The input of a URI-source worker (issue 9), as the worker last reported it. A `watch`, so
@@ -213,6 +218,24 @@ impl Worker {
                 let _ = tokio::time::timeout(HEARTBEAT_DEADLINE, tx.send(msg)).await;
             });
         }
+    }
+
+    /// Makes `text` the desktop's clipboard; never waits. Queued with input, so a paste and
+    /// the keys that follow it arrive in order; dropped and counted when full.
+    pub fn set_clipboard(&self, text: String) {
+        match self.input.try_send(Message::SetClipboard { text }) {
+            Ok(()) => {
+                self.stats.clipboard_sets.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.stats.input_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Watches the text the desktop's apps copy (newest only).
+    pub fn clipboard(&self) -> watch::Receiver<Option<Arc<str>>> {
+        self.stats.clipboard.subscribe()
     }
 
     /// Watches the worker's exit.
@@ -488,6 +511,10 @@ async fn supervise<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
                             s.down = None;
                             s.recoveries += 1;
                         });
+                    }
+                    Message::Clipboard { text } => {
+                        tracing::debug!(pid, bytes = text.len(), "the desktop's clipboard changed");
+                        stats.clipboard.send_replace(Some(text.into()));
                     }
                     Message::Error { fatal, message } => {
                         if fatal {

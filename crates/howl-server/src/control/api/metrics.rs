@@ -52,6 +52,7 @@ async fn gather(st: &ApiState) -> Option<Snapshot> {
         node_joins: c.joins.load(Relaxed),
         node_refused: c.refused.load(Relaxed),
         node_lost: c.lost.load(Relaxed),
+        webrtc: st.whep.as_ref().map(|w| w.sample()).unwrap_or_default(),
     })
 }
 

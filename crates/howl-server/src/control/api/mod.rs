@@ -222,8 +222,9 @@ fn authed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(streams::stop_lobby))
         .routes(routes!(streams::set_lobby_clients))
         .routes(routes!(whep::offer))
-        .routes(routes!(whep::leave))
+        .routes(routes!(whep::leave, whep::trickle))
         .routes(routes!(whep::play))
+        .routes(routes!(whep::ice_servers))
         .routes(routes!(streams::set_session_permission))
         .routes(routes!(streams::set_lobby_permission))
         .routes(routes!(streams::set_lobby_client_permission))
@@ -244,6 +245,10 @@ fn public_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        // The WHEP endpoints' OPTIONS: browsers send the CORS preflight without a token.
+        .routes(routes!(whep::offer_options))
+        .routes(routes!(whep::play_options))
+        .routes(routes!(whep::resource_options))
         .merge(crate::control::webui::routes())
 }
 
@@ -268,6 +273,10 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .split_for_parts();
     router
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            whep::cors,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -390,6 +399,14 @@ async fn status(
         "version": env!("CARGO_PKG_VERSION"),
         "engine": engine,
         "listeners": listeners,
+        "webrtc": st.whep.as_ref().map(|w| {
+            let s = w.sample();
+            serde_json::json!({
+                "pending_offers": s.pending_offers,
+                "max_pending_offers": s.max_pending_offers,
+                "offers_refused_busy": s.offers_refused_busy,
+            })
+        }),
         "enet": {
             "connects": st.enet.connects.load(Relaxed),
             "disconnects": st.enet.disconnects.load(Relaxed),

@@ -202,6 +202,8 @@ pub struct Snapshot {
     pub workers: Vec<WorkerSample>,
     pub listeners: Vec<(&'static str, ListenerSample)>,
     pub enet: EnetSample,
+    /// The WHEP service's figures (zero with `webrtc = false`).
+    pub webrtc: crate::viewer::browser::WhepSample,
     /// Every node placement knows (the built-in `local` one and media nodes).
     pub nodes: Vec<NodeSample>,
     /// Media node connections since start: joins, refusals, losses.
@@ -271,6 +273,7 @@ mod tests {
             encryption: None,
             input_events: 0,
             input_dropped: 5,
+            bytes_sent: 0,
             permission: howl_core::domain::Permission::View,
             permission_set: false,
             lobby_id: None,
@@ -346,6 +349,11 @@ mod tests {
             node_joins: 3,
             node_refused: 1,
             node_lost: 1,
+            webrtc: crate::viewer::browser::WhepSample {
+                pending_offers: 2,
+                max_pending_offers: 32,
+                offers_refused_busy: 6,
+            },
         }
     }
 
@@ -393,6 +401,9 @@ mod tests {
             "howl_tls_handshake_failures_total{listener=\"nvhttps\"} 0",
             "howl_deadline_closes_total{listener=\"nvhttp\"} 0",
             "howl_enet_connects_total 2",
+            "howl_webrtc_pending_offers 2",
+            "howl_webrtc_max_pending_offers 32",
+            "howl_webrtc_offers_refused_total{reason=\"busy\"} 6",
             "howl_session_frames_sent_total{session=\"7\",client=\"0123456789abcdef\",app=\"Test Pattern\"} 120",
             "howl_session_frames_dropped_total{session=\"7\",client=\"0123456789abcdef\",app=\"Test Pattern\"} 3",
             "howl_worker_heartbeat_age_seconds{pid=\"4242\",app=\"Test Pattern\"} 0.25",

@@ -404,6 +404,31 @@ impl Collector for Snapshot {
             n.events_dropped,
         )?;
 
+        let w = &self.webrtc;
+        gauge(
+            enc,
+            "howl_webrtc_pending_offers",
+            "Browser offers answered (or being answered) whose browser has not connected yet",
+            w.pending_offers,
+        )?;
+        gauge(
+            enc,
+            "howl_webrtc_max_pending_offers",
+            "The cap on pending browser offers (webrtc_max_pending_offers)",
+            w.max_pending_offers,
+        )?;
+        family(
+            enc,
+            "howl_webrtc_offers_refused",
+            "WHEP offers refused before anything was allocated, by reason",
+            None,
+            MetricType::Counter,
+            [(
+                [("reason", "busy")],
+                ConstCounter::new(w.offers_refused_busy),
+            )],
+        )?;
+
         let ids: Vec<String> = self.sessions.iter().map(|s| s.id.0.to_string()).collect();
         family(
             enc,

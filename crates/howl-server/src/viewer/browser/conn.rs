@@ -1,8 +1,10 @@
 //! One browser viewer's driver: the task that owns its `Rtc` and follows "mutate, then drain
-//! until timeout" (str0m's run-loop contract) over four inputs: datagrams from the shared
-//! port, the producer's feed, str0m's timer, and the end of the viewer.
+//! until timeout" (str0m's run-loop contract) over five inputs: datagrams from the shared
+//! port, the producer's feed, the desktop's clipboard, str0m's timer, and the end of the
+//! viewer.
 
 use super::BrowserLink;
+use super::input::{PageInput, PageMessage};
 use super::udp::{Datagram, RouteGuard, WebRtcUdp};
 use crate::viewer::ViewerStats;
 use crate::viewer::feed::{Feed, FeedItem};
@@ -11,15 +13,33 @@ use howl_core::domain::Deadline;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use str0m::channel::ChannelId;
 use str0m::media::{MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How often the published silence deadline is refreshed while datagrams arrive: often
 /// enough that it never lags by more than this, rarely enough to cost nothing.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+/// The largest message written to the page's data channel: the size every browser takes
+/// (the SCTP default when the offer names none). A clipboard text whose JSON is longer is
+/// not sent.
+const MAX_CHANNEL_MESSAGE: usize = 64 * 1024;
+/// The label of the page's ordered, reliable channel, which also carries the clipboard.
+const INPUT_CHANNEL: &str = "input";
+
+/// What the driver keeps of the page's side of the data channels.
+#[derive(Debug, Default)]
+pub(super) struct PageSide {
+    /// Decodes the page's messages (and remembers its gamepads).
+    input: PageInput,
+    /// The page's reliable channel, once open: where the desktop's clipboard goes.
+    channel: Option<ChannelId>,
+    /// The current worker's clipboard (followed across worker replacements).
+    clipboard: Option<watch::Receiver<Option<Arc<str>>>>,
+}
 
 pub(super) struct Driver {
     /// The viewer's id, which the worker keys its held keys and buttons by.
@@ -34,6 +54,11 @@ pub(super) struct Driver {
     pub udp: Arc<WebRtcUdp>,
     pub datagrams: mpsc::Receiver<Datagram>,
     pub _route: RouteGuard,
+    /// Its place under the pending-offer cap, given back once it connects (or it ends).
+    pub pending: Option<super::PendingOffer>,
+    /// Whether the clipboard crosses between the page and the desktop (`clipboard`).
+    pub clipboard: bool,
+    pub page: PageSide,
 }
 
 impl std::fmt::Debug for Driver {
@@ -45,6 +70,8 @@ impl std::fmt::Debug for Driver {
 enum Ev {
     Datagram(Datagram),
     Feed(FeedItem),
+    /// The desktop's clipboard changed (or its watch ended: `false`).
+    Clipboard(bool),
     Timeout,
     Ended,
 }
@@ -59,6 +86,7 @@ impl Driver {
     ) -> Option<EndReason> {
         let mut connected = false;
         let mut published = Instant::now();
+        self.page.clipboard = self.feed.worker().map(|w| w.clipboard());
         loop {
             let timeout = match self.drain(&mut connected) {
                 Ok(t) => t,
@@ -70,6 +98,7 @@ impl Driver {
                     None => Ev::Ended,
                 },
                 item = self.feed.next() => Ev::Feed(item),
+                open = clipboard_changed(&mut self.page.clipboard) => Ev::Clipboard(open),
                 () = tokio::time::sleep_until(timeout.into()) => Ev::Timeout,
                 () = cancel.cancelled() => Ev::Ended,
                 () = shutdown.cancelled() => Ev::Ended,
@@ -105,7 +134,12 @@ impl Driver {
                     }
                 }
                 Ev::Feed(FeedItem::Closed) => return None,
-                Ev::Feed(FeedItem::Worker(_)) => {}
+                Ev::Feed(FeedItem::Worker(w)) => {
+                    // A replacement worker has a new desktop, with a clipboard of its own.
+                    self.page.clipboard = w.map(|w| w.clipboard());
+                }
+                Ev::Clipboard(false) => self.page.clipboard = None,
+                Ev::Clipboard(true) => self.send_clipboard(),
                 Ev::Feed(FeedItem::Video(frame)) => {
                     if !connected {
                         continue;
@@ -161,9 +195,10 @@ impl Driver {
     /// One message from the page's input channels: decoded, then injected if the viewer may
     /// control the desktop (read on every message, so a permission change applies at once),
     /// else dropped and counted. A message that does not decode is counted and dropped.
-    fn input(&self, data: &[u8]) {
-        let events = match super::input::decode(data) {
-            Ok(e) => e,
+    fn input(&mut self, data: &[u8]) {
+        let events = match self.page.input.decode(data) {
+            Ok(PageMessage::Input(e)) => e,
+            Ok(PageMessage::Clipboard(text)) => return self.paste(text),
             Err(e) => {
                 self.stats.control_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, "browser input dropped");
@@ -179,6 +214,50 @@ impl Driver {
             if let Some(w) = self.feed.worker() {
                 w.input(self.session, ev);
             }
+        }
+    }
+
+    /// The page pasted text: the desktop's clipboard becomes it, if the viewer may control
+    /// the desktop and the clipboard is on; else it is dropped and counted like input.
+    fn paste(&self, text: String) {
+        self.stats.input_events.fetch_add(1, Ordering::Relaxed);
+        if !self.clipboard || !self.stats.input_allowed.load(Ordering::Relaxed) {
+            self.stats.input_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(clipboard = self.clipboard, "browser paste dropped");
+            return;
+        }
+        if let Some(w) = self.feed.worker() {
+            w.set_clipboard(text);
+        }
+    }
+
+    /// Sends the desktop's current clipboard to the page, if the viewer may control the
+    /// desktop, the clipboard is on and the page's channel is open.
+    fn send_clipboard(&mut self) {
+        let Some(text) = self
+            .page
+            .clipboard
+            .as_mut()
+            .and_then(|rx| rx.borrow_and_update().clone())
+        else {
+            return;
+        };
+        if !self.clipboard || !self.stats.input_allowed.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(id) = self.page.channel else {
+            // Sent when the channel opens.
+            return;
+        };
+        let msg = super::input::clipboard_message(&text);
+        if msg.len() > MAX_CHANNEL_MESSAGE {
+            tracing::info!(bytes = msg.len(), "desktop clipboard too long for the page");
+            return;
+        }
+        match self.rtc.channel(id).map(|mut c| c.write(false, &msg)) {
+            Some(Ok(true)) => tracing::debug!(bytes = text.len(), "desktop clipboard sent"),
+            // A full SCTP buffer or a closed channel: this copy is lost, the next is sent.
+            other => tracing::debug!(?other, "desktop clipboard not sent"),
         }
     }
 
@@ -206,6 +285,7 @@ impl Driver {
                 }
                 Output::Event(Event::Connected) => {
                     *connected = true;
+                    self.pending = None;
                     let now = Instant::now();
                     self.link.publish(Some(Deadline {
                         at: now + self.silence,
@@ -220,6 +300,16 @@ impl Driver {
                 )) => {
                     return Err(EndReason::BrowserGone);
                 }
+                Output::Event(Event::ChannelOpen(id, label)) if label == INPUT_CHANNEL => {
+                    self.page.channel = Some(id);
+                    // The page starts with what the desktop holds now.
+                    if let Some(rx) = self.page.clipboard.as_mut() {
+                        rx.mark_changed();
+                    }
+                }
+                Output::Event(Event::ChannelClose(id)) if self.page.channel == Some(id) => {
+                    self.page.channel = None;
+                }
                 Output::Event(Event::ChannelData(d)) => self.input(&d.data),
                 Output::Event(Event::KeyframeRequest(_)) => {
                     // PLI or FIR: the browser cannot decode until the next keyframe.
@@ -228,5 +318,14 @@ impl Driver {
                 Output::Event(_) => {}
             }
         }
+    }
+}
+
+/// Waits for the desktop's clipboard to change: `true`, or `false` when its worker is gone.
+/// Pending forever without a worker. Cancel-safe (`watch::Receiver::changed` is).
+async fn clipboard_changed(rx: &mut Option<watch::Receiver<Option<Arc<str>>>>) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }

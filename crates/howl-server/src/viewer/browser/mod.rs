@@ -18,6 +18,19 @@
 //!
 //! All browsers share one UDP port (ICE-lite, host candidate): [`udp`] demultiplexes by the
 //! ufrag in ICE checks and then by source address ([`demux`]).
+//!
+//! Offers are admitted against a cap ([`WhepSettings::max_pending_offers`]): from its POST
+//! until its ICE + DTLS association connects (or it ends), an offer holds a [`PendingOffer`];
+//! past the cap the POST is refused at once ([`WhepError::Busy`]) before anything is built,
+//! so a flood of offers that never connect cannot pile up `Rtc`s for their 15 s each.
+//!
+//! AV1: a lobby whose producer encodes AV1 is sent AV1 (str0m packetizes the OBUs, RFC-style
+//! aggregation headers) to a browser whose offer lists AV1; H.264 as above otherwise. A
+//! browser behind a NAT reaches the ICE-lite host candidate through the STUN/TURN servers the
+//! operator configures ([`IceServer`], `webrtc_ice_servers`): the page gets them from the API
+//! before it builds its `RTCPeerConnection`, other WHEP players from the answer's `Link`
+//! headers. The server needs no candidates from the browser: it learns the browser's address
+//! (reflexive or relayed) from the connectivity checks the browser sends.
 
 mod conn;
 pub mod demux;
@@ -37,6 +50,7 @@ use howl_media::protocol::Codec;
 use howl_proto::player::ParameterSets;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::format::Codec as RtcCodec;
@@ -55,6 +69,108 @@ pub const DATAGRAM_QUEUE_CAPACITY: usize = 256;
 /// negotiate): a worker's start-up deadline plus a few frames.
 pub const FIRST_KEYFRAME_DEADLINE: Duration =
     Duration::from_secs(worker::START_DEADLINE.as_secs() + 5);
+
+/// Default of `webrtc_max_pending_offers`: offers answered (or being answered) whose browser
+/// has not connected yet. Each holds an `Rtc` (DTLS keys, ICE agent) and a feed for up to
+/// [`CONNECT_DEADLINE`]; real pages connect within a second, so this many at once means a
+/// flood, not an audience.
+pub const DEFAULT_MAX_PENDING_OFFERS: usize = 32;
+/// What a refused (busy) POST tells the browser to wait before it tries again
+/// (`Retry-After`): about the time a real page takes to connect and free its place.
+pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// A STUN or TURN server that browsers use to reach the host candidate from behind a NAT
+/// (`webrtc_ice_servers`; the shape of WebRTC's `RTCIceServer`). The credential is given to
+/// the pages and WHEP players of token holders, never written to a log (`Debug` hides it).
+#[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    /// `stun:`, `stuns:`, `turn:` or `turns:` URLs of one server.
+    pub urls: Vec<String>,
+    /// The TURN user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The TURN password (long-term credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field("credential", &self.credential.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+impl IceServer {
+    /// Checks what a browser would refuse (`RTCPeerConnection` throws on a bad server, and the
+    /// page could not connect at all): a known scheme, and TURN with its user and password.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.urls.is_empty() {
+            return Err("an ICE server needs at least one URL".into());
+        }
+        for url in &self.urls {
+            let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+            let rest = url.split_once(':').map_or("", |(_, r)| r);
+            match scheme.as_deref() {
+                Some("stun" | "stuns") if !rest.is_empty() => {}
+                Some("turn" | "turns") if !rest.is_empty() => {
+                    if self.username.is_none() || self.credential.is_none() {
+                        return Err(format!(
+                            "ICE server {url}: a TURN server needs username and credential"
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "ICE server {url:?}: expected a stun:, stuns:, turn: or turns: URL"
+                    ));
+                }
+            }
+            if url
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '>')
+            {
+                return Err(format!(
+                    "ICE server {url:?}: the URL has spaces or controls"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counters of the WHEP service, read by `/api/v1/status` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct WhepCounters {
+    /// Offers between their POST and a connected association (or their end).
+    pending: AtomicUsize,
+    /// POSTs refused at once because [`WhepSettings::max_pending_offers`] offers were pending.
+    refused_busy: AtomicU64,
+}
+
+/// What [`WhepCounters`] read now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WhepSample {
+    pub pending_offers: u64,
+    pub max_pending_offers: u64,
+    pub offers_refused_busy: u64,
+}
+
+/// One offer's place under the cap, from its POST until its browser connects or it ends.
+#[derive(Debug)]
+pub struct PendingOffer {
+    counters: Arc<WhepCounters>,
+}
+
+impl Drop for PendingOffer {
+    fn drop(&mut self) {
+        self.counters.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// The deadline a browser's driver publishes for the engine to enforce.
 pub type BrowserLink = crate::viewer::PublishedDeadline;
@@ -108,6 +224,10 @@ pub enum WhepError {
     /// The lobby cannot serve browsers now (no keyframe, not started, shutting down).
     #[error("{0}")]
     Unavailable(String),
+    /// Too many offers wait for their browsers to connect; try again after
+    /// [`BUSY_RETRY_AFTER`].
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// What the WHEP service asks of the streaming engine (a trait, so that viewer drivers do
@@ -127,10 +247,31 @@ pub trait BrowserEngine: Send + Sync + std::fmt::Debug {
 }
 
 /// Settings of browser viewers, from the configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WhepSettings {
     /// How long a connected browser may send nothing before it ends (`webrtc_silence_secs`).
     pub silence: Duration,
+    /// The most offers pending at once (`webrtc_max_pending_offers`).
+    pub max_pending_offers: usize,
+    /// STUN/TURN servers for browsers behind a NAT (`webrtc_ice_servers`).
+    pub ice_servers: Vec<IceServer>,
+    /// Origins whose pages may call the WHEP endpoints (`webrtc_cors_origins`); empty: only
+    /// pages of the API's own origin.
+    pub cors_origins: Vec<String>,
+    /// Whether text crosses between the page's clipboard and the desktop's (`clipboard`).
+    pub clipboard: bool,
+}
+
+impl Default for WhepSettings {
+    fn default() -> Self {
+        Self {
+            silence: Duration::from_secs(10),
+            max_pending_offers: DEFAULT_MAX_PENDING_OFFERS,
+            ice_servers: Vec::new(),
+            cors_origins: Vec::new(),
+            clipboard: true,
+        }
+    }
 }
 
 /// The WHEP service: offers in, answers and driver tasks out.
@@ -139,7 +280,27 @@ pub struct Whep {
     engine: Arc<dyn BrowserEngine>,
     udp: Arc<WebRtcUdp>,
     settings: WhepSettings,
+    counters: Arc<WhepCounters>,
     shutdown: CancellationToken,
+}
+
+/// What kind of browser viewer an offer makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ViewerKind {
+    /// A page that watches (and may drive) the lobby: video, audio, input.
+    #[default]
+    Watch,
+    /// A thumbnail in the operator UI: video only (no audio sent; an offer with data channels,
+    /// the only way input arrives, is refused), labelled `preview:` so lists can tell it apart.
+    Preview,
+}
+
+/// An offer that parsed and holds a place under the pending cap.
+#[derive(Debug)]
+pub struct AdmittedOffer {
+    parsed: SdpOffer,
+    text: String,
+    pending: PendingOffer,
 }
 
 /// An accepted offer: the session, and the answer to send back.
@@ -160,7 +321,43 @@ impl Whep {
             engine,
             udp,
             settings,
+            counters: Arc::default(),
             shutdown,
+        }
+    }
+
+    pub fn settings(&self) -> &WhepSettings {
+        &self.settings
+    }
+
+    pub fn sample(&self) -> WhepSample {
+        WhepSample {
+            pending_offers: self.counters.pending.load(Ordering::Acquire) as u64,
+            max_pending_offers: self.settings.max_pending_offers as u64,
+            offers_refused_busy: self.counters.refused_busy.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A place under the pending-offer cap, or the refusal (counted) when none is free.
+    pub fn admit(&self) -> Result<PendingOffer, WhepError> {
+        let max = self.settings.max_pending_offers;
+        match self
+            .counters
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            }) {
+            Ok(_) => Ok(PendingOffer {
+                counters: self.counters.clone(),
+            }),
+            Err(n) => {
+                self.counters.refused_busy.fetch_add(1, Ordering::Relaxed);
+                Err(WhepError::Busy(format!(
+                    "{n} browser offers are waiting to connect (webrtc_max_pending_offers = \
+                     {max}); try again in {} s",
+                    BUSY_RETRY_AFTER.as_secs()
+                )))
+            }
         }
     }
 
@@ -170,28 +367,84 @@ impl Whep {
         lobby: u64,
         principal: Principal,
         offer: &str,
+        kind: ViewerKind,
     ) -> Result<Answer, WhepError> {
+        let admitted = self.admit_offer(offer)?;
+        self.answer(lobby, principal, admitted, kind).await
+    }
+
+    /// The checks that need no lobby: the offer parses, and a place under the pending cap is
+    /// free. `/play` makes them before it starts an app, so a malformed or refused offer
+    /// starts nothing.
+    pub fn admit_offer(&self, offer: &str) -> Result<AdmittedOffer, WhepError> {
         let parsed =
             SdpOffer::from_sdp_string(offer).map_err(|e| WhepError::BadOffer(e.to_string()))?;
-        let stream = self.engine.lobby_stream(lobby, principal.clone()).await?;
-        if stream.codec != Codec::H264 {
-            return Err(WhepError::NoCommonCodec(format!(
-                "lobby {lobby} encodes {}; browsers are sent H.264 only",
-                stream.codec.name()
-            )));
+        // What str0m's parser lets through but no viewer can use (checked again, fully, by
+        // the negotiation; here so that `/play` starts nothing for it).
+        if !offer.lines().any(|l| l.starts_with("m=video ")) {
+            return Err(WhepError::BadOffer(
+                "the offer has no video section (m=video): a WHEP viewer receives video".into(),
+            ));
         }
-        let sps = first_sps(stream.worker.clone())
-            .await
-            .ok_or_else(|| WhepError::Unavailable("the lobby sent no keyframe in time".into()))?;
+        let pending = self.admit()?;
+        Ok(AdmittedOffer {
+            parsed,
+            text: offer.to_owned(),
+            pending,
+        })
+    }
+
+    /// Answers an admitted offer for `lobby`: nothing more is allocated unless it is accepted.
+    pub async fn answer(
+        &self,
+        lobby: u64,
+        principal: Principal,
+        admitted: AdmittedOffer,
+        kind: ViewerKind,
+    ) -> Result<Answer, WhepError> {
+        let AdmittedOffer {
+            parsed,
+            text,
+            pending,
+        } = admitted;
+        let offer = text.as_str();
+        // A preview has no input: an offer with data channels is not one.
+        if kind == ViewerKind::Preview && offer.lines().any(|l| l.starts_with("m=application ")) {
+            return Err(WhepError::BadOffer(
+                "a preview receives video only: its offer opens no data channel".into(),
+            ));
+        }
+        let stream = self.engine.lobby_stream(lobby, principal.clone()).await?;
+        let video = match stream.codec {
+            Codec::H264 => {
+                let sps = first_sps(stream.worker.clone()).await.ok_or_else(|| {
+                    WhepError::Unavailable("the lobby sent no keyframe in time".into())
+                })?;
+                VideoFormat::H264 { sps }
+            }
+            Codec::Av1 => VideoFormat::Av1,
+            other => {
+                return Err(WhepError::NoCommonCodec(format!(
+                    "lobby {lobby} encodes {}; browsers are sent H.264 or AV1",
+                    other.name()
+                )));
+            }
+        };
         // The driver's clock, read at its edge: the `Rtc` starts now.
         let now = Instant::now();
-        let negotiated = negotiate(parsed, offer, &sps, self.udp.candidate(), now)?;
+        let mut negotiated = negotiate(parsed, offer, &video, self.udp.candidate(), now)?;
+        if kind == ViewerKind::Preview {
+            negotiated.audio = None;
+        }
         let link = Arc::new(BrowserLink::default());
         link.publish(Some(Deadline {
             at: now + CONNECT_DEADLINE,
             reason: EndReason::NeverConnected,
         }));
-        let label = format!("browser:{}", principal.label());
+        let label = match kind {
+            ViewerKind::Watch => format!("browser:{}", principal.label()),
+            ViewerKind::Preview => format!("preview:{}", principal.label()),
+        };
         let joined = self
             .engine
             .join(BrowserJoin {
@@ -218,6 +471,9 @@ impl Whep {
             udp: self.udp.clone(),
             datagrams,
             _route: route,
+            pending: Some(pending),
+            clipboard: self.settings.clipboard,
+            page: conn::PageSide::default(),
         };
         let engine = self.engine.clone();
         let (cancel, shutdown, session) = (joined.cancel, self.shutdown.clone(), joined.session);
@@ -305,6 +561,33 @@ fn offered_h264(offer: &str) -> String {
     }
 }
 
+/// The video codecs an offer lists (their `rtpmap` names, retransmission and FEC formats
+/// left out), for a refusal's reason.
+fn offered_video_codecs(offer: &str) -> String {
+    let mut in_video = false;
+    let mut out: Vec<String> = Vec::new();
+    for line in offer.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video");
+        } else if let (true, Some(map)) = (in_video, line.strip_prefix("a=rtpmap:")) {
+            let name = map
+                .split_once(' ')
+                .and_then(|(_, c)| c.split('/').next())
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            let helper = matches!(name.as_str(), "RTX" | "RED" | "ULPFEC" | "FLEXFEC-03" | "");
+            if !helper && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    if out.is_empty() {
+        "none".into()
+    } else {
+        out.join(", ")
+    }
+}
+
 /// An accepted offer's `Rtc`, with what the driver writes to.
 struct Negotiated {
     rtc: Rtc,
@@ -318,17 +601,32 @@ struct Negotiated {
 const PT_H264: u8 = 102;
 const PT_H264_RTX: u8 = 103;
 
-/// Answers `offer` for a producer whose keyframes carry `sps`: only that H.264 profile with
-/// packetization mode 1, and Opus. Sans-IO: `now` is the `Rtc`'s start.
+/// What the producer encodes, as far as negotiation needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum VideoFormat {
+    /// H.264; its keyframes carry this SPS (its profile is the one to answer).
+    H264 {
+        sps: Vec<u8>,
+    },
+    Av1,
+}
+
+/// Answers `offer` for a producer of `video`: for H.264 only the SPS's profile with
+/// packetization mode 1, for AV1 AV1; and Opus. Sans-IO: `now` is the `Rtc`'s start.
 fn negotiate(
     parsed: SdpOffer,
     offer: &str,
-    sps: &[u8],
+    video: &VideoFormat,
     candidate: SocketAddr,
     now: Instant,
 ) -> Result<Negotiated, WhepError> {
-    let plid = profile_level_id(sps)
-        .ok_or_else(|| WhepError::Unavailable("the producer's SPS is truncated".into()))?;
+    let plid = match video {
+        VideoFormat::H264 { sps } => Some(
+            profile_level_id(sps)
+                .ok_or_else(|| WhepError::Unavailable("the producer's SPS is truncated".into()))?,
+        ),
+        VideoFormat::Av1 => None,
+    };
     let ufrag = random_token(8);
     let mut config = RtcConfig::new()
         .set_ice_lite(true)
@@ -338,9 +636,15 @@ fn negotiate(
         })
         .clear_codecs()
         .enable_opus(true, false);
-    config
-        .codec_config()
-        .add_h264(PT_H264.into(), Some(PT_H264_RTX.into()), true, plid);
+    match plid {
+        Some(plid) => {
+            config
+                .codec_config()
+                .add_h264(PT_H264.into(), Some(PT_H264_RTX.into()), true, plid);
+        }
+        // str0m's AV1 format: profile 0 (main), which every AV1 encoder howl drives writes.
+        None => config.codec_config().enable_av1(true),
+    }
     // The playout-delay extension (sent as 0 with every frame): browsers present each frame
     // as soon as it is decoded instead of buffering for smoothness.
     config.extension_map().set(12, Extension::PlayoutDelay);
@@ -369,14 +673,24 @@ fn negotiate(
                 Some((*mid, pt))
             })
     };
-    let video = pt_of(&mut rtc, MediaKind::Video, RtcCodec::H264).ok_or_else(|| {
-        WhepError::NoCommonCodec(format!(
-            "the offer lists no video format this lobby encodes: H.264 with profile-level-id \
-             {plid:06x} (or the same profile at another level) and packetization-mode 1; \
-             offered H.264: {}",
-            offered_h264(offer)
-        ))
-    })?;
+    let video = match plid {
+        Some(plid) => pt_of(&mut rtc, MediaKind::Video, RtcCodec::H264).ok_or_else(|| {
+            WhepError::NoCommonCodec(format!(
+                "the offer lists no video format this lobby encodes: H.264 with \
+                 profile-level-id {plid:06x} (or the same profile at another level) and \
+                 packetization-mode 1; offered H.264: {}",
+                offered_h264(offer)
+            ))
+        })?,
+        None => pt_of(&mut rtc, MediaKind::Video, RtcCodec::Av1).ok_or_else(|| {
+            WhepError::NoCommonCodec(format!(
+                "the offer lists no video format this lobby encodes: AV1 (this lobby's \
+                 producer encodes AV1, and browsers are sent what it encodes); offered video \
+                 codecs: {}",
+                offered_video_codecs(offer)
+            ))
+        })?,
+    };
     let audio = pt_of(&mut rtc, MediaKind::Audio, RtcCodec::Opus);
     Ok(Negotiated {
         rtc,
@@ -419,3 +733,5 @@ fn random_token(len: usize) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_input;
