@@ -87,8 +87,9 @@ pub struct NodeArgs {
     /// certificate, and a token that was spent is then ignored).
     #[arg(long, env = "HOWL_NODE_TOKEN_FILE", value_name = "PATH")]
     pub token_file: Option<PathBuf>,
-    /// Where the node keeps its key, certificate, pinned control plane and workers' sockets.
-    /// [default: $XDG_STATE_HOME/howl, else ~/.local/state/howl]
+    /// Where the node keeps its key, certificate, pinned control plane and workers' sockets
+    /// (not a server's state directory). [default: $XDG_STATE_HOME/howl-node, else
+    /// ~/.local/state/howl-node]
     #[arg(long, env = "HOWL_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// The node's name (1 to 63 of A-Za-z0-9._-). [default: the host name]

@@ -245,7 +245,8 @@ pub async fn run(args: AgentConfig) -> Result<(), String> {
     let state_dir = args
         .state_dir
         .clone()
-        .unwrap_or_else(crate::statedir::default_state_dir);
+        // Beside a server's default, never in it (the node reaps its run directory).
+        .unwrap_or_else(|| crate::statedir::default_state_dir().with_file_name("howl-node"));
     crate::statedir::StateDir::open(&state_dir).map_err(|e| e.to_string())?;
     // The node reaps `<state dir>/run` at start: a server's state directory there would lose
     // its running workers.

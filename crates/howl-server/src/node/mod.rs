@@ -98,7 +98,7 @@ struct Pending {
 
 /// Why a remote worker could not be started.
 fn start_error(msg: String) -> crate::worker::WorkerError {
-    crate::worker::WorkerError::ExitedEarly(msg)
+    crate::worker::WorkerError::Node(msg)
 }
 
 /// Removes a worker that never connected from the registry's maps.

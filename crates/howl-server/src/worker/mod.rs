@@ -69,6 +69,9 @@ pub enum WorkerError {
     Protocol(String),
     #[error("worker refused the stream: {0}")]
     Refused(String),
+    /// The media node that was to run it cannot (not connected, behind, gone).
+    #[error("media node: {0}")]
+    Node(String),
 }
 
 /// How the worker ended.
