@@ -20,6 +20,9 @@ use std::path::PathBuf;
 /// --api, token from <state-dir>/api-token): `howl status`, `howl sessions`, `howl lobbies`,
 /// `howl clients`, `howl nodes`. Each takes --json for scripts.
 ///
+/// `howl node` runs a media node on another machine: it dials the server's node endpoint
+/// (`node_bind`) and runs the media workers placed on it (docs/nodes.md).
+///
 /// The same API serves a web UI at http://127.0.0.1:47990/ (sign in with the token), live
 /// events at /api/v1/events, Prometheus metrics at /metrics and its OpenAPI document at
 /// /api/v1/openapi.json; on <state-dir>/api.sock it answers without a token.
