@@ -29,6 +29,17 @@ ensure_apt_packages() {
   fi
 }
 
+# `kubectl kustomize` renders deploy/kubernetes/ in the tests. Any kubectl will do (this
+# machine image may carry a newer one than Debian's, and the two packages cannot both be
+# installed); without one, Debian's kubernetes-client.
+ensure_kubectl() {
+  if ! command -v kubectl >/dev/null; then
+    log "installing Debian's kubernetes-client (kubectl)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client
+  fi
+}
+
 ensure_rust() {
   if ! command -v cargo >/dev/null; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -50,7 +61,7 @@ ensure_cargo_deb() {
 # a few of its private names) and pytest.
 VENV="${HOWL_VENV:-$HOWL_ROOT/.venv}"
 ensure_venv() {
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import moonlight_python, pytest, prometheus_client, openapi_spec_validator, selenium' 2>/dev/null; then
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import moonlight_python, pytest, prometheus_client, openapi_spec_validator, selenium, kubernetes_validate' 2>/dev/null; then
     log "creating Python venv for interop tests in $VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HOWL_ROOT/tests/interop/requirements.txt"

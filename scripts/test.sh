@@ -5,6 +5,7 @@ source "$(dirname "$0")/common.sh"
 cd "$HOWL_ROOT"
 
 ensure_apt_packages
+ensure_kubectl
 ensure_rust
 ensure_cargo_deb
 ensure_venv
