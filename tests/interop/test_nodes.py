@@ -37,7 +37,8 @@ import pytest
 
 import conftest
 from conftest import (fds_of, finish_client, howl_bin, needs_xvfb, rss_kb, run_client,
-                      start_streaming, stop_client, threads_of, wait_for, workers_of)
+                      start_streaming, stop_client, threads_of, wait_for, wait_until,
+                      workers_of)
 from test_admission import refused_total
 from test_rtsp_egress import assert_increasing, counters_of, needs_ffmpeg, rtsp_status, url
 
@@ -501,7 +502,15 @@ def test_fifty_producers_on_a_node_leak_nothing(howl_factory, netns, tmp_path):
         base = figures()
         for i in range(3, 53):
             cycle(i)
+        # The last worker's connection between node and control plane closes a moment after
+        # its process is gone: sampled in between, each side shows one fd more (seen in CI).
         after = figures()
+
+        def settled() -> bool:
+            nonlocal after
+            after = figures()
+            return all(f1 <= f0 and t1 <= t0 for (f0, t0, _), (f1, t1, _) in zip(base, after))
+        wait_until(settled, 10)
         for (fds0, thr0, rss0), (fds1, thr1, rss1) in zip(base, after):
             assert fds1 <= fds0 and thr1 <= thr0, (base, after)
             assert rss1 <= rss0 * 1.05, (base, after)
@@ -606,6 +615,8 @@ def test_two_slots_per_node_four_launches_fit_the_fifth_is_refused_and_nothing_l
         wait_for(lambda: fds_of(h.proc.pid) <= base[0] and threads_of(h.proc.pid) <= base[1],
                  20, lambda: f"fds and threads back to {base}: "
                              f"{(fds_of(h.proc.pid), threads_of(h.proc.pid))}")
+        print(f"control plane fds, threads: baseline {base}, after "
+              f"{(fds_of(h.proc.pid), threads_of(h.proc.pid))}")
     finally:
         for p in clients:
             stop_client(p)
@@ -632,13 +643,15 @@ def test_a_lobby_on_a_node_is_watched_by_a_real_client_and_rtsp_players_at_once(
                        "the lobby's worker")
         placed = next(x["node"] for x in h.api("GET", "/api/v1/workers")[1] if x["pid"] == pid)
         assert placed in nodes and placed != first, (placed, first)
-        # The players are in the test's own namespace: the control plane's RTSP egress.
+        # The players are in the test's own namespace: the control plane's RTSP egress. They
+        # play until told to stop, keeping only the counter band (the top 24 rows at 360p).
         for i, transport in enumerate(("tcp", "udp")):
             out = tmp_path / f"p{i}.gray"
             players.append((out, subprocess.Popen(
                 ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-rtsp_transport",
-                 transport, "-i", url(h, "/lobby/Cinema"), "-map", "0:v:0", "-frames:v", "90",
-                 "-fps_mode", "passthrough", "-pix_fmt", "gray", "-f", "rawvideo", str(out)],
+                 transport, "-i", url(h, "/lobby/Cinema"), "-map", "0:v:0", "-t", "120",
+                 "-fps_mode", "passthrough", "-vf", "crop=iw:24:0:0,format=gray",
+                 "-f", "rawvideo", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
         wait_for(lambda: rtsp_status(h)["rtsp"]["players"] == 2, 30,
                  lambda: f"two players\n{h.log()[-3000:]}")
@@ -648,11 +661,16 @@ def test_a_lobby_on_a_node_is_watched_by_a_real_client_and_rtsp_players_at_once(
                          "--fps", 30, "--frames", 60)
         assert res["ok"], res
         assert_increasing(res["counters"], 50)
-        assert rtsp_status(h)["rtsp"]["players"] == 2, "both players watched at the same time"
+        assert rtsp_status(h)["rtsp"]["players"] == 2, "both players watched all along"
         for out, p in players:
-            _, err = p.communicate(timeout=120)
-            assert p.returncode == 0, err[-2000:]
-            assert_increasing(counters_of(out.read_bytes(), w, ht), 70)
+            # SIGINT: ffmpeg finishes its output and exits (255: "received signal 2").
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=60)
+            assert p.returncode in (0, 255), err[-2000:]
+            seen = assert_increasing(counters_of(out.read_bytes(), w, 24), 60)
+            print(f"RTSP player: {len(seen)} frames, counters {seen[0]}..{seen[-1]}")
+        c = res["counters"]
+        print(f"real client in the lobby on {placed}: {len(c)} frames, counters {c[0]}..{c[-1]}")
         assert rtsp_status(h)["rtsp"]["packets_sent"] > sent
         # One worker served them all, on its node; the private stream went on beside it.
         workers = h.api("GET", "/api/v1/workers")[1]
