@@ -27,7 +27,6 @@ import os
 import signal
 import socket
 import ssl
-import shutil
 import subprocess
 import threading
 import time
