@@ -9,15 +9,15 @@ each joined to it by a veth pair (real TCP between them).
 - SIGSTOP: lost by the heartbeat deadline; SIGCONT: it rejoins with no worker left.
 - SIGKILL and restart of the control plane: no orphan worker, the node rejoins in its backoff.
 - Two nodes joined with one reusable token from `howl nodes token`: losing one leaves the
-  other's session streaming; `howl nodes drain` keeps its session and refuses a new one;
-  `howl nodes remove` ends its session with `node_lost`.
+  other's session streaming, and the control plane's NVHTTPS p95 latency around the loss
+  stays within 1.5x of its baseline in the same run; `howl nodes drain` keeps its session
+  and refuses a new one; `howl nodes remove` ends its session with `node_lost`.
 - 50 producer cycles on a node: fds, threads and RSS of both processes back to baseline.
 - Two nodes of two producer slots each: four real clients stream, the fifth launch and an API
-  lobby are refused with the reason (and counted), one ending makes room for the next, and
-  nothing leaks.
+  lobby and an RTSP player are refused with the reason (and counted), one ending makes room
+  for the next, and nothing leaks.
 - A lobby on a node watched by a real client and RTSP players at once; the Desktop test app on
   a node takes the real client's keys.
-- The control plane's HTTPS p95 latency around a node's SIGKILL against its baseline.
 
 Skipped (with the reason) where network namespaces cannot be made."""
 
@@ -217,6 +217,18 @@ class HttpsProbe:
         assert not self.errors, self.errors[:5]
 
 
+def assert_https_p95_unaffected(probe: HttpsProbe, started: float, killed_at: float,
+                                fault_end: float) -> None:
+    base, n_base = probe.p95(started, killed_at)
+    fault, n_fault = probe.p95(killed_at, fault_end)
+    print(f"NVHTTPS serverinfo p95: baseline {base * 1000:.2f} ms ({n_base} requests), "
+          f"around the node's SIGKILL {fault * 1000:.2f} ms ({n_fault} requests)")
+    # Within 1.5x of the baseline, or 20 ms above it: on a 2-core machine shared with the
+    # nodes, their workers and the clients, a baseline of a few ms is within the scheduler's
+    # noise (one preemption is several ms), which says nothing about howl.
+    assert fault <= max(1.5 * base, base + 0.020), (base, fault)
+
+
 def test_a_remote_node_streams_and_its_loss_ends_its_session_with_node_lost(
         howl_factory, netns, tmp_path):
     ns, cp_ip = netns
@@ -285,31 +297,13 @@ def test_a_remote_node_streams_and_its_loss_ends_its_session_with_node_lost(
         status, workers = h.api("GET", "/api/v1/workers")
         assert status == 200 and [w["node"] for w in workers] == ["node-b"], workers
         assert len(workers_of(node_state)) == 1
-        # The control plane's HTTPS latency: a baseline window while the node streams, then the
-        # window from the node's death until its session has ended and it is forgotten.
-        probe = HttpsProbe(h, tmp_path / "c")
-        try:
-            started = time.monotonic()
-            wait_for(lambda: probe.count(started) >= 100, 30, "100 baseline HTTPS requests")
-            node.proc.kill()
-            killed_at = time.monotonic()
-            res = finish_client(p, h)
-            assert res.get("terminated_after") is not None, res
-            ended_within = time.monotonic() - killed_at
-            assert ended_within < 6, ended_within
-            wait_for(lambda: "node-b" not in nodes_of(h) and probe.count(killed_at) >= 100, 30,
-                     "node-b to be forgotten and 100 HTTPS requests after its death")
-            fault_end = time.monotonic()
-        finally:
-            probe.stop()
-        base, n_base = probe.p95(started, killed_at)
-        fault, n_fault = probe.p95(killed_at, fault_end)
-        print(f"NVHTTPS serverinfo p95: baseline {base * 1000:.2f} ms ({n_base} requests), "
-              f"around node-b's SIGKILL {fault * 1000:.2f} ms ({n_fault} requests)")
-        # Within 1.5x of the baseline, or 20 ms above it: on a 2-core machine shared with the
-        # node, its workers and the client, a sub-millisecond-scale baseline is within the
-        # scheduler's noise (one preemption is several ms), which says nothing about howl.
-        assert fault <= max(1.5 * base, base + 0.020), (base, fault)
+        node.proc.kill()
+        killed_at = time.monotonic()
+        assert https_answers(h)
+        res = finish_client(p, h)
+        assert res.get("terminated_after") is not None, res
+        ended_within = time.monotonic() - killed_at
+        assert ended_within < 6, ended_within
         engine = h.api("GET", "/api/v1/status")[1]["engine"]
         assert engine["sessions_ended"].get("node_lost") == 1, engine["sessions_ended"]
         assert "node-b" not in nodes_of(h)
@@ -435,10 +429,23 @@ def test_losing_one_node_leaves_the_other_nodes_sessions_streaming(
         assert sorted(w["node"] for w in workers) == ["node-b", "node-c"], workers  # spread
 
         c_streams = [w for w in workers if w["node"] == "node-c"]
-        b.proc.kill()
-        # node-b's client is told; node-c's goes on.
-        wait_for(lambda: (p1.poll() is None) != (p2.poll() is None), 10,
-                 lambda: f"exactly one client to end\nhowl:\n{h.log()[-3000:]}")
+        # The control plane's HTTPS latency in the same run: a baseline window while both
+        # nodes stream, then the window from node-b's death until it is forgotten.
+        probe = HttpsProbe(h, tmp_path / "c1")
+        try:
+            started = time.monotonic()
+            wait_for(lambda: probe.count(started) >= 100, 30, "100 baseline HTTPS requests")
+            b.proc.kill()
+            killed_at = time.monotonic()
+            # node-b's client is told; node-c's goes on.
+            wait_for(lambda: (p1.poll() is None) != (p2.poll() is None), 10,
+                     lambda: f"exactly one client to end\nhowl:\n{h.log()[-3000:]}")
+            wait_for(lambda: "node-b" not in nodes_of(h) and probe.count(killed_at) >= 100, 30,
+                     "node-b to be forgotten and 100 HTTPS requests after its death")
+            fault_end = time.monotonic()
+        finally:
+            probe.stop()
+        assert_https_p95_unaffected(probe, started, killed_at, fault_end)
         gone, kept = (p1, p2) if p1.poll() is not None else (p2, p1)
         res = finish_client(gone, h)
         assert res.get("terminated_after") is not None, res
