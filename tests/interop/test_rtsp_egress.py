@@ -103,7 +103,16 @@ def test_gstreamer_rtspsrc_decodes(howl, tmp_path):
          "avdec_h264", "!", "videoconvert", "!", "video/x-raw,format=GRAY8", "!",
          "identity", "eos-after=60", "!", "filesink", f"location={out}"],
         capture_output=True, text=True, timeout=90)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:] + howl.log()[-3000:]
+    # rtspsrc races itself at shutdown (seen about 1 run in 6): the PAUSE it sends for
+    # PLAYING -> PAUSED is cut off by its own connection flush for the CLOSE that follows
+    # (GST_DEBUG=rtspsrc:5: "connection flush busy PAUSE", then the PAUSE's send fails with
+    # "Could not send message"; its TEARDOWN then gets howl's 200). That error, and only that
+    # one, is forgiven; the frames below must be there either way.
+    errors = [line for line in (p.stdout + p.stderr).splitlines() if line.startswith("ERROR")]
+    shutdown_race = p.returncode != 0 and errors and "gst_rtspsrc_pause" in p.stdout + p.stderr \
+        and all("Could not write to resource" in line for line in errors)
+    assert p.returncode == 0 or shutdown_race, \
+        p.stdout[-2000:] + p.stderr[-2000:] + howl.log()[-3000:]
     assert_increasing(counters_of(out.read_bytes(), 1280, 720), 50)
 
 
