@@ -113,7 +113,7 @@ fn load_or_create_identity(dir: &Path) -> Result<howl_io::IdentityPem, String> {
 }
 
 /// GPUs this machine shows: DRM render nodes, else NVIDIA device nodes.
-fn count_gpus() -> u32 {
+pub(crate) fn count_gpus() -> u32 {
     let count = |dir: &str, prefix: &str, digits_only: bool| {
         std::fs::read_dir(dir).map_or(0, |d| {
             d.flatten()

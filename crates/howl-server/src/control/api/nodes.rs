@@ -73,8 +73,8 @@ pub async fn nodes(
             workers: 0,
             encoders: Vec::new(),
             cores: 0,
-            gpus: 0,
-            labels: BTreeMap::new(),
+            gpus: slot.traits.gpus,
+            labels: slot.traits.labels.clone(),
             address: None,
         };
         if name == LOCAL_NODE {
