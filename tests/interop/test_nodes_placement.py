@@ -6,7 +6,8 @@ namespace (veth link, real TCP) joins with `--label gpu=nvidia`.
   the API and an RTSP player's app share are refused at once with the reason naming the
   missing label (503 / 409 / 503), counted, and nothing starts.
 - Once it joins, the same app streams from that node (increasing counter), while an app
-  without requirements is still placed on the idle local node.
+  without requirements is still placed on the idle local node; the node's
+  `--max-encoder-sessions 2` (below its 3 producer slots) refuses a third with that limit.
 
 Skipped (with the reason) where network namespaces cannot be made."""
 
@@ -32,10 +33,12 @@ node_labels = { gpu = "nvidia" }
 
 def start_node(ns: str, control_plane: str, state_dir: Path, token_file: Path, name: str,
                log: Path) -> subprocess.Popen:
-    """`howl node` in the namespace with the label the app requires."""
+    """`howl node` in the namespace with the label the app requires, and a hardware
+    encoder's budget of 2 sessions below its 3 producer slots."""
     args = ["ip", "netns", "exec", ns, howl_bin(), "node", "--control-plane", control_plane,
             "--state-dir", str(state_dir), "--name", name, "--label", "gpu=nvidia",
-            "--max-producers", "2", "--token-file", str(token_file)]
+            "--max-producers", "3", "--max-encoder-sessions", "2",
+            "--token-file", str(token_file)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOWL_")}
     env["HOWL_LOG"] = "info"
     with open(log, "ab") as f:
@@ -93,7 +96,9 @@ def test_an_app_requiring_a_label_is_refused_until_a_node_has_it_then_placed_the
     try:
         wait_for(lambda: "node-gpu" in nodes_of(h), 30,
                  lambda: f"node-gpu to join\nnode log:\n{log.read_text()[-3000:]}")
-        assert nodes_of(h)["node-gpu"]["labels"] == {"gpu": "nvidia"}
+        gpu = nodes_of(h)["node-gpu"]
+        assert gpu["labels"] == {"gpu": "nvidia"}, gpu
+        assert (gpu["max_producers"], gpu["max_encoder_sessions"]) == (3, 2), gpu
         p = start_streaming(h, tmp_path / "a", "--app", "GPU Pattern", "--frames", 30,
                             "--wait-termination", 30)
         status, workers = h.api("GET", "/api/v1/workers")
@@ -107,12 +112,20 @@ def test_an_app_requiring_a_label_is_refused_until_a_node_has_it_then_placed_the
             assert (nodes["local"]["producers"], nodes["node-gpu"]["producers"]) == (1, 1), nodes
         finally:
             stop_client(q)
-        # A second launch of it fills the node's other slot and streams from there.
+        # A second launch of it takes the node's other encoder session and streams from there.
         res = run_client(h, tmp_path / "c", "--app", "GPU Pattern", "--frames", 30)
         assert res["ok"], res
         c = res["counters"]
         assert len(c) == 30 and all(b > a for a, b in zip(c, c[1:])), c
-        assert nodes_of(h)["node-gpu"]["producers"] == 1
+        # Two running there: a third has a producer slot but no encoder session left.
+        q = start_streaming(h, tmp_path / "c", "--app", "GPU Pattern", "--frames", 30,
+                            "--wait-termination", 30)
+        try:
+            res = run_client(h, tmp_path / "d", "--app", "GPU Pattern", "--frames", 10)
+            assert not res["ok"] and "max_encoder_sessions = 2" in res["error"], res
+            assert nodes_of(h)["node-gpu"]["encoder_sessions"] == 2
+        finally:
+            stop_client(q)
     finally:
         if p is not None:
             stop_client(p)

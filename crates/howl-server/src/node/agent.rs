@@ -235,6 +235,8 @@ pub struct AgentConfig {
     pub name: Option<String>,
     pub labels: Vec<String>,
     pub max_producers: Option<u32>,
+    /// Video encoder sessions at once, across codecs (`None`: unlimited).
+    pub max_encoder_sessions: Option<u32>,
 }
 
 /// `howl node`: joins and serves until SIGTERM/SIGINT.
@@ -282,13 +284,19 @@ pub async fn run(args: AgentConfig) -> Result<(), String> {
         Vec::new()
     });
     let max_producers = args.max_producers.unwrap_or(0);
+    // A hardware encoder's session limit holds across its codecs: each codec reports it,
+    // and the node's total is the same budget (placement holds one session per producer).
+    let sessions = args.max_encoder_sessions.unwrap_or(0);
     let capacity = Capacity {
         max_producers,
-        max_encoder_sessions: 0,
+        max_encoder_sessions: sessions,
         cores: std::thread::available_parallelism()
             .map_or(0, |n| u32::try_from(n.get()).unwrap_or(0)),
         gpus: count_gpus(),
-        encoders: codecs.iter().map(|c| (c.name().to_owned(), 0)).collect(),
+        encoders: codecs
+            .iter()
+            .map(|c| (c.name().to_owned(), sessions))
+            .collect(),
     };
     let ctx = Arc::new(Ctx {
         control_plane: args.control_plane.clone(),
