@@ -8,6 +8,7 @@ namespace (veth link, real TCP) joins with `--label gpu=nvidia`.
 - Once it joins, the same app streams from that node (increasing counter), while an app
   without requirements is still placed on the idle local node; the node's
   `--max-encoder-sessions 2` (below its 3 producer slots) refuses a third with that limit.
+- Stopped, it is listed as `disconnected` (`?disconnected=true`, `howl nodes`) until removed.
 
 Skipped (with the reason) where network namespaces cannot be made."""
 
@@ -126,6 +127,29 @@ def test_an_app_requiring_a_label_is_refused_until_a_node_has_it_then_placed_the
             assert nodes_of(h)["node-gpu"]["encoder_sessions"] == 2
         finally:
             stop_client(q)
+
+        # Stopped, the node is no longer placed on, but it joined once (its certificate is
+        # pinned): `?disconnected=true` and `howl nodes` still list it, as disconnected.
+        stop_client(p)
+        p = None
+        node.terminate()
+        node.wait(timeout=15)
+        wait_for(lambda: "node-gpu" not in nodes_of(h), 10, "node-gpu to be lost")
+        status, listed = h.api("GET", "/api/v1/nodes?disconnected=true")
+        assert status == 200, listed
+        assert [(n["name"], n["state"]) for n in listed] == [
+            ("local", "ready"), ("node-gpu", "disconnected")], listed
+        out = subprocess.run([howl_bin(), "nodes", "--state-dir", str(h.state_dir),
+                              "--api", f"127.0.0.1:{h.api_port}"],
+                             capture_output=True, text=True, timeout=30,
+                             env={k: v for k, v in os.environ.items()
+                                  if k not in ("HOWL_STATE_DIR", "HOWL_API_BIND")})
+        assert out.returncode == 0, out
+        row = next(r for r in out.stdout.splitlines() if r.startswith("node-gpu")).split()
+        assert row[1] == "disconnected", out.stdout
+        # Removed, it is gone from every listing.
+        assert h.api("DELETE", "/api/v1/nodes/node-gpu")[0] == 204
+        assert [n["name"] for n in h.api("GET", "/api/v1/nodes?disconnected=true")[1]] == ["local"]
     finally:
         if p is not None:
             stop_client(p)

@@ -732,7 +732,7 @@
     pending: "/api/v1/pairing/pending",
     clients: "/api/v1/clients",
     workers: "/api/v1/workers",
-    nodes: "/api/v1/nodes",
+    nodes: "/api/v1/nodes?disconnected=true",
   };
 
   function renderStatus(st) {

@@ -428,6 +428,15 @@ impl Nodes {
         p.reply.send((stream, rest, pid)).is_ok()
     }
 
+    /// The names of the nodes whose certificates are pinned (joined once; connected or not).
+    pub fn pinned(&self) -> Vec<String> {
+        self.lock_book()
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
     /// The connected nodes.
     pub fn list(&self) -> Vec<RemoteNodeInfo> {
         self.lock_connected()
