@@ -4,7 +4,8 @@ namespace (veth link, real TCP) joins with `--label gpu=nvidia`.
 
 - Before the node joins, nothing offers the label: the real client's launch, a lobby through
   the API and an RTSP player's app share are refused at once with the reason naming the
-  missing label (503 / 409 / 503), counted, and nothing starts.
+  missing label (503 / 409 / 503), counted, and nothing starts; so is a lobby of an
+  API-created app with its own `node_labels`.
 - Once it joins, the same app streams from that node (increasing counter), while an app
   without requirements is still placed on the idle local node; the node's
   `--max-encoder-sessions 2` (below its 3 producer slots) refuses a third with that limit.
@@ -80,11 +81,17 @@ def test_an_app_requiring_a_label_is_refused_until_a_node_has_it_then_placed_the
         assert status == 503, status
     finally:
         rtsp.close()
-    for path in ("launch", "lobby", "player"):
-        assert refused(h, path) == 1, path
+    # An API-created app carries its requirements the same way.
+    status, api_app = h.api("POST", "/api/v1/apps", {"title": "Zoned", "kind": "test-pattern",
+                                                     "node_labels": {"zone": "x"}})
+    assert status == 201 and api_app["requires"] == {"node_labels": {"zone": "x"}}, api_app
+    status, body = h.api("POST", "/api/v1/lobbies", {"name": "Zoned", "app": "Zoned"})
+    assert status == 409 and "missing label zone=x" in body["error"], (status, body)
+    for path, n in (("launch", 1), ("lobby", 2), ("player", 1)):
+        assert refused(h, path) == n, path
     assert h.api("GET", "/api/v1/workers")[1] == []
     assert sum(1 for line in h.log().splitlines()
-               if "admission refused" in line and "gpu=nvidia" in line) == 3
+               if "admission refused" in line and "gpu=nvidia" in line) == 3, h.log()[-3000:]
 
     # A node with the label joins: the app streams from it; a plain app stays local.
     status, tok = h.api("POST", "/api/v1/nodes/tokens", {"ttl_secs": 600})

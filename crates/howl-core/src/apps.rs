@@ -144,12 +144,6 @@ pub struct AppConfig {
     pub kind: AppKind,
 }
 
-/// An API-created app's requirements (none: the API does not set them yet).
-static NO_REQUIREMENTS: NodeRequirements = NodeRequirements {
-    node_labels: BTreeMap::new(),
-    requires_gpu: false,
-};
-
 /// What a media node must offer to run an app's producer (docs/nodes.md, "Placement"):
 /// every one of `node_labels` with that value, and a GPU when `requires_gpu`. Empty (the
 /// default): any node.
@@ -209,6 +203,10 @@ pub enum AppSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredApp {
     pub title: String,
+    /// As in [`AppConfig`] (before `kind` for the same reason); absent when empty, so the
+    /// state file of an app without requirements is unchanged.
+    #[serde(flatten)]
+    pub requires: NodeRequirements,
     #[serde(flatten)]
     pub kind: AppKind,
     /// The tenant that created it; `None` for the admin.
@@ -338,7 +336,7 @@ impl AppCatalog {
             .chain(
                 stored
                     .iter()
-                    .map(|s| (&s.title, &s.kind, AppSource::Api, s.owner, &NO_REQUIREMENTS)),
+                    .map(|s| (&s.title, &s.kind, AppSource::Api, s.owner, &s.requires)),
             );
         for (title, kind, source, owner, requires) in entries {
             let title = title.trim();
@@ -490,6 +488,7 @@ mod tests {
         assert!(matches!(&d.kind, AppKind::Process { command, .. } if command == "startxfce4"));
 
         let stored = |owner| StoredApp {
+            requires: Default::default(),
             title: DESKTOP_TITLE.into(),
             kind: own.kind.clone(),
             owner,
@@ -578,6 +577,26 @@ mod tests {
         assert!(plain.requires.is_empty());
         let typo = r#"{"title":"P","kind":"test-pattern","requires_gpus":true}"#;
         assert!(serde_json::from_str::<AppConfig>(typo).is_err());
+        // An API app keeps them in the state file; one without writes nothing new.
+        let stored = StoredApp {
+            title: "S".into(),
+            requires: c.requires.clone(),
+            kind: AppKind::TestPattern { tone_hz: 440 },
+            owner: None,
+        };
+        let json = serde_json::to_string(&stored).unwrap();
+        assert_eq!(serde_json::from_str::<StoredApp>(&json).unwrap(), stored);
+        let cat = AppCatalog::build(&[], std::slice::from_ref(&stored)).unwrap();
+        assert_eq!(cat.by_title("S").unwrap().requires, c.requires);
+        let bare = StoredApp {
+            requires: NodeRequirements::default(),
+            ..stored
+        };
+        let json = serde_json::to_string(&bare).unwrap();
+        assert!(
+            !json.contains("node_labels") && !json.contains("requires"),
+            "{json}"
+        );
     }
 
     #[test]
