@@ -272,3 +272,45 @@ def test_webui_with_a_tenant_token_shows_only_its_lobbies(howl, browser):
     wait(d, lambda d: "operator" in d.find_element(By.CSS_SELECTOR, '[data-empty="clients"]').text,
          "the clients list saying it is the operator's", howl)
     assert not [m for m in d.find_elements(*by_testid("message")) if "error" in m.get_attribute("class")]
+
+
+def test_webui_nodes_view_shows_the_local_node_filling_and_drains_it(howl_factory, browser):
+    """The Nodes tab lists the built-in local node with its producer slots as a bar: empty
+    at first, one of four once a lobby runs (over the event stream, the periodic refresh
+    held back); Drain (confirmed) makes it draining, live; `local` has no Remove button."""
+    h = howl_factory(env={"HOWL_MAX_PRODUCERS": "4"})
+    d = browser
+    sign_in(d, h)
+    d.find_element(*by_testid("tab-nodes")).click()
+    row = wait(d, lambda d: (rows(d, "node-row") or [None])[0], "the local node's row", h)
+    assert row.get_attribute("data-key") == "local"
+    assert cell(row, "state") == "ready"
+    bar = row.find_element(*by_testid("node-producers"))
+    assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("0", "4")
+    assert cell(row, "producers") == "0 / 4"
+    assert cell(row, "encoder_sessions") == "0 (no limit)"
+    assert "h264" in cell(row, "encoders")
+    assert not row.find_elements(*by_testid("node-remove"))
+
+    status, lobby = h.api("POST", "/api/v1/lobbies", {"name": "Bar", "app": "Test Pattern",
+                                                      "width": 640, "height": 360, "fps": 30})
+    assert status == 201, lobby
+    wait(d, lambda _: bar.get_attribute("value") == "1", "the bar to show one producer", h)
+    assert cell(row, "producers") == "1 / 4"
+    assert row.find_element(*by_testid("node-encoder-sessions")).get_attribute("data-used") == "1"
+    assert d.find_element(*by_testid("conn")).get_attribute("data-state") == "live"
+
+    shot = artifact_dir() / "webui-nodes.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    assert d.save_screenshot(str(shot)), "screenshot failed"
+    print(f"web UI screenshot: {shot}")
+
+    row.find_element(*by_testid("node-drain")).click()
+    d.switch_to.alert.accept()
+    wait(d, lambda _: cell(row, "state") == "draining", "the node to show draining", h)
+    status, nodes = h.api("GET", "/api/v1/nodes")
+    assert [(n["name"], n["state"], n["producers"]) for n in nodes] == [("local", "draining", 1)]
+    assert not row.find_element(*by_testid("node-drain")).is_enabled()
+    errors = [m.text for m in d.find_elements(*by_testid("message"))
+              if m.get_attribute("data-kind") == "error"]
+    assert not errors, errors

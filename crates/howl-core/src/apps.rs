@@ -5,6 +5,8 @@
 //! clients cache lists and box art by ID and compare it with `currentgame` (reference part 1,
 //! 3.4). We derive the ID from the title, so the same title always gets the same ID.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Title of the built-in app that every howl lists.
@@ -35,6 +37,7 @@ pub fn desktop_app(wm: &str, terminal: &str) -> AppConfig {
             env: Default::default(),
             working_dir: None,
         },
+        requires: NodeRequirements::default(),
     }
 }
 
@@ -132,8 +135,59 @@ fn default_tone_hz() -> u32 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppConfig {
     pub title: String,
+    /// What a node must have to run it (`node_labels`, `requires_gpu`; placement). Before
+    /// `kind`: a flattened struct takes its keys, so the kind's `deny_unknown_fields` never
+    /// sees them.
+    #[serde(flatten)]
+    pub requires: NodeRequirements,
     #[serde(flatten)]
     pub kind: AppKind,
+}
+
+/// What a media node must offer to run an app's producer (docs/nodes.md, "Placement"):
+/// every one of `node_labels` with that value, and a GPU when `requires_gpu`. Empty (the
+/// default): any node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NodeRequirements {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requires_gpu: bool,
+}
+
+impl NodeRequirements {
+    /// No requirement: any node runs it.
+    pub fn is_empty(&self) -> bool {
+        self.node_labels.is_empty() && !self.requires_gpu
+    }
+
+    /// The first requirement a node with `labels` and `gpus` GPUs does not meet, in words
+    /// (`label gpu=nvidia`, `a GPU`); `None`: it meets them all.
+    pub fn unmet(&self, labels: &BTreeMap<String, String>, gpus: u32) -> Option<String> {
+        if let Some((k, v)) = self
+            .node_labels
+            .iter()
+            .find(|(k, v)| labels.get(*k) != Some(*v))
+        {
+            return Some(format!("label {k}={v}"));
+        }
+        (self.requires_gpu && gpus == 0).then(|| "a GPU".to_owned())
+    }
+}
+
+impl std::fmt::Display for NodeRequirements {
+    /// `gpu=nvidia, a GPU`: what the app requires, for refusals and logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = self
+            .node_labels
+            .iter()
+            .map(|(k, v)| format!("label {k}={v}"))
+            .collect();
+        if self.requires_gpu {
+            parts.push("a GPU".to_owned());
+        }
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// Where an app was defined; only API-created apps can be changed through the API.
@@ -149,6 +203,10 @@ pub enum AppSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredApp {
     pub title: String,
+    /// As in [`AppConfig`] (before `kind` for the same reason); absent when empty, so the
+    /// state file of an app without requirements is unchanged.
+    #[serde(flatten)]
+    pub requires: NodeRequirements,
     #[serde(flatten)]
     pub kind: AppKind,
     /// The tenant that created it; `None` for the admin.
@@ -167,6 +225,9 @@ pub struct App {
     pub source: AppSource,
     /// The tenant that owns it (API-created by a tenant token); `None`: the operator's.
     pub owner: Option<u64>,
+    /// What a node must offer to run it (configured apps only; empty: any node).
+    #[serde(skip_serializing_if = "NodeRequirements::is_empty")]
+    pub requires: NodeRequirements,
 }
 
 fn serialize_redacted<S: serde::Serializer>(kind: &AppKind, s: S) -> Result<S::Ok, S::Error> {
@@ -254,6 +315,7 @@ impl AppCatalog {
             },
             source: AppSource::Builtin,
             owner: None,
+            requires: NodeRequirements::default(),
         }];
         for b in builtins {
             if apps.iter().any(|a| a.title == b.title) {
@@ -265,17 +327,18 @@ impl AppCatalog {
                 kind: b.kind.clone(),
                 source: AppSource::Builtin,
                 owner: None,
+                requires: b.requires.clone(),
             });
         }
         let entries = configured
             .iter()
-            .map(|c| (&c.title, &c.kind, AppSource::Config, None))
+            .map(|c| (&c.title, &c.kind, AppSource::Config, None, &c.requires))
             .chain(
                 stored
                     .iter()
-                    .map(|s| (&s.title, &s.kind, AppSource::Api, s.owner)),
+                    .map(|s| (&s.title, &s.kind, AppSource::Api, s.owner, &s.requires)),
             );
-        for (title, kind, source, owner) in entries {
+        for (title, kind, source, owner, requires) in entries {
             let title = title.trim();
             if title.is_empty() {
                 return Err(AppError::EmptyTitle);
@@ -308,6 +371,7 @@ impl AppCatalog {
                     && matches!(kind, AppKind::TestPattern { .. })
                 {
                     apps[0].kind = kind.clone();
+                    apps[0].requires = requires.clone();
                     continue;
                 }
                 // The operator's own app replaces a further built-in of that title.
@@ -323,6 +387,7 @@ impl AppCatalog {
                 kind: kind.clone(),
                 source,
                 owner,
+                requires: requires.clone(),
             });
         }
         Ok(Self { apps })
@@ -359,6 +424,7 @@ mod tests {
     fn rejects_duplicates_and_empty() {
         let p = |t: &str| AppConfig {
             title: t.into(),
+            requires: Default::default(),
             kind: AppKind::Process {
                 command: "xterm".into(),
                 args: vec![],
@@ -402,6 +468,7 @@ mod tests {
 
         let own = AppConfig {
             title: DESKTOP_TITLE.into(),
+            requires: Default::default(),
             kind: AppKind::Process {
                 command: "startxfce4".into(),
                 args: vec![],
@@ -421,6 +488,7 @@ mod tests {
         assert!(matches!(&d.kind, AppKind::Process { command, .. } if command == "startxfce4"));
 
         let stored = |owner| StoredApp {
+            requires: Default::default(),
             title: DESKTOP_TITLE.into(),
             kind: own.kind.clone(),
             owner,
@@ -457,6 +525,7 @@ mod tests {
         assert!(AppCatalog::new(std::slice::from_ref(&c)).is_ok());
         let with = |image: &str, mount: &str| AppConfig {
             title: "C".into(),
+            requires: Default::default(),
             kind: AppKind::Docker {
                 image: image.into(),
                 command: vec![],
@@ -480,6 +549,57 @@ mod tests {
     }
 
     #[test]
+    fn node_requirements_parse_beside_any_kind_and_reach_the_app() {
+        let json = r#"{"title":"Game","kind":"process","command":"game",
+            "node_labels":{"gpu":"nvidia"},"requires_gpu":true}"#;
+        let c: AppConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            c.requires.node_labels.get("gpu").map(String::as_str),
+            Some("nvidia")
+        );
+        assert!(c.requires.requires_gpu);
+        let cat = AppCatalog::new(std::slice::from_ref(&c)).unwrap();
+        let app = cat.by_title("Game").unwrap();
+        assert_eq!(app.requires, c.requires);
+        assert_eq!(app.requires.to_string(), "label gpu=nvidia, a GPU");
+        // What a node lacks, in words; a node that has it all meets them.
+        let labels = BTreeMap::from([("gpu".to_owned(), "amd".to_owned())]);
+        assert_eq!(
+            app.requires.unmet(&labels, 1).as_deref(),
+            Some("label gpu=nvidia")
+        );
+        let labels = BTreeMap::from([("gpu".to_owned(), "nvidia".to_owned())]);
+        assert_eq!(app.requires.unmet(&labels, 0).as_deref(), Some("a GPU"));
+        assert_eq!(app.requires.unmet(&labels, 1), None);
+        // None set: any node; a misspelt key is still refused.
+        let plain: AppConfig =
+            serde_json::from_str(r#"{"title":"P","kind":"test-pattern"}"#).unwrap();
+        assert!(plain.requires.is_empty());
+        let typo = r#"{"title":"P","kind":"test-pattern","requires_gpus":true}"#;
+        assert!(serde_json::from_str::<AppConfig>(typo).is_err());
+        // An API app keeps them in the state file; one without writes nothing new.
+        let stored = StoredApp {
+            title: "S".into(),
+            requires: c.requires.clone(),
+            kind: AppKind::TestPattern { tone_hz: 440 },
+            owner: None,
+        };
+        let json = serde_json::to_string(&stored).unwrap();
+        assert_eq!(serde_json::from_str::<StoredApp>(&json).unwrap(), stored);
+        let cat = AppCatalog::build(&[], std::slice::from_ref(&stored)).unwrap();
+        assert_eq!(cat.by_title("S").unwrap().requires, c.requires);
+        let bare = StoredApp {
+            requires: NodeRequirements::default(),
+            ..stored
+        };
+        let json = serde_json::to_string(&bare).unwrap();
+        assert!(
+            !json.contains("node_labels") && !json.contains("requires"),
+            "{json}"
+        );
+    }
+
+    #[test]
     fn source_apps_parse_and_their_uris_are_checked() {
         let json = r#"{"title":"Cam","kind":"source","uri":"rtsp://u:p@10.0.0.2/s"}"#;
         let c: AppConfig = serde_json::from_str(json).unwrap();
@@ -493,6 +613,7 @@ mod tests {
         ] {
             let c = AppConfig {
                 title: "Cam".into(),
+                requires: Default::default(),
                 kind: AppKind::Source { uri: bad.into() },
             };
             assert!(

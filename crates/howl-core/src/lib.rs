@@ -19,7 +19,7 @@ pub mod state;
 pub mod store;
 pub mod tenants;
 
-pub use apps::{App, AppCatalog, AppKind, AppSource, StoredApp};
+pub use apps::{App, AppCatalog, AppKind, AppSource, NodeRequirements, StoredApp};
 pub use clients::{ClientRegistry, PairedClient};
 pub use pairing::{PairingBook, PendingPairing, PinError};
 pub use session::{EndReason, SessionId};

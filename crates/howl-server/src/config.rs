@@ -664,6 +664,28 @@ mod tests {
     }
 
     #[test]
+    fn an_app_may_require_node_labels_and_a_gpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("howl.toml");
+        std::fs::write(
+            &p,
+            "[[apps]]\ntitle = \"Game\"\nkind = \"process\"\ncommand = \"g\"\nnode_labels = { gpu = \"nvidia\" }\nrequires_gpu = true\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&p), [], &[]).unwrap();
+        let r = &c.apps[0].requires;
+        assert_eq!(r.node_labels.get("gpu").map(String::as_str), Some("nvidia"));
+        assert!(r.requires_gpu);
+        std::fs::write(
+            &p,
+            "[[apps]]\ntitle = \"Game\"\nkind = \"process\"\ncommand = \"g\"\nrequire_gpu = true\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&p), [], &[]).unwrap_err().to_string();
+        assert!(e.contains("require_gpu"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_problem() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("howl.toml");

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
                 name: a.name,
                 labels: a.labels,
                 max_producers: a.max_producers,
+                max_encoder_sessions: a.max_encoder_sessions,
             }))
         }
     };

@@ -179,6 +179,10 @@
       row._fetchedAt = now;
       spec.columns.forEach((col, i) => {
         const td = row.children[i];
+        if (col.render) {
+          col.render(td, item);
+          return;
+        }
         const text = col.age ? fmtDuration(col.value(item)) : String(col.value(item) ?? "–");
         if (td.textContent !== text) td.textContent = text;
         if (col.title) td.title = col.title(item) || "";
@@ -659,7 +663,68 @@
         { id: "uptime", num: true, age: "up", value: (w) => w.uptime_secs },
       ],
     },
+    nodes: {
+      rowId: "node",
+      key: (n) => n.name,
+      columns: [
+        { id: "name", value: (n) => n.name },
+        { id: "state", value: (n) => n.state },
+        { id: "producers", render: (td, n) => renderUse(td, n.producers, n.max_producers, "node-producers") },
+        { id: "encoder_sessions",
+          render: (td, n) => renderUse(td, n.encoder_sessions, n.max_encoder_sessions, "node-encoder-sessions") },
+        { id: "workers", num: true, value: (n) => n.workers },
+        { id: "gpus", num: true, value: (n) => n.gpus },
+        { id: "cores", num: true, value: (n) => n.cores || "–" },
+        { id: "encoders", value: (n) => (n.encoders || []).join(", ") || "–" },
+        { id: "labels", value: (n) => Object.entries(n.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "–" },
+        { id: "address", class: "mono", value: (n) => n.address || "–" },
+      ],
+      update: (row, n) => {
+        row.dataset.state = n.state;
+        const d = row.querySelector('[data-testid="node-drain"]');
+        if (d) d.disabled = n.state !== "ready";
+      },
+      actions: (td, n) => {
+        const d = el("button", { type: "button", class: "small", testid: "node-drain", text: "Drain" });
+        d.addEventListener("click", () => act("Drain node", async () => {
+          if (!confirm(`Drain node "${n.name}"? It takes no new stream; running ones go on to their end.`)) return;
+          await api("POST", `/api/v1/nodes/${encodeURIComponent(n.name)}/drain`);
+          showMessage("info", `Node "${n.name}" is draining.`);
+          refresh("nodes");
+        }));
+        td.append(d);
+        // The built-in node cannot be removed (only drained, or switched off in the config).
+        if (n.name === "local") return;
+        const r = el("button", { type: "button", class: "danger small", testid: "node-remove", text: "Remove" });
+        r.addEventListener("click", () => act("Remove node", async () => {
+          if (!confirm(`Remove node "${n.name}"? Its streams end, and it needs a new join token to come back.`)) return;
+          await api("DELETE", `/api/v1/nodes/${encodeURIComponent(n.name)}`);
+          showMessage("info", `Node "${n.name}" removed.`);
+          refresh("nodes", "sessions", "lobbies", "workers", "status");
+        }));
+        td.append(r);
+      },
+    },
   };
+
+  // A use-against-limit bar (a <meter>: no inline style, which the page's CSP forbids) and
+  // its figures; `max` 0 is unlimited, shown as an empty bar and "no limit".
+  function renderUse(td, used, max, testid) {
+    let meter = td.querySelector("meter");
+    let label = td.querySelector(".use-label");
+    if (!meter) {
+      meter = el("meter", { min: "0", testid });
+      label = el("span", { class: "use-label" });
+      td.replaceChildren(meter, label);
+    }
+    const limited = Number(max) > 0;
+    meter.max = limited ? Number(max) : 1;
+    meter.value = limited ? Math.min(Number(used), Number(max)) : 0;
+    meter.high = limited ? Math.max(Number(max) - 0.5, 0) : 2;
+    meter.dataset.used = String(used);
+    meter.dataset.max = String(max);
+    label.textContent = limited ? `${used} / ${max}` : `${used} (no limit)`;
+  }
 
   const PATHS = {
     sessions: "/api/v1/sessions",
@@ -667,6 +732,7 @@
     pending: "/api/v1/pairing/pending",
     clients: "/api/v1/clients",
     workers: "/api/v1/workers",
+    nodes: "/api/v1/nodes?disconnected=true",
   };
 
   function renderStatus(st) {
@@ -732,6 +798,11 @@
         notAvailable("workers", "Worker details are not available on this server.");
         return;
       }
+      if (e.status === 404 && name === "nodes") {
+        missingUntil[name] = performance.now() + MISSING_RETRY_MS;
+        notAvailable("nodes", "Nodes are not available on this server.");
+        return;
+      }
       throw e;
     }
   }
@@ -765,7 +836,7 @@
       });
     }
   }
-  const ALL = ["status", "pending", "sessions", "lobbies", "clients", "workers"];
+  const ALL = ["status", "pending", "sessions", "lobbies", "clients", "workers", "nodes"];
   const refreshAll = () => refresh(...ALL);
 
   // Which lists an event can change. Unknown types refetch everything.
@@ -775,13 +846,16 @@
     pairing_failed: ["pending"],
     client_unpaired: ["clients", "sessions"],
     client_renamed: ["clients", "sessions"],
-    session_started: ["sessions", "lobbies", "workers", "status"],
-    session_ended: ["sessions", "lobbies", "workers", "status"],
+    session_started: ["sessions", "lobbies", "workers", "nodes", "status"],
+    session_ended: ["sessions", "lobbies", "workers", "nodes", "status"],
     permission_changed: ["sessions"],
-    lobby_created: ["lobbies", "workers", "status"],
-    lobby_stopped: ["lobbies", "sessions", "workers", "status"],
-    worker_started: ["workers", "lobbies", "status"],
-    worker_died: ["workers", "lobbies", "sessions", "status"],
+    lobby_created: ["lobbies", "workers", "nodes", "status"],
+    lobby_stopped: ["lobbies", "sessions", "workers", "nodes", "status"],
+    worker_started: ["workers", "lobbies", "nodes", "status"],
+    worker_died: ["workers", "lobbies", "sessions", "nodes", "status"],
+    node_joined: ["nodes"],
+    node_lost: ["nodes", "sessions", "lobbies", "workers", "status"],
+    node_drained: ["nodes"],
   };
 
   function onEvent(type, data) {
@@ -893,14 +967,14 @@
     if (gen !== generation) return;
     // Live: events say when rows come and go, but counters (frames, heartbeats, RSS) move
     // without events, so the lists that carry them are refetched too.
-    if (mode === "live") refresh("status", "sessions", "lobbies", "workers");
+    if (mode === "live") refresh("status", "sessions", "lobbies", "workers", "nodes");
     else refreshAll();
     setTimeout(() => periodic(gen), mode === "live" ? STATUS_PERIOD_MS : POLL_PERIOD_MS);
   }
 
   // ---------------------------------------------------------------- tabs
 
-  const TABS = ["sessions", "lobbies", "pairing", "clients", "workers"];
+  const TABS = ["sessions", "lobbies", "pairing", "clients", "workers", "nodes"];
 
   function showTab(name) {
     if (!TABS.includes(name)) name = "sessions";

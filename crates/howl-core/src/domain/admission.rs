@@ -100,7 +100,7 @@ impl Domain {
             .map(|p| (p, self.refused.get(&p).copied().unwrap_or(0)))
     }
 
-    /// The node one more producer goes to, `replacing` one that stops in the same input (a
+    /// The node one more producer of an app that `requires` these goes to, `replacing` one that stops in the same input (a
     /// client's new private launch replaces its old one, whose slot counts as free). A
     /// refusal (no node has room: [`Refusal::AtCapacity`] with one node, as before nodes
     /// existed) is counted under `path`; nothing else changes.
@@ -108,8 +108,9 @@ impl Domain {
         &mut self,
         path: AdmissionPath,
         replacing: Option<ProducerId>,
+        requires: &crate::apps::NodeRequirements,
     ) -> Result<String, Refusal> {
-        self.place(replacing).inspect_err(|_| {
+        self.place(replacing, requires).inspect_err(|_| {
             *self.refused.entry(path).or_insert(0) += 1;
         })
     }

@@ -36,7 +36,7 @@ impl Domain {
         };
         params.validate()?;
         // After every check of the request itself: a malformed one is told what is wrong.
-        let node = self.admit(AdmissionPath::Lobby, None)?;
+        let node = self.admit(AdmissionPath::Lobby, None, &app.requires)?;
         let idle_timeout = req.idle_timeout.max(MIN_LOBBY_IDLE);
         let policy = if req.stop_when_everyone_leaves {
             StopPolicy::WhenEmpty {

@@ -57,6 +57,7 @@
 //!     kind: AppKind::TestPattern { tone_hz: 440 },
 //!     source: AppSource::Builtin,
 //!     owner: None,
+//!     requires: Default::default(),
 //! };
 //! let t0 = Instant::now(); // the driver's clock; the domain never reads one
 //! let client = "ab".repeat(32);
@@ -107,7 +108,7 @@ mod viewer;
 mod workers;
 
 pub use admission::{Admission, AdmissionPath, Limit};
-pub use nodes::{LOCAL_NODE, NodeSlot, Placement};
+pub use nodes::{LOCAL_NODE, NodeSlot, NodeTraits, Placement};
 pub use permissions::{LobbyPermissions, Permission, permission_of};
 pub use producer::{Lobby, Producer, ProducerKind, StopPolicy, WorkerState, source_of};
 pub use refusal::{Fault, Refusal};
@@ -326,6 +327,7 @@ impl Domain {
     pub fn new(settings: Settings) -> Self {
         let local = NodeSlot {
             limits: settings.admission,
+            traits: NodeTraits::default(),
             draining: false,
             epoch: 0,
         };

@@ -22,7 +22,7 @@ impl Domain {
         streamable(&app)?;
         let old = self.private_of(&req.client);
         // Decided before the old app stops: a refused launch leaves everything as it was.
-        let node = self.admit(AdmissionPath::Launch, old)?;
+        let node = self.admit(AdmissionPath::Launch, old, &app.requires)?;
         if let Some(old) = old {
             self.stop_producer(old, EndReason::ClientQuit);
         }

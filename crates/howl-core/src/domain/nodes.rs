@@ -4,11 +4,13 @@
 //! slot from `/launch`, before its worker starts). The built-in node [`LOCAL_NODE`] (this
 //! machine, limited by [`Settings::admission`](super::Settings)) is there from the start; media
 //! nodes that dial in are inputs ([`Domain::node_joined`], [`Domain::node_lost`]). A node takes
-//! a producer when it is not draining and has a free producer slot and encoder session; among
-//! those the [`Placement`] policy picks one. When none can, the request is refused through the
-//! ordinary admission [`Refusal`], so every path shows the reason.
+//! a producer when it is not draining, offers what the app requires (its
+//! [`NodeRequirements`]: labels, a GPU) and has a free producer slot and encoder session;
+//! among those the [`Placement`] policy picks one. When none can, the request is refused
+//! through the ordinary admission [`Refusal`], so every path shows the reason.
 
 use super::*;
+use crate::apps::NodeRequirements;
 
 /// The name of the built-in node (this machine).
 pub const LOCAL_NODE: &str = "local";
@@ -41,11 +43,22 @@ impl Placement {
     }
 }
 
+/// What a node offers that an app may require: its operator labels and GPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeTraits {
+    /// `howl node --label KEY=VALUE`.
+    pub labels: BTreeMap<String, String>,
+    /// GPUs it found (render nodes, NVIDIA devices).
+    pub gpus: u32,
+}
+
 /// One node as placement sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeSlot {
     /// Its producer slots and encoder sessions (`None`: unlimited).
     pub limits: Admission,
+    /// Its labels and GPUs, matched against an app's requirements.
+    pub traits: NodeTraits,
     /// No new producer goes to it; the running ones run to their end.
     pub draining: bool,
     /// Which connection of the node this is (the driver's counter; 0 for the local node): a
@@ -77,17 +90,32 @@ impl Domain {
 
     // ----- inputs: nodes -----
 
-    /// A node joined (or rejoined, as connection `epoch`) with these limits; it takes
-    /// producers from now on.
-    pub fn node_joined(&mut self, _now: Instant, name: &str, epoch: u64, limits: Admission) {
+    /// A node joined (or rejoined, as connection `epoch`) with these limits and traits; it
+    /// takes producers from now on.
+    pub fn node_joined(
+        &mut self,
+        _now: Instant,
+        name: &str,
+        epoch: u64,
+        limits: Admission,
+        traits: NodeTraits,
+    ) {
         self.nodes.insert(
             name.to_owned(),
             NodeSlot {
                 limits,
+                traits,
                 draining: false,
                 epoch,
             },
         );
+    }
+
+    /// Sets what the built-in local node offers (the driver finds its GPUs at start).
+    pub fn set_local_traits(&mut self, traits: NodeTraits) {
+        if let Some(local) = self.nodes.get_mut(LOCAL_NODE) {
+            local.traits = traits;
+        }
     }
 
     /// A node is gone (disconnected, missed its heartbeat deadline, removed, or the local
@@ -131,17 +159,30 @@ impl Domain {
         }
     }
 
-    /// Picks the node for one more producer, `replacing` one that stops in the same input
-    /// (its slot counts as free). Refusals are the admission refusals.
-    pub(super) fn place(&self, replacing: Option<ProducerId>) -> Result<String, Refusal> {
+    /// Picks the node for one more producer of an app that `requires` these, `replacing`
+    /// one that stops in the same input (its slot counts as free). Refusals are the
+    /// admission refusals: a node that lacks a requirement is not counted as open, so with
+    /// none that has them the refusal names what is missing rather than a limit.
+    pub(super) fn place(
+        &self,
+        replacing: Option<ProducerId>,
+        requires: &NodeRequirements,
+    ) -> Result<String, Refusal> {
         let replaced_on = replacing
             .and_then(|r| self.producers.get(&r))
             .map(|p| p.node.as_str());
         let mut best: Option<(&str, u32)> = None;
         let mut full: Option<Refusal> = None;
         let mut open = 0usize;
+        let mut unmet: Vec<String> = Vec::new();
         for (name, slot) in &self.nodes {
             if slot.draining {
+                continue;
+            }
+            if let Some(missing) = requires.unmet(&slot.traits.labels, slot.traits.gpus) {
+                if !unmet.contains(&missing) {
+                    unmet.push(missing);
+                }
                 continue;
             }
             open += 1;
@@ -170,6 +211,9 @@ impl Domain {
         }
         match best {
             Some((name, _)) => Ok(name.to_owned()),
+            None if open == 0 && !unmet.is_empty() => Err(Refusal::Unsatisfied {
+                unmet: unmet.join(" or "),
+            }),
             None if open == 0 => Err(Refusal::NoNode),
             // One node: its own limit, as before nodes existed. Several: every node is full.
             None if open == 1 => Err(full.unwrap_or(Refusal::NoNode)),

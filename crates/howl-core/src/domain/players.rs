@@ -49,7 +49,7 @@ impl Domain {
                         let params = self.app_share_params(app, video);
                         params.validate()?;
                         check_carries(&kind(params.codec), params.codec)?;
-                        let node = self.admit(AdmissionPath::Player, None)?;
+                        let node = self.admit(AdmissionPath::Player, None, &app.requires)?;
                         self.start_app_share(now, app.clone(), params, node)
                     }
                 };

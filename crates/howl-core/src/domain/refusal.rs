@@ -90,6 +90,10 @@ pub enum Refusal {
     /// Placement: no node takes producers (none connected, or all draining).
     #[error("no media node can take a new stream (none connected, or all draining)")]
     NoNode,
+    /// Placement: the app requires labels or a GPU that no ready node offers (`unmet`: what
+    /// the ready nodes lack, `label gpu=nvidia or a GPU`).
+    #[error("no media node offers what this app requires (missing {unmet})")]
+    Unsatisfied { unmet: String },
 }
 
 impl Refusal {
@@ -98,7 +102,10 @@ impl Refusal {
     pub fn is_capacity(&self) -> bool {
         matches!(
             self,
-            Refusal::AtCapacity { .. } | Refusal::NodesFull { .. } | Refusal::NoNode
+            Refusal::AtCapacity { .. }
+                | Refusal::NodesFull { .. }
+                | Refusal::NoNode
+                | Refusal::Unsatisfied { .. }
         )
     }
 
@@ -125,7 +132,8 @@ impl Refusal {
             | Refusal::ShuttingDown
             | Refusal::AtCapacity { .. }
             | Refusal::NodesFull { .. }
-            | Refusal::NoNode => Fault::Unavailable,
+            | Refusal::NoNode
+            | Refusal::Unsatisfied { .. } => Fault::Unavailable,
         }
     }
 }

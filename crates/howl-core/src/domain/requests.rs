@@ -41,6 +41,8 @@ pub struct LobbyRequest {
 }
 
 /// The stream an RTSP player's URL names.
+// One short-lived value per player request: the size of the `App` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlayerTarget {
     /// `/lobby/<name>`.

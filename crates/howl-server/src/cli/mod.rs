@@ -109,6 +109,10 @@ pub struct NodeArgs {
     /// The most producers this node runs at once. [default: unlimited]
     #[arg(long, env = "HOWL_MAX_PRODUCERS", value_name = "N")]
     pub max_producers: Option<u32>,
+    /// The most video encoder sessions at once on this node, across codecs (a hardware
+    /// encoder's limit: 8 on a consumer NVIDIA GPU; x264 has none). [default: unlimited]
+    #[arg(long, env = "HOWL_MAX_ENCODER_SESSIONS", value_name = "N")]
+    pub max_encoder_sessions: Option<u32>,
 }
 
 #[derive(Debug, Args, Clone)]

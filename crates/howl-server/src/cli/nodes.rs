@@ -53,7 +53,8 @@ pub async fn nodes(args: NodesArgs) -> Result<(), String> {
         None => {}
     }
     let api = Api::open(&args.list.client)?;
-    let list: Vec<NodeView> = api.get("/api/v1/nodes").await?;
+    // Pinned nodes that are not connected too: the operator may want to remove them.
+    let list: Vec<NodeView> = api.get("/api/v1/nodes?disconnected=true").await?;
     if args.list.json {
         return emit_json(&list);
     }

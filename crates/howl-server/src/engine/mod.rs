@@ -298,10 +298,16 @@ impl EngineHandle {
     }
 
     /// A media node joined: placement may use it.
-    async fn node_joined(&self, name: &str, epoch: u64, limits: howl_core::domain::Admission) {
+    async fn node_joined(
+        &self,
+        name: &str,
+        epoch: u64,
+        limits: howl_core::domain::Admission,
+        traits: howl_core::domain::NodeTraits,
+    ) {
         let name = name.to_owned();
         self.tell(move |e, now| {
-            e.domain.node_joined(now, &name, epoch, limits);
+            e.domain.node_joined(now, &name, epoch, limits, traits);
             e.drain(now);
         })
         .await;
@@ -536,8 +542,9 @@ impl crate::node::NodePlacement for EngineHandle {
         name: String,
         epoch: u64,
         limits: howl_core::domain::Admission,
+        traits: howl_core::domain::NodeTraits,
     ) -> crate::node::BoxFuture<'_, ()> {
-        Box::pin(async move { self.node_joined(&name, epoch, limits).await })
+        Box::pin(async move { self.node_joined(&name, epoch, limits, traits).await })
     }
 
     fn lost(
@@ -603,6 +610,11 @@ pub fn spawn(
     });
     let mut domain = domain;
     domain.set_placement(settings.placement);
+    // What an app's `requires_gpu` is matched against on this machine.
+    domain.set_local_traits(howl_core::domain::NodeTraits {
+        labels: Default::default(),
+        gpus: crate::node::agent::count_gpus(),
+    });
     if !settings.local_node {
         // Before anything runs: only media nodes take producers.
         domain.node_lost(Instant::now(), crate::node::LOCAL, 0, "local_node = false");

@@ -113,7 +113,7 @@ fn load_or_create_identity(dir: &Path) -> Result<howl_io::IdentityPem, String> {
 }
 
 /// GPUs this machine shows: DRM render nodes, else NVIDIA device nodes.
-fn count_gpus() -> u32 {
+pub(crate) fn count_gpus() -> u32 {
     let count = |dir: &str, prefix: &str, digits_only: bool| {
         std::fs::read_dir(dir).map_or(0, |d| {
             d.flatten()
@@ -235,6 +235,8 @@ pub struct AgentConfig {
     pub name: Option<String>,
     pub labels: Vec<String>,
     pub max_producers: Option<u32>,
+    /// Video encoder sessions at once, across codecs (`None`: unlimited).
+    pub max_encoder_sessions: Option<u32>,
 }
 
 /// `howl node`: joins and serves until SIGTERM/SIGINT.
@@ -282,13 +284,19 @@ pub async fn run(args: AgentConfig) -> Result<(), String> {
         Vec::new()
     });
     let max_producers = args.max_producers.unwrap_or(0);
+    // A hardware encoder's session limit holds across its codecs: each codec reports it,
+    // and the node's total is the same budget (placement holds one session per producer).
+    let sessions = args.max_encoder_sessions.unwrap_or(0);
     let capacity = Capacity {
         max_producers,
-        max_encoder_sessions: 0,
+        max_encoder_sessions: sessions,
         cores: std::thread::available_parallelism()
             .map_or(0, |n| u32::try_from(n.get()).unwrap_or(0)),
         gpus: count_gpus(),
-        encoders: codecs.iter().map(|c| (c.name().to_owned(), 0)).collect(),
+        encoders: codecs
+            .iter()
+            .map(|c| (c.name().to_owned(), sessions))
+            .collect(),
     };
     let ctx = Arc::new(Ctx {
         control_plane: args.control_plane.clone(),

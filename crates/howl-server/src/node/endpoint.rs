@@ -210,11 +210,15 @@ async fn control(
         max_encoder_sessions: (join.capacity.max_encoder_sessions > 0)
             .then_some(join.capacity.max_encoder_sessions),
     };
+    let traits = howl_core::domain::NodeTraits {
+        labels: join.labels.iter().cloned().collect(),
+        gpus: join.capacity.gpus,
+    };
     let epoch = nodes.register(&name, peer, join.labels, join.capacity, out_tx);
     nodes.counters.joins.fetch_add(1, Ordering::Relaxed);
     tracing::info!(%peer, node = %name, first_join, "media node joined");
     if let Some(e) = nodes.engine.get() {
-        e.joined(name.clone(), epoch, limits).await;
+        e.joined(name.clone(), epoch, limits, traits).await;
     }
     nodes.events.publish(
         Audience::AdminOnly,

@@ -45,12 +45,13 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// Where joins and losses go: the streaming engine's placement (implemented by its handle;
 /// a trait so the registry needs nothing of the engine, which uses the registry).
 pub trait NodePlacement: Send + Sync {
-    /// A node joined (its connection `epoch`) with these limits.
+    /// A node joined (its connection `epoch`) with these limits, labels and GPUs.
     fn joined(
         &self,
         name: String,
         epoch: u64,
         limits: howl_core::domain::Admission,
+        traits: howl_core::domain::NodeTraits,
     ) -> BoxFuture<'_, ()>;
     /// A node's connection `epoch` is lost: its producers end with `node_lost` (unless a
     /// newer connection joined meanwhile); how many did.
@@ -425,6 +426,15 @@ impl Nodes {
         drop(pending);
         let (stream, rest, _) = conn;
         p.reply.send((stream, rest, pid)).is_ok()
+    }
+
+    /// The names of the nodes whose certificates are pinned (joined once; connected or not).
+    pub fn pinned(&self) -> Vec<String> {
+        self.lock_book()
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect()
     }
 
     /// The connected nodes.

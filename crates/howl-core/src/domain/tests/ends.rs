@@ -99,7 +99,7 @@ fn end_with(reason: &EndReason) -> (H, ViewerId) {
             v
         }
         EndReason::NodeLost { node, detail } => {
-            h.d.node_joined(h.now, node, 1, Admission::default());
+            h.d.node_joined(h.now, node, 1, Admission::default(), NodeTraits::default());
             assert!(h.d.drain_node(LOCAL_NODE));
             let (v, _) = h.stream(FP_A, &a);
             assert_eq!(h.d.node_lost(h.now, node, 1, detail), 1);

@@ -47,6 +47,7 @@ pub(super) fn app(id: i32, title: &str) -> App {
         kind: AppKind::TestPattern { tone_hz: 440 },
         source: AppSource::Builtin,
         owner: None,
+        requires: Default::default(),
     }
 }
 

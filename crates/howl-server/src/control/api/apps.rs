@@ -26,7 +26,8 @@ pub async fn list_apps(
 /// `{"title": "...", "kind": "process", "command": "...", "args": [], "env": {}, "working_dir": null}`
 /// or `{"title": "...", "kind": "docker", "image": "...", "command": [], "env": {}, "mounts": [], "network": "none"}`
 /// or `{"title": "...", "kind": "source", "uri": "rtsp://user:pass@camera/stream"}` (views redact
-/// the credentials).
+/// the credentials); any of them with `"node_labels": {"gpu": "nvidia"}` and/or
+/// `"requires_gpu": true` runs only on a node that has them.
 fn app_body(v: serde_json::Value, owner: Option<u64>) -> Result<howl_core::StoredApp, ApiError> {
     let c: howl_core::apps::AppConfig =
         serde_json::from_value(v).map_err(|e| ApiError::BadRequest(format!("invalid app: {e}")))?;
@@ -54,6 +55,7 @@ fn app_body(v: serde_json::Value, owner: Option<u64>) -> Result<howl_core::Store
     }
     Ok(howl_core::StoredApp {
         title: c.title,
+        requires: c.requires,
         kind: c.kind,
         owner,
     })

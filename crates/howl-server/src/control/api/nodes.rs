@@ -4,7 +4,7 @@
 
 use super::{ApiError, ApiState, ErrorBody, admin_only, body, unavailable};
 use crate::domain::auth::Principal;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,8 @@ pub struct NodeView {
     /// `local` for the built-in node.
     pub name: String,
     /// `ready`: it takes new producers; `draining`: it runs its producers to their end and
-    /// takes no new one.
+    /// takes no new one; `disconnected`: a media node that joined once (its certificate is
+    /// pinned, so it may rejoin without a token) and is not connected now.
     pub state: String,
     /// Producers it runs now (private launches, lobbies, app shares).
     pub producers: u32,
@@ -47,13 +48,23 @@ pub struct NodeView {
     pub address: Option<String>,
 }
 
+/// Options of the nodes listing.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NodesQuery {
+    /// Also list the media nodes that joined once and are not connected now (state
+    /// `disconnected`). Default false: the nodes placement can use, connected or local.
+    pub disconnected: Option<bool>,
+}
+
 /// The nodes that run producers (admin only).
-#[utoipa::path(get, path = "/api/v1/nodes",
+#[utoipa::path(get, path = "/api/v1/nodes", params(NodesQuery),
     responses((status = 200, body = Vec<NodeView>), (status = 403, body = super::ErrorBody),
         (status = 503, body = super::ErrorBody)))]
 pub async fn nodes(
     State(st): State<ApiState>,
     Extension(p): Extension<Principal>,
+    Query(q): Query<NodesQuery>,
 ) -> Result<Json<Vec<NodeView>>, ApiError> {
     admin_only(&p)?;
     let engine = st.engine.counters().await.ok_or_else(unavailable)?;
@@ -73,8 +84,8 @@ pub async fn nodes(
             workers: 0,
             encoders: Vec::new(),
             cores: 0,
-            gpus: 0,
-            labels: BTreeMap::new(),
+            gpus: slot.traits.gpus,
+            labels: slot.traits.labels.clone(),
             address: None,
         };
         if name == LOCAL_NODE {
@@ -91,6 +102,31 @@ pub async fn nodes(
             v.address = Some(r.addr.to_string());
         }
         out.push(v);
+    }
+    // Pinned but not connected (stopped, lost, or not yet back): listed on request so an
+    // operator sees it and can remove it; it takes nothing.
+    let pinned = if q.disconnected.unwrap_or(false) {
+        st.nodes.pinned()
+    } else {
+        Vec::new()
+    };
+    for name in pinned {
+        if out.iter().all(|v| v.name != name) {
+            out.push(NodeView {
+                name,
+                state: "disconnected".into(),
+                producers: 0,
+                max_producers: 0,
+                encoder_sessions: 0,
+                max_encoder_sessions: 0,
+                workers: 0,
+                encoders: Vec::new(),
+                cores: 0,
+                gpus: 0,
+                labels: BTreeMap::new(),
+                address: None,
+            });
+        }
     }
     Ok(Json(out))
 }
