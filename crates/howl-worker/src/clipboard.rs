@@ -83,14 +83,7 @@ impl Clipboard {
         let err = |what: &str, e: &dyn std::fmt::Display| {
             WorkerError::Pipeline(format!("X clipboard on {display}: {what}: {e}"))
         };
-        let (conn, screen) =
-            RustConnection::connect(Some(display)).map_err(|e| err("connect", &e))?;
-        let root = conn
-            .setup()
-            .roots
-            .get(screen)
-            .map(|s| s.root)
-            .ok_or_else(|| WorkerError::Pipeline("X display has no screen".into()))?;
+        let (conn, root) = crate::xinject::connect_root(display, "X clipboard")?;
         conn.xfixes_query_version(5, 0)
             .map_err(|e| err("XFIXES", &e))?
             .reply()

@@ -46,20 +46,30 @@ pub struct Injector {
     viewers: HashMap<u64, Translator>,
 }
 
+/// A connection to `display` (`:N`) and its first screen's root window: how each of the
+/// worker's X clients (input injection, clipboard) starts; `what` names it in errors.
+pub(crate) fn connect_root(
+    display: &str,
+    what: &str,
+) -> Result<(RustConnection, x11rb::protocol::xproto::Window), WorkerError> {
+    let (conn, screen) = RustConnection::connect(Some(display))
+        .map_err(|e| WorkerError::Pipeline(format!("{what} on {display}: connect: {e}")))?;
+    let root = conn
+        .setup()
+        .roots
+        .get(screen)
+        .map(|s| s.root)
+        .ok_or_else(|| WorkerError::Pipeline(format!("{what} on {display}: no screen")))?;
+    Ok((conn, root))
+}
+
 impl Injector {
     /// Connects to `display` (`:N`) and reads its keyboard map.
     pub fn connect(display: &str, width: u32, height: u32) -> Result<Self, WorkerError> {
         let err = |what: &str, e: &dyn std::fmt::Display| {
             WorkerError::Pipeline(format!("X input on {display}: {what}: {e}"))
         };
-        let (conn, screen) =
-            RustConnection::connect(Some(display)).map_err(|e| err("connect", &e))?;
-        let root = conn
-            .setup()
-            .roots
-            .get(screen)
-            .map(|s| s.root)
-            .ok_or_else(|| WorkerError::Pipeline("X display has no screen".into()))?;
+        let (conn, root) = connect_root(display, "X input")?;
         conn.xtest_get_version(2, 2)
             .map_err(|e| err("XTest", &e))?
             .reply()

@@ -75,13 +75,22 @@ pub enum TlsSetupError {
     Rustls(#[from] rustls::Error),
 }
 
-/// Builds the HTTPS server configuration.
-pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, TlsSetupError> {
+/// The host's certificate and key from the state directory's PEM text.
+fn cert_and_key(
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsSetupError> {
     use rustls::pki_types::pem::PemObject;
     let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
         .map_err(|e| TlsSetupError::Cert(e.to_string()))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| TlsSetupError::Key(e.to_string()))?;
+    Ok((cert, key))
+}
+
+/// Builds the HTTPS server configuration.
+pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let (cert, key) = cert_and_key(cert_pem, key_pem)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = Arc::new(AcceptAnyClientCert {
         algs: provider.signature_verification_algorithms,
@@ -110,11 +119,7 @@ pub fn node_server_config(
     cert_pem: &str,
     key_pem: &str,
 ) -> Result<Arc<ServerConfig>, TlsSetupError> {
-    use rustls::pki_types::pem::PemObject;
-    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
-        .map_err(|e| TlsSetupError::Cert(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| TlsSetupError::Key(e.to_string()))?;
+    let (cert, key) = cert_and_key(cert_pem, key_pem)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = Arc::new(AcceptAnyClientCert {
         algs: provider.signature_verification_algorithms,
