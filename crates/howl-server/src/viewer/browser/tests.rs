@@ -18,15 +18,8 @@ fn candidate() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8555))
 }
 
-/// A browser-like offer (receive-only video and audio) listing these H.264 formats.
-fn offer_with(h264: &[(bool, u32)]) -> String {
-    let mut config = RtcConfig::new().clear_codecs().enable_opus(true, false);
-    for (i, (mode1, plid)) in h264.iter().enumerate() {
-        let pt = 96 + 2 * i as u8;
-        config
-            .codec_config()
-            .add_h264(pt.into(), Some((pt + 1).into()), *mode1, *plid);
-    }
+/// The offer a receive-only browser page makes (video and audio) with the codecs of `config`.
+fn recvonly_offer(config: RtcConfig) -> String {
     let mut client = config.build(origin());
     client.add_local_candidate(
         Candidate::host(SocketAddr::from(([127, 0, 0, 1], 40000)), "udp").unwrap(),
@@ -38,18 +31,28 @@ fn offer_with(h264: &[(bool, u32)]) -> String {
     offer.to_sdp_string()
 }
 
-fn answer(offer: &str) -> Result<Negotiated, WhepError> {
+/// A browser-like offer (receive-only video and audio) listing these H.264 formats.
+fn offer_with(h264: &[(bool, u32)]) -> String {
+    let mut config = RtcConfig::new().clear_codecs().enable_opus(true, false);
+    for (i, (mode1, plid)) in h264.iter().enumerate() {
+        let pt = 96 + 2 * i as u8;
+        config
+            .codec_config()
+            .add_h264(pt.into(), Some((pt + 1).into()), *mode1, *plid);
+    }
+    recvonly_offer(config)
+}
+
+/// The answer to `offer` for a producer that encodes `format`.
+fn answer_for(offer: &str, format: &VideoFormat) -> Result<Negotiated, WhepError> {
     let parsed =
         SdpOffer::from_sdp_string(offer).map_err(|e| WhepError::BadOffer(e.to_string()))?;
-    negotiate(
-        parsed,
-        offer,
-        &VideoFormat::H264 {
-            sps: SPS_CONSTRAINED_BASELINE.to_vec(),
-        },
-        candidate(),
-        origin(),
-    )
+    negotiate(parsed, offer, format, candidate(), origin())
+}
+
+fn answer(offer: &str) -> Result<Negotiated, WhepError> {
+    let sps = SPS_CONSTRAINED_BASELINE.to_vec();
+    answer_for(offer, &VideoFormat::H264 { sps })
 }
 
 /// A browser-like offer listing AV1 (and, if `h264`, constrained baseline H.264 too).
@@ -63,21 +66,11 @@ fn av1_offer(h264: bool) -> String {
             .codec_config()
             .add_h264(96.into(), Some(97.into()), true, 0x42e01f);
     }
-    let mut client = config.build(origin());
-    client.add_local_candidate(
-        Candidate::host(SocketAddr::from(([127, 0, 0, 1], 40000)), "udp").unwrap(),
-    );
-    let mut api = client.sdp_api();
-    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-    let (offer, _pending) = api.apply().unwrap();
-    offer.to_sdp_string()
+    recvonly_offer(config)
 }
 
 fn answer_av1(offer: &str) -> Result<Negotiated, WhepError> {
-    let parsed =
-        SdpOffer::from_sdp_string(offer).map_err(|e| WhepError::BadOffer(e.to_string()))?;
-    negotiate(parsed, offer, &VideoFormat::Av1, candidate(), origin())
+    answer_for(offer, &VideoFormat::Av1)
 }
 
 #[test]
@@ -446,11 +439,8 @@ async fn rig(codec: Codec, max_pending_offers: usize) -> Rig {
         labels: Mutex::default(),
         ended: Mutex::default(),
     });
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    let udp = Arc::new(WebRtcUdp::new(sock, addr));
     let shutdown = CancellationToken::new();
-    tokio::spawn(udp.clone().serve(shutdown.clone()));
+    let udp = serving_udp(&shutdown).await;
     let whep = Whep::new(
         engine.clone(),
         udp.clone(),
@@ -631,11 +621,8 @@ async fn two_clients_share_one_port_and_receive_the_producers_frames() {
         labels: Mutex::default(),
         ended: Mutex::default(),
     });
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    let udp = Arc::new(WebRtcUdp::new(sock, addr));
     let shutdown = CancellationToken::new();
-    tokio::spawn(udp.clone().serve(shutdown.clone()));
+    let udp = serving_udp(&shutdown).await;
     let whep = Whep::new(
         engine.clone(),
         udp.clone(),
@@ -747,4 +734,13 @@ fn the_answered_h264_format_is_one_the_offer_lists() {
         assert_ne!(p & 0x4000, 0, "constraint_set1: {p:06x}");
     }
     assert!(ours & 0xff <= theirs & 0xff, "{ours:06x} vs {theirs:06x}");
+}
+
+/// The shared WebRTC UDP endpoint on a free loopback port, serving until `shutdown`.
+pub(super) async fn serving_udp(shutdown: &CancellationToken) -> Arc<WebRtcUdp> {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let udp = Arc::new(WebRtcUdp::new(sock, addr));
+    tokio::spawn(udp.clone().serve(shutdown.clone()));
+    udp
 }

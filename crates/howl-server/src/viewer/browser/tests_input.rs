@@ -164,11 +164,8 @@ async fn the_clipboard_crosses_only_for_a_page_that_controls() {
         stats: stats.clone(),
         cancel: Mutex::default(),
     });
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    let udp = Arc::new(WebRtcUdp::new(sock, addr));
     let shutdown = CancellationToken::new();
-    tokio::spawn(udp.clone().serve(shutdown.clone()));
+    let udp = super::tests::serving_udp(&shutdown).await;
     let whep = Whep::new(
         engine.clone(),
         udp,
