@@ -160,15 +160,24 @@ def test_whep_refuses_without_allocating(howl):
     assert status["engine"]["sessions_ended"].get("never_connected") == 1, status["engine"]
 
 
+WEBRTC_FLAGS = (
+    # Loopback ICE: host candidates on 127.0.0.1, not hidden behind mDNS names.
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    # The page's AudioContext runs without a click.
+    "--autoplay-policy=no-user-gesture-required")
+
+
+def webrtc_chromium(what: str, window: tuple[int, int]):
+    """Headless Chromium set up for WebRTC on loopback (every browser viewer test's)."""
+    driver = chromium(what, window, WEBRTC_FLAGS)
+    driver.set_script_timeout(30)
+    return driver
+
+
 @pytest.fixture
 def browser():
-    driver = chromium("the browser viewer test", (800, 600), (
-        # Loopback ICE: host candidates on 127.0.0.1, not hidden behind mDNS names.
-        "--allow-loopback-in-peer-connection",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        # The page's AudioContext runs without a click.
-        "--autoplay-policy=no-user-gesture-required"))
-    driver.set_script_timeout(30)
+    driver = webrtc_chromium("the browser viewer test", (800, 600))
     try:
         yield driver
     finally:

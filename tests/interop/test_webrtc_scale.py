@@ -15,9 +15,10 @@ import time
 
 import pytest
 
-from conftest import chromium, finish_client, run_client, wait_until
+from conftest import finish_client, run_client, wait_until
 from test_rtsp_egress import assert_increasing, band_filter, counters_of
-from test_webrtc import FPS, HEIGHT, WIDTH, counter_now, make_lobby, open_watch, sessions, wait
+from test_webrtc import (FPS, HEIGHT, WIDTH, counter_now, make_lobby, open_watch, sessions,
+                         wait, webrtc_chromium)
 
 BROWSERS = 4
 PLAYERS = 10
@@ -31,12 +32,7 @@ def browsers():
     drivers = []
     try:
         for i in range(BROWSERS):
-            d = chromium(f"browser viewer {i} of the scale test", (700, 420), (
-                "--allow-loopback-in-peer-connection",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-                "--autoplay-policy=no-user-gesture-required"))
-            d.set_script_timeout(30)
-            drivers.append(d)
+            drivers.append(webrtc_chromium(f"browser viewer {i} of the scale test", (700, 420)))
         yield drivers
     finally:
         for d in drivers:

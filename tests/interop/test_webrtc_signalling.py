@@ -15,9 +15,9 @@ import urllib.request
 
 import pytest
 
-from conftest import chromium, wait_until
+from conftest import wait_until
 from test_webrtc import CHROMIUM_LIKE, INBOUND_VIDEO, UI_TIMEOUT, make_lobby, offer, sessions, \
-    wait, whep
+    wait, webrtc_chromium, whep
 
 TURN_SECRET = "s3cret-turn-credential"
 ICE_SERVERS = ('[{urls=["stun:127.0.0.1:3478"]},'
@@ -28,11 +28,7 @@ ALLOWED_ORIGIN = "https://app.example"
 
 @pytest.fixture
 def browser():
-    driver = chromium("the browser signalling test", (1280, 800), (
-        "--allow-loopback-in-peer-connection",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--autoplay-policy=no-user-gesture-required"))
-    driver.set_script_timeout(30)
+    driver = webrtc_chromium("the browser signalling test", (1280, 800))
     try:
         yield driver
     finally:
