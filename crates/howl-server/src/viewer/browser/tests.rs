@@ -612,35 +612,10 @@ async fn a_preview_is_video_only() {
 /// frames; when the engine ends one, its driver stops and its routes are gone.
 #[tokio::test]
 async fn two_clients_share_one_port_and_receive_the_producers_frames() {
-    let (worker, ends) = crate::worker::Worker::detached();
-    let (tx, _) = tokio::sync::watch::channel(Some(Arc::new(worker)));
-    let engine = Arc::new(FakeEngine {
-        codec: Codec::H264,
-        worker: tx,
-        joined: Mutex::default(),
-        labels: Mutex::default(),
-        ended: Mutex::default(),
-    });
-    let shutdown = CancellationToken::new();
-    let udp = serving_udp(&shutdown).await;
-    let whep = Whep::new(
-        engine.clone(),
-        udp.clone(),
-        WhepSettings {
-            silence: Duration::from_secs(10),
-            ..WhepSettings::default()
-        },
-        shutdown.clone(),
-    );
-    // The producer: a keyframe every 20 ms (every frame a keyframe keeps the test short).
-    let video = ends.video.clone();
-    let producer = tokio::spawn(async move {
-        for seq in 0.. {
-            let _ = video.send(keyframe(seq));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    let run = async { tokio::join!(client_receives(&whep, 5), client_receives(&whep, 5)) };
+    // The rig's defaults: silence 10 s, the default cap on pending offers.
+    let r = rig(Codec::H264, DEFAULT_MAX_PENDING_OFFERS).await;
+    let (whep, engine, udp) = (&r.whep, &r.engine, &r.udp);
+    let run = async { tokio::join!(client_receives(whep, 5), client_receives(whep, 5)) };
     let ((s1, n1), (s2, n2)) = tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("both clients receive frames");
@@ -657,8 +632,6 @@ async fn two_clients_share_one_port_and_receive_the_producers_frames() {
     .await
     .expect("the ended viewer's route goes away");
     assert!(engine.ended.lock().unwrap().is_empty());
-    shutdown.cancel();
-    producer.abort();
 }
 
 /// An offer that parses but receives no video is refused before it takes a place (`/play`
