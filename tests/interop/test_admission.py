@@ -25,6 +25,19 @@ def refused_total(h, path: str) -> float:
     return float(m.group(1))
 
 
+def share_status(h, app_path: str) -> int:
+    """The status an RTSP player gets for DESCRIBE of an app share (`/app/<title>`), which
+    starts a producer: 503 when admission refuses it."""
+    rtsp = Rtsp(h.rtsp_port)
+    try:
+        status, _, _ = rtsp.request("DESCRIBE", rtsp.url(app_path),
+                                    {"Authorization": basic("admin", h.token),
+                                     "Accept": "application/sdp"})
+        return status
+    finally:
+        rtsp.close()
+
+
 def producers(h) -> dict:
     return h.api("GET", "/api/v1/status")[1]["engine"]["admission"]
 
@@ -63,14 +76,8 @@ def test_the_third_producer_is_refused_on_every_path_and_the_next_fits_after_one
         assert not res["ok"], res
         assert REASON in res["error"] and "503" in res["error"], res
         # An RTSP player starting an app share: 503.
-        rtsp = Rtsp(h.rtsp_port)
-        try:
-            url = rtsp.url("/app/Test%20Pattern")
-            status, _, _ = rtsp.request("DESCRIBE", url, {"Authorization": basic("admin", h.token),
-                                                          "Accept": "application/sdp"})
-            assert status == 503, status
-        finally:
-            rtsp.close()
+        status = share_status(h, "/app/Test%20Pattern")
+        assert status == 503, status
 
         # Nothing started for them: the same two workers, two producers, one session.
         assert sorted(h.workers()) == workers

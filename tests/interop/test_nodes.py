@@ -38,8 +38,7 @@ import conftest
 from conftest import (fds_of, finish_client, howl_bin, needs_xvfb, rss_kb, run_client,
                       start_streaming, stop_client, threads_of, wait_for, wait_until,
                       workers_of)
-from rtsp_player import Rtsp, basic
-from test_admission import refused_total
+from test_admission import refused_total, share_status
 from test_desktop import marked_processes
 from test_rtsp_egress import assert_increasing, counters_of, needs_ffmpeg, rtsp_status, url
 
@@ -594,14 +593,8 @@ def test_two_slots_per_node_four_launches_fit_the_fifth_is_refused_and_nothing_l
         status, body = h.api("POST", "/api/v1/lobbies", {"name": "One more", "app": "Test Pattern"})
         assert status == 409 and reason in body["error"], (status, body)
         # An RTSP player starting an app share: 503.
-        rtsp = Rtsp(h.rtsp_port)
-        try:
-            status, _, _ = rtsp.request("DESCRIBE", rtsp.url("/app/Test%20Pattern"),
-                                        {"Authorization": basic("admin", h.token),
-                                         "Accept": "application/sdp"})
-            assert status == 503, status
-        finally:
-            rtsp.close()
+        status = share_status(h, "/app/Test%20Pattern")
+        assert status == 503, status
         assert [refused_total(h, path) for path in ("launch", "lobby", "player")] == [1, 1, 1]
         refusals = [line for line in h.log().splitlines() if "admission refused" in line]
         assert len(refusals) == 3 and all(reason in r for r in refusals), refusals

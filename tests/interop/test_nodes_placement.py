@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import howl_bin, run_client, start_streaming, stop_client, wait_for
-from rtsp_player import Rtsp, basic
+from test_admission import share_status
 from test_nodes import netns, netns_factory, nodes_of  # noqa: F401 (fixtures)
 
 MISSING = "missing label gpu=nvidia"
@@ -73,14 +73,8 @@ def test_an_app_requiring_a_label_is_refused_until_a_node_has_it_then_placed_the
     assert not res["ok"] and MISSING in res["error"] and "503" in res["error"], res
     status, body = h.api("POST", "/api/v1/lobbies", {"name": "Gpu", "app": "GPU Pattern"})
     assert status == 409 and MISSING in body["error"], (status, body)
-    rtsp = Rtsp(h.rtsp_port)
-    try:
-        url = rtsp.url("/app/GPU%20Pattern")
-        status, _, _ = rtsp.request("DESCRIBE", url, {"Authorization": basic("admin", h.token),
-                                                      "Accept": "application/sdp"})
-        assert status == 503, status
-    finally:
-        rtsp.close()
+    status = share_status(h, "/app/GPU%20Pattern")
+    assert status == 503, status
     # An API-created app carries its requirements the same way.
     status, api_app = h.api("POST", "/api/v1/apps", {"title": "Zoned", "kind": "test-pattern",
                                                      "node_labels": {"zone": "x"}})
